@@ -1,0 +1,82 @@
+use serde_json::json;
+
+use super::*;
+
+#[test]
+fn azure_first_chunk_and_filter_only_chunks_parse() {
+    let first: ChatChunk = serde_json::from_value(json!({
+        "choices": [], "created": 0, "id": "", "model": "", "object": "",
+        "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]
+    }))
+    .unwrap();
+    assert!(first.choices.is_empty());
+    assert!(!first.has_content());
+    assert!(first.extra.contains_key("prompt_filter_results"));
+
+    let filter_only: ChatChunk = serde_json::from_value(json!({
+        "id": "", "choices": [{"index": 0, "finish_reason": null,
+            "content_filter_offsets": {"check_offset": 0}, "content_filter_results": {}}]
+    }))
+    .unwrap();
+    assert!(filter_only.choices[0].delta.is_none());
+
+    let null_choices: ChatChunk =
+        serde_json::from_value(json!({"id": "x", "choices": null, "usage": {"prompt_tokens": 1}}))
+            .unwrap();
+    assert!(null_choices.choices.is_empty());
+    assert_eq!(null_choices.usage.unwrap().prompt_tokens, 1);
+}
+
+#[test]
+fn accumulator_rebuilds_text_tool_calls_and_usage() {
+    let chunks = [
+        json!({"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": "lo", "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get", "arguments": "{\"a\""}}]}}]}),
+        json!({"id": "c1", "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}]}),
+        json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}),
+    ];
+    let mut accumulator = StreamAccumulator::default();
+    for chunk in &chunks {
+        accumulator.push(&serde_json::from_value(chunk.clone()).unwrap());
+    }
+    let response = accumulator.finish();
+    assert_eq!(response.id, "c1");
+    assert_eq!(response.text().as_deref(), Some("Hello"));
+    let call = &response.choices[0].message.tool_calls.as_ref().unwrap()[0];
+    assert_eq!(call.function.name, "get");
+    assert_eq!(call.function.arguments, "{\"a\":1}");
+    assert_eq!(response.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(response.usage.unwrap().total_tokens, 5);
+}
+
+#[test]
+fn upstream_body_without_stream_drops_stream_options() {
+    let request: ChatRequest = serde_json::from_value(json!({
+        "model": "group", "messages": [{"role": "user", "content": "hi"}],
+        "stream": true, "stream_options": {"include_usage": true}, "user": "u1",
+        "metadata": {"secret_routing": 1}
+    }))
+    .unwrap();
+    let body = serde_json::to_value(request.upstream("gpt-4o", false)).unwrap();
+    assert_eq!(
+        body,
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "user": "u1"})
+    );
+}
+
+#[test]
+fn unknown_request_fields_round_trip() {
+    let input = json!({
+        "model": "g", "messages": [{"role": "assistant", "content": null, "tool_calls": [
+            {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}], "refusal": null}],
+        "logit_bias": {"50256": -100}, "parallel_tool_calls": false
+    });
+    let request: ChatRequest = serde_json::from_value(input.clone()).unwrap();
+    let mut expected = input;
+    // `content: null` is read as absent.
+    expected["messages"][0].as_object_mut().unwrap().remove("content");
+    assert_eq!(serde_json::to_value(&request).unwrap(), expected);
+}

@@ -1,0 +1,263 @@
+//! Deployment parameters: LiteLLM's `litellm_params` and `model_info`, as providers and the router read
+//! them.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::deserialize_env_string;
+use crate::{SecretString, SilentTargets};
+
+/// A model reference such as `azure/chatgpt-v-2`, `openai/gpt-4o`, `mock/echo` or a bare `gpt-4o`.
+///
+/// A bare name means OpenAI. Which provider prefixes exist is decided where providers are registered,
+/// not here, so a user's own provider can claim a new prefix.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ModelRef {
+    provider: String,
+    name: String,
+}
+
+impl ModelRef {
+    /// Parses `provider/name`, or a bare `name` for OpenAI.
+    ///
+    /// # Errors
+    ///
+    /// Fails on an empty provider or model name.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (provider, name) = match raw.split_once('/') {
+            Some((provider, name)) => (provider, name),
+            None => ("openai", raw),
+        };
+        if provider.is_empty() || name.is_empty() {
+            return Err(format!(
+                "model `{raw}` must look like `provider/model` (e.g. `azure/my-deployment`) or a bare OpenAI model name"
+            ));
+        }
+        Ok(ModelRef {
+            provider: provider.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// The provider prefix (`openai` for a bare name).
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The model or deployment name after the prefix.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.provider, self.name)
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.provider, self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        ModelRef::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for ModelRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One deployment's parameters (LiteLLM's `litellm_params`).
+///
+/// Unknown keys are refused; LiteLLM keys we accept but do not act on are listed by
+/// [`DeploymentParams::ignored_keys`] so the loader can warn about them once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DeploymentParams {
+    /// The provider and model, e.g. `azure/chatgpt-v-2`.
+    pub model: ModelRef,
+    /// The API key; `os.environ/NAME` is read from the environment.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// The API base URL (never holds a secret in our records).
+    #[serde(default, deserialize_with = "deserialize_env_string")]
+    pub api_base: Option<String>,
+    /// Azure's `api-version`.
+    #[serde(default, deserialize_with = "deserialize_env_string")]
+    pub api_version: Option<String>,
+    /// An Entra ID bearer token for Azure, instead of an API key.
+    #[serde(default)]
+    pub azure_ad_token: Option<SecretString>,
+    /// OpenAI organization header.
+    #[serde(default, deserialize_with = "deserialize_env_string")]
+    pub organization: Option<String>,
+    /// Request timeout in seconds.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Stream idle timeout in seconds (the longest wait for the next chunk).
+    #[serde(default)]
+    pub stream_timeout: Option<f64>,
+    /// Provider-SDK retries (accepted for compatibility; the router's `num_retries` is what retries).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Router retries for this deployment's group, overriding the router-wide value.
+    #[serde(default)]
+    pub num_retries: Option<u32>,
+    /// Requests per minute this deployment allows.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute this deployment allows.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Weight for simple-shuffle.
+    #[serde(default)]
+    pub weight: Option<f64>,
+    /// Priority tier: lower orders are tried first.
+    #[serde(default)]
+    pub order: Option<u32>,
+    /// Deployment tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A fixed answer (LiteLLM's mock), used by the `mock` provider.
+    #[serde(default)]
+    pub mock_response: Option<String>,
+    /// Simulated latency of the `mock` provider, in milliseconds (ours).
+    #[serde(default)]
+    pub mock_latency_ms: Option<u64>,
+    /// Fraction of `mock` calls that fail with a 500 (ours).
+    #[serde(default)]
+    pub mock_failure_rate: Option<f64>,
+    /// Model groups to mirror requests to.
+    #[serde(default)]
+    pub silent_model: Option<SilentTargets>,
+    /// Fraction of requests to mirror, 0..=1 (ours; default 1).
+    #[serde(default)]
+    pub silent_sample_rate: Option<f64>,
+    /// Prices may also sit here, as LiteLLM allows.
+    #[serde(default)]
+    pub input_cost_per_token: Option<f64>,
+    /// Prices may also sit here, as LiteLLM allows.
+    #[serde(default)]
+    pub output_cost_per_token: Option<f64>,
+
+    // LiteLLM keys accepted without effect; see `ignored_keys`.
+    #[serde(default)]
+    custom_llm_provider: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    litellm_credential_name: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    max_parallel_requests: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    region_name: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    aws_region_name: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    drop_params: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    use_in_pass_through: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    merge_reasoning_content_in_choices: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    model_info: Option<serde::de::IgnoredAny>,
+}
+
+impl DeploymentParams {
+    /// Parameters for `model` with everything else unset.
+    pub fn new(model: ModelRef) -> Self {
+        DeploymentParams {
+            model,
+            api_key: None,
+            api_base: None,
+            api_version: None,
+            azure_ad_token: None,
+            organization: None,
+            timeout: None,
+            stream_timeout: None,
+            max_retries: None,
+            num_retries: None,
+            rpm: None,
+            tpm: None,
+            weight: None,
+            order: None,
+            tags: Vec::new(),
+            mock_response: None,
+            mock_latency_ms: None,
+            mock_failure_rate: None,
+            silent_model: None,
+            silent_sample_rate: None,
+            input_cost_per_token: None,
+            output_cost_per_token: None,
+            custom_llm_provider: None,
+            litellm_credential_name: None,
+            max_parallel_requests: None,
+            region_name: None,
+            aws_region_name: None,
+            drop_params: None,
+            use_in_pass_through: None,
+            merge_reasoning_content_in_choices: None,
+            model_info: None,
+        }
+    }
+
+    /// LiteLLM keys that were set but that Mirror does not act on.
+    pub fn ignored_keys(&self) -> Vec<&'static str> {
+        let candidates = [
+            ("custom_llm_provider", self.custom_llm_provider.is_some()),
+            ("litellm_credential_name", self.litellm_credential_name.is_some()),
+            ("max_parallel_requests", self.max_parallel_requests.is_some()),
+            ("region_name", self.region_name.is_some()),
+            ("aws_region_name", self.aws_region_name.is_some()),
+            ("drop_params", self.drop_params.is_some()),
+            ("use_in_pass_through", self.use_in_pass_through.is_some()),
+            (
+                "merge_reasoning_content_in_choices",
+                self.merge_reasoning_content_in_choices.is_some(),
+            ),
+            ("model_info", self.model_info.is_some()),
+        ];
+        candidates
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect()
+    }
+}
+
+/// Deployment facts that are not call parameters (LiteLLM's `model_info`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ModelInfo {
+    /// The deployment id; generated from the parameters when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The model to price an Azure deployment as (e.g. `azure/gpt-4o`).
+    #[serde(default)]
+    pub base_model: Option<String>,
+    /// USD per prompt token.
+    #[serde(default)]
+    pub input_cost_per_token: Option<f64>,
+    /// USD per completion token.
+    #[serde(default)]
+    pub output_cost_per_token: Option<f64>,
+    /// Context window, in tokens.
+    #[serde(default)]
+    pub max_input_tokens: Option<u64>,
+    /// Output limit, in tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// `chat`, `embedding`, ...
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Other keys, kept for display.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}

@@ -1,0 +1,42 @@
+//! Core types of Mirror, an LLM router and OpenAI-compatible gateway with traffic mirroring.
+//!
+//! This crate holds what every other Mirror crate shares:
+//! - OpenAI wire types ([`ChatRequest`], [`ChatResponse`], [`ChatChunk`], [`EmbeddingsRequest`],
+//!   [`ErrorBody`]), tolerant on input and forwarding unknown fields;
+//! - call identity ([`CallMeta`], [`CallId`], [`TraceId`]);
+//! - the silent-copy rules, all in [`ChatRequest::to_mirror`];
+//! - deployment parameters ([`DeploymentParams`], [`ModelRef`], [`SilentTargets`]);
+//! - [`CallRecord`], what one call produced, for sinks and reports;
+//! - [`SecretString`], for keys.
+//!
+//! It deliberately does no I/O and depends on no other Mirror crate. Users normally reach these types
+//! through the `mirror` facade.
+
+mod call;
+mod chat;
+mod deployment;
+mod embeddings;
+mod error_body;
+mod mirror;
+mod record;
+mod secret;
+
+pub use call::{
+    CallId, CallMeta, RoutingStamp, TraceId, OPT_OUT_METADATA_KEY, TAGS_METADATA_KEY,
+    TRACE_ID_METADATA_KEY,
+};
+pub use chat::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChunkChoice, ContentPart, Delta,
+    FunctionCall, MessageContent, StreamAccumulator, StreamOptions, Tool, ToolCall,
+    UpstreamChatRequest, Usage, ROUTER_ONLY_KEYS,
+};
+pub use deployment::{DeploymentParams, ModelInfo, ModelRef};
+pub use embeddings::{
+    Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, UpstreamEmbeddingsRequest,
+};
+pub use error_body::{ErrorBody, ErrorDetail};
+pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
+pub use record::{
+    epoch_seconds, CallRecord, CallStatus, CallType, ErrorInformation, RecordMetadata, SpendKind,
+};
+pub use secret::{deserialize_env_string, resolve_env_reference, SecretString, ENV_REFERENCE_PREFIX};
