@@ -1,0 +1,160 @@
+//! Azure OpenAI.
+
+use async_trait::async_trait;
+use mirror_core::{
+    ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
+    SecretString,
+};
+use reqwest::header::HeaderMap;
+
+use crate::http::{insert_header, HttpClient};
+use crate::{timeouts, ChunkStream, Provider, ProviderError};
+
+/// The Azure OpenAI adapter.
+///
+/// URLs: `{api_base}/openai/deployments/{deployment}/chat/completions?api-version={api_version}` (and
+/// `/embeddings`), or with `api_version` `v1`, `latest` or `preview`, the newer
+/// `{api_base}/openai/v1/chat/completions` with the deployment as the body's `model`.
+/// Auth: `api-key: <key>`, or `Authorization: Bearer <azure_ad_token>` (Entra ID).
+/// Defaults come from `AZURE_API_KEY`, `AZURE_API_BASE` and `AZURE_API_VERSION`, read once.
+/// Azure's content-filter fields are kept in the responses; a 400 with code `content_filter` becomes
+/// [`ProviderError::ContentPolicy`].
+#[derive(Debug, Clone)]
+pub struct AzureOpenAi {
+    http: HttpClient,
+    default_key: Option<SecretString>,
+    default_base: Option<String>,
+    default_version: Option<String>,
+}
+
+enum Operation {
+    Chat,
+    Embeddings,
+}
+
+impl AzureOpenAi {
+    /// An adapter on the shared client, with defaults from the environment.
+    pub fn new(http: HttpClient) -> Self {
+        AzureOpenAi {
+            http,
+            default_key: std::env::var("AZURE_API_KEY").ok().map(SecretString::new),
+            default_base: std::env::var("AZURE_API_BASE").ok(),
+            default_version: std::env::var("AZURE_API_VERSION").ok(),
+        }
+    }
+
+    fn base<'a>(&'a self, deployment: &'a DeploymentParams) -> Result<&'a str, ProviderError> {
+        deployment
+            .api_base
+            .as_deref()
+            .or(self.default_base.as_deref())
+            .map(|base| base.trim_end_matches('/'))
+            .ok_or_else(|| ProviderError::Config {
+                message: format!(
+                    "azure deployment `{}` has no `api_base` and AZURE_API_BASE is not set",
+                    deployment.model.name()
+                ),
+            })
+    }
+
+    fn url(&self, deployment: &DeploymentParams, operation: Operation) -> Result<String, ProviderError> {
+        let base = self.base(deployment)?;
+        let version = deployment
+            .api_version
+            .as_deref()
+            .or(self.default_version.as_deref())
+            .ok_or_else(|| ProviderError::Config {
+                message: format!(
+                    "azure deployment `{}` has no `api_version` and AZURE_API_VERSION is not set",
+                    deployment.model.name()
+                ),
+            })?;
+        let path = match operation {
+            Operation::Chat => "chat/completions",
+            Operation::Embeddings => "embeddings",
+        };
+        Ok(if is_v1_surface(version) {
+            format!("{base}/openai/v1/{path}")
+        } else {
+            format!(
+                "{base}/openai/deployments/{}/{path}?api-version={version}",
+                deployment.model.name()
+            )
+        })
+    }
+
+    fn headers(&self, deployment: &DeploymentParams) -> Result<HeaderMap, ProviderError> {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &deployment.azure_ad_token {
+            insert_header(
+                &mut headers,
+                "authorization",
+                &format!("Bearer {}", token.expose()),
+            )?;
+        } else if let Some(key) = deployment.api_key.as_ref().or(self.default_key.as_ref()) {
+            insert_header(&mut headers, "api-key", key.expose())?;
+        } else {
+            return Err(ProviderError::Config {
+                message: format!(
+                    "azure deployment `{}` has no `api_key` or `azure_ad_token`, and AZURE_API_KEY is not set",
+                    deployment.model.name()
+                ),
+            });
+        }
+        Ok(headers)
+    }
+}
+
+fn is_v1_surface(version: &str) -> bool {
+    matches!(version, "v1" | "latest" | "preview")
+}
+
+#[async_trait]
+impl Provider for AzureOpenAi {
+    fn name(&self) -> &str {
+        "azure"
+    }
+
+    fn api_base(&self, deployment: &DeploymentParams) -> String {
+        self.base(deployment).map(str::to_owned).unwrap_or_default()
+    }
+
+    async fn chat(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
+        let url = self.url(deployment, Operation::Chat)?;
+        let (timeout, _) = timeouts(deployment);
+        let body = request.upstream(deployment.model.name(), false);
+        self.http
+            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+
+    async fn chat_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let url = self.url(deployment, Operation::Chat)?;
+        let (timeout, idle) = timeouts(deployment);
+        let body = request.upstream(deployment.model.name(), true);
+        self.http
+            .post_sse(&url, self.headers(deployment)?, &body, timeout, idle)
+            .await
+    }
+
+    async fn embeddings(
+        &self,
+        deployment: &DeploymentParams,
+        request: &EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        let url = self.url(deployment, Operation::Embeddings)?;
+        let (timeout, _) = timeouts(deployment);
+        let body = request.upstream(deployment.model.name());
+        self.http
+            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+}

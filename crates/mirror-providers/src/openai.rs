@@ -1,0 +1,114 @@
+//! OpenAI, and every OpenAI-compatible server reached through `api_base`.
+
+use async_trait::async_trait;
+use mirror_core::{
+    ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
+    SecretString,
+};
+use reqwest::header::HeaderMap;
+
+use crate::http::{insert_header, HttpClient};
+use crate::{timeouts, ChunkStream, Provider, ProviderError};
+
+const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
+
+/// The OpenAI adapter: `POST {api_base}/chat/completions` and `{api_base}/embeddings` with
+/// `Authorization: Bearer <key>` and an optional `OpenAI-Organization` header.
+///
+/// A deployment without `api_key` uses `OPENAI_API_KEY`, read once when the adapter is built; with
+/// neither, no `Authorization` header is sent (local servers such as Ollama need none). A deployment
+/// without `api_base` uses `OPENAI_API_BASE` (or `OPENAI_BASE_URL`), then the public API.
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    http: HttpClient,
+    default_key: Option<SecretString>,
+    default_base: String,
+}
+
+impl OpenAi {
+    /// An adapter on the shared client, with defaults from the environment.
+    pub fn new(http: HttpClient) -> Self {
+        let default_key = std::env::var("OPENAI_API_KEY").ok().map(SecretString::new);
+        let default_base = std::env::var("OPENAI_API_BASE")
+            .or_else(|_| std::env::var("OPENAI_BASE_URL"))
+            .unwrap_or_else(|_| DEFAULT_API_BASE.to_owned());
+        OpenAi {
+            http,
+            default_key,
+            default_base,
+        }
+    }
+
+    fn base<'a>(&'a self, deployment: &'a DeploymentParams) -> &'a str {
+        deployment
+            .api_base
+            .as_deref()
+            .unwrap_or(&self.default_base)
+            .trim_end_matches('/')
+    }
+
+    fn headers(&self, deployment: &DeploymentParams) -> Result<HeaderMap, ProviderError> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = deployment.api_key.as_ref().or(self.default_key.as_ref()) {
+            insert_header(
+                &mut headers,
+                "authorization",
+                &format!("Bearer {}", key.expose()),
+            )?;
+        }
+        if let Some(organization) = &deployment.organization {
+            insert_header(&mut headers, "openai-organization", organization)?;
+        }
+        Ok(headers)
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAi {
+    fn name(&self) -> &str {
+        "openai"
+    }
+
+    fn api_base(&self, deployment: &DeploymentParams) -> String {
+        self.base(deployment).to_owned()
+    }
+
+    async fn chat(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
+        let url = format!("{}/chat/completions", self.base(deployment));
+        let (timeout, _) = timeouts(deployment);
+        let body = request.upstream(deployment.model.name(), false);
+        self.http
+            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+
+    async fn chat_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ChatRequest,
+    ) -> Result<ChunkStream, ProviderError> {
+        let url = format!("{}/chat/completions", self.base(deployment));
+        let (timeout, idle) = timeouts(deployment);
+        let body = request.upstream(deployment.model.name(), true);
+        self.http
+            .post_sse(&url, self.headers(deployment)?, &body, timeout, idle)
+            .await
+    }
+
+    async fn embeddings(
+        &self,
+        deployment: &DeploymentParams,
+        request: &EmbeddingsRequest,
+    ) -> Result<EmbeddingsResponse, ProviderError> {
+        let url = format!("{}/embeddings", self.base(deployment));
+        let (timeout, _) = timeouts(deployment);
+        let body = request.upstream(deployment.model.name());
+        self.http
+            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+}
