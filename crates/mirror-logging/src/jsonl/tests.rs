@@ -1,0 +1,61 @@
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use super::*;
+use crate::test_support::record;
+
+static FAKE_NOW: AtomicI64 = AtomicI64::new(1_737_026_934);
+
+fn fake_clock() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(FAKE_NOW.load(Ordering::SeqCst))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[tokio::test]
+async fn daily_rotation_names_the_file_after_its_day() {
+    let dir = std::env::temp_dir().join(format!(
+        "mirror-logging-daily-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let path = dir.join("mirror.jsonl");
+    let sink =
+        JsonlSink::new(JsonlConfig::new(&path).with_daily_rotation(true)).with_clock(fake_clock);
+
+    // 2025-01-16T11:28:54Z
+    FAKE_NOW.store(1_737_026_934, Ordering::SeqCst);
+    sink.write(&[record(), record()]).await.unwrap();
+    // Same day: no rotation.
+    FAKE_NOW.store(1_737_026_934 + 3600, Ordering::SeqCst);
+    sink.write(&[record()]).await.unwrap();
+    // Next day.
+    FAKE_NOW.store(1_737_026_934 + 86_400, Ordering::SeqCst);
+    sink.write(&[record()]).await.unwrap();
+    sink.flush().await.unwrap();
+
+    let rotated = dir.join("mirror.2025-01-16.1.jsonl");
+    let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+    assert_eq!(lines(&rotated), 3);
+    assert_eq!(lines(&path), 1);
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["mirror.2025-01-16.1.jsonl", "mirror.jsonl"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rotated_names_take_the_next_free_number() {
+    let dir = std::env::temp_dir().join(format!("mirror-logging-names-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("calls.log");
+    let day = OffsetDateTime::from_unix_timestamp(1_737_026_934)
+        .unwrap()
+        .date();
+    let first = rotated_path(&path, day);
+    assert_eq!(first, dir.join("calls.2025-01-16.1.log"));
+    std::fs::write(&first, b"").unwrap();
+    assert_eq!(rotated_path(&path, day), dir.join("calls.2025-01-16.2.log"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
