@@ -1,1 +1,39 @@
-//! placeholder
+//! The router of Mirror: LiteLLM's Router with `silent_model`, done properly.
+//!
+//! - [`Router`]: resolves a model group (or alias), picks a deployment ([`RoutingStrategy`]), retries
+//!   with backoff, cools failing deployments down, falls back to other groups, and emits one
+//!   `CallRecord` per call to a [`RecordConsumer`].
+//! - Silent mirroring: when the first deployment picked for a client request names a `silent_model`,
+//!   a deep copy of the request is queued for each silent group. Copies run in the background through
+//!   the same router (selection, retries, records) but never mirror again. The queue and the number of
+//!   copies running are bounded; whatever is not run is counted ([`MirrorSnapshot`]).
+//! - [`RouterConfig`]: LiteLLM's `model_list` and `router_settings`, from YAML, JSON or code.
+//! - [`BlockingRouter`]: the same for callers without a runtime.
+//!
+//! Unlike LiteLLM, a request is mirrored once per client request, not once per attempt: retries and
+//! fallbacks of the primary do not multiply shadows, so the shadow sees the production request rate.
+//!
+//! The router knows providers only through the `Provider` trait and does no logging I/O: the `mirror`
+//! facade registers the OpenAI, Azure and mock adapters and feeds records to the log sinks.
+
+mod blocking;
+mod config;
+mod deployment;
+mod error;
+mod mirror;
+mod pricing;
+mod records;
+mod router;
+mod select;
+mod stream;
+
+pub use blocking::{BlockingChatStream, BlockingRouter};
+pub use config::{
+    parse_yaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
+    RoutingStrategy, RoutingStrategyArgs,
+};
+pub use error::{ConfigError, RouterError};
+pub use mirror::{DropReason, MirrorSnapshot, MirrorStats};
+pub use records::RecordConsumer;
+pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
+pub use stream::ChatStream;

@@ -1,0 +1,504 @@
+//! Router configuration: LiteLLM's `model_list` and `router_settings`, read from YAML or JSON or built
+//! in code.
+
+use std::collections::BTreeMap;
+
+use mirror_core::{DeploymentParams, ModelInfo, ModelRef, SecretString, SilentTargets};
+use serde::Deserialize;
+
+use crate::error::{nearest, ConfigError};
+
+/// A whole router configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// The deployments; entries with the same `model_name` form one load-balanced group.
+    #[serde(default)]
+    pub model_list: Vec<ModelDeployment>,
+    /// Router-wide settings.
+    #[serde(default)]
+    pub router_settings: RouterSettings,
+}
+
+impl RouterConfig {
+    /// Parses a YAML (or JSON, which is YAML) document with `model_list` and `router_settings`.
+    ///
+    /// `origin` names the source in error messages (a file name, or `<inline>`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Parse`] with the line, the column and, for a misspelled key, the nearest valid
+    /// name; a missing `os.environ/NAME` variable is named with where it was referenced.
+    pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        parse_yaml(text, origin)
+    }
+
+    /// Parses a JSON document.
+    ///
+    /// # Errors
+    ///
+    /// As [`RouterConfig::from_yaml_str`].
+    pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(text).map_err(|err| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: with_suggestion(&err.to_string()),
+        })
+    }
+
+    /// Adds a deployment.
+    pub fn deployment(mut self, deployment: ModelDeployment) -> Self {
+        self.model_list.push(deployment);
+        self
+    }
+
+    /// LiteLLM keys that were set but that Mirror does not act on, with where they were set.
+    pub fn ignored_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for (index, deployment) in self.model_list.iter().enumerate() {
+            for key in deployment.litellm_params.ignored_keys() {
+                keys.push(format!("model_list[{index}].litellm_params.{key}"));
+            }
+        }
+        for key in self.router_settings.ignored_keys() {
+            keys.push(format!("router_settings.{key}"));
+        }
+        keys
+    }
+}
+
+/// Parses any config-shaped type from YAML with our error style.
+///
+/// # Errors
+///
+/// [`ConfigError::Parse`] with location and suggestion.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<T, ConfigError> {
+    serde_yaml_ng::from_str(text).map_err(|err| ConfigError::Parse {
+        origin: origin.to_owned(),
+        message: with_suggestion(&err.to_string()),
+    })
+}
+
+/// Adds "did you mean" to serde's unknown-field and unknown-variant messages.
+pub(crate) fn with_suggestion(message: &str) -> String {
+    for (marker, noun) in [
+        ("unknown field `", "field"),
+        ("unknown variant `", "variant"),
+    ] {
+        let Some(start) = message.find(marker) else {
+            continue;
+        };
+        let rest = &message[start + marker.len()..];
+        let Some(end) = rest.find('`') else { continue };
+        let unknown = &rest[..end];
+        let expected: Vec<&str> = rest[end..]
+            .split('`')
+            .enumerate()
+            .filter_map(|(i, part)| (i % 2 == 1).then_some(part))
+            .collect();
+        let _ = noun;
+        if let Some(best) = nearest(unknown, expected.iter().copied()) {
+            return format!("{message} (did you mean `{best}`?)");
+        }
+    }
+    message.to_owned()
+}
+
+/// One entry of `model_list`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDeployment {
+    /// The model group this deployment serves (the name clients send).
+    pub model_name: String,
+    /// How to call it.
+    pub litellm_params: DeploymentParams,
+    /// Facts about it (id, prices).
+    #[serde(default)]
+    pub model_info: ModelInfo,
+}
+
+impl ModelDeployment {
+    /// A deployment of `model` (e.g. `azure/chatgpt-v-2`) serving the group `model_name`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `model` is not a valid model reference.
+    pub fn new(model_name: impl Into<String>, model: &str) -> Result<Self, ConfigError> {
+        let model_name = model_name.into();
+        let model = ModelRef::parse(model).map_err(|message| ConfigError::Invalid {
+            origin: "<builder>".to_owned(),
+            location: format!("deployment of `{model_name}`"),
+            message,
+        })?;
+        Ok(ModelDeployment {
+            model_name,
+            litellm_params: DeploymentParams::new(model),
+            model_info: ModelInfo::default(),
+        })
+    }
+
+    /// Sets the API key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.litellm_params.api_key = Some(SecretString::new(key));
+        self
+    }
+
+    /// Sets the API base URL.
+    pub fn api_base(mut self, base: impl Into<String>) -> Self {
+        self.litellm_params.api_base = Some(base.into());
+        self
+    }
+
+    /// Sets Azure's API version.
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.litellm_params.api_version = Some(version.into());
+        self
+    }
+
+    /// Mirrors requests routed to this deployment to the given model groups.
+    ///
+    /// # Errors
+    ///
+    /// Fails on an empty list or an empty name.
+    pub fn silent_model<I, S>(mut self, groups: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let targets = SilentTargets::new(groups).map_err(|message| ConfigError::Invalid {
+            origin: "<builder>".to_owned(),
+            location: format!("deployment of `{}`", self.model_name),
+            message,
+        })?;
+        self.litellm_params.silent_model = Some(targets);
+        Ok(self)
+    }
+
+    /// Mirrors only this fraction (0..=1) of the requests routed here.
+    pub fn silent_sample_rate(mut self, rate: f64) -> Self {
+        self.litellm_params.silent_sample_rate = Some(rate);
+        self
+    }
+
+    /// A fixed answer for the `mock` provider.
+    pub fn mock_response(mut self, text: impl Into<String>) -> Self {
+        self.litellm_params.mock_response = Some(text.into());
+        self
+    }
+
+    /// Simulated latency for the `mock` provider.
+    pub fn mock_latency_ms(mut self, ms: u64) -> Self {
+        self.litellm_params.mock_latency_ms = Some(ms);
+        self
+    }
+
+    /// Fraction of `mock` calls that fail.
+    pub fn mock_failure_rate(mut self, rate: f64) -> Self {
+        self.litellm_params.mock_failure_rate = Some(rate);
+        self
+    }
+
+    /// Weight for simple-shuffle.
+    pub fn weight(mut self, weight: f64) -> Self {
+        self.litellm_params.weight = Some(weight);
+        self
+    }
+
+    /// Requests-per-minute limit.
+    pub fn rpm(mut self, rpm: u64) -> Self {
+        self.litellm_params.rpm = Some(rpm);
+        self
+    }
+
+    /// Tokens-per-minute limit.
+    pub fn tpm(mut self, tpm: u64) -> Self {
+        self.litellm_params.tpm = Some(tpm);
+        self
+    }
+
+    /// Priority tier (lower first).
+    pub fn order(mut self, order: u32) -> Self {
+        self.litellm_params.order = Some(order);
+        self
+    }
+
+    /// Request timeout in seconds.
+    pub fn timeout(mut self, seconds: f64) -> Self {
+        self.litellm_params.timeout = Some(seconds);
+        self
+    }
+
+    /// The deployment id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.model_info.id = Some(id.into());
+        self
+    }
+
+    /// Prices in USD per token.
+    pub fn prices(mut self, input_per_token: f64, output_per_token: f64) -> Self {
+        self.model_info.input_cost_per_token = Some(input_per_token);
+        self.model_info.output_cost_per_token = Some(output_per_token);
+        self
+    }
+}
+
+/// How a deployment is picked within a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingStrategy {
+    /// Weighted random by `weight`, else by `rpm`, else by `tpm`, else uniform.
+    #[default]
+    SimpleShuffle,
+    /// Fewest calls in flight.
+    LeastBusy,
+    /// Lowest recent latency, sharing load among deployments within the buffer.
+    LatencyBasedRouting,
+    /// Lowest usage this minute; deployments over `rpm`/`tpm` are skipped.
+    #[serde(alias = "usage-based-routing-v2")]
+    UsageBasedRouting,
+}
+
+impl RoutingStrategy {
+    /// LiteLLM's name for the strategy.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoutingStrategy::SimpleShuffle => "simple-shuffle",
+            RoutingStrategy::LeastBusy => "least-busy",
+            RoutingStrategy::LatencyBasedRouting => "latency-based-routing",
+            RoutingStrategy::UsageBasedRouting => "usage-based-routing",
+        }
+    }
+}
+
+/// `routing_strategy_args`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingStrategyArgs {
+    /// Latency-based routing shares load among deployments within this fraction of the fastest
+    /// (default 0.1, i.e. 10%).
+    #[serde(default)]
+    pub lowest_latency_buffer: Option<f64>,
+    /// Accepted for compatibility (LiteLLM's cache TTL for latency samples).
+    #[serde(default)]
+    pub ttl: Option<f64>,
+}
+
+/// A model group alias: a plain group name or `{model, hidden}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum GroupAlias {
+    /// `alias: group`.
+    Name(String),
+    /// `alias: {model: group, hidden: true}`.
+    Detailed {
+        /// The group the alias points to.
+        model: String,
+        /// Whether the alias is hidden from model lists.
+        #[serde(default)]
+        hidden: bool,
+    },
+}
+
+impl GroupAlias {
+    /// The group the alias points to.
+    pub fn target(&self) -> &str {
+        match self {
+            GroupAlias::Name(name) => name,
+            GroupAlias::Detailed { model, .. } => model,
+        }
+    }
+}
+
+/// `router_settings`, with LiteLLM's names and defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterSettings {
+    /// How deployments are picked.
+    #[serde(default)]
+    pub routing_strategy: RoutingStrategy,
+    /// Strategy parameters.
+    #[serde(default)]
+    pub routing_strategy_args: RoutingStrategyArgs,
+    /// Retries per group after the first attempt (LiteLLM's default: 2).
+    #[serde(default = "default_num_retries")]
+    pub num_retries: u32,
+    /// Minimum seconds to wait before a retry.
+    #[serde(default)]
+    pub retry_after: f64,
+    /// Default request timeout in seconds for deployments that set none.
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// Default stream idle timeout in seconds for deployments that set none.
+    #[serde(default)]
+    pub stream_timeout: Option<f64>,
+    /// Failures within a minute before a deployment cools down (default 3).
+    #[serde(default = "default_allowed_fails")]
+    pub allowed_fails: u32,
+    /// Seconds a deployment is skipped after it cools down (default 5).
+    #[serde(default = "default_cooldown_time")]
+    pub cooldown_time: f64,
+    /// Never cool deployments down.
+    #[serde(default)]
+    pub disable_cooldowns: bool,
+    /// `[{group: [fallback groups]}]`, tried after a group fails.
+    #[serde(default)]
+    pub fallbacks: Vec<BTreeMap<String, Vec<String>>>,
+    /// Tried when the prompt is too long for a group.
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<BTreeMap<String, Vec<String>>>,
+    /// Tried when a content filter refuses the prompt.
+    #[serde(default)]
+    pub content_policy_fallbacks: Vec<BTreeMap<String, Vec<String>>>,
+    /// Fallbacks for groups without their own.
+    #[serde(default)]
+    pub default_fallbacks: Vec<String>,
+    /// At most this many fallback groups per call (default 5).
+    #[serde(default = "default_max_fallbacks")]
+    pub max_fallbacks: usize,
+    /// Other names for groups.
+    #[serde(default)]
+    pub model_group_alias: BTreeMap<String, GroupAlias>,
+
+    // LiteLLM keys accepted without effect; see `ignored_keys`.
+    #[serde(default)]
+    redis_host: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    redis_port: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    redis_password: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    enable_pre_call_checks: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    cache_responses: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    retry_policy: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    allowed_fails_policy: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    model_group_retry_policy: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    set_verbose: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    debug_level: Option<serde::de::IgnoredAny>,
+}
+
+fn default_num_retries() -> u32 {
+    2
+}
+fn default_allowed_fails() -> u32 {
+    3
+}
+fn default_cooldown_time() -> f64 {
+    5.0
+}
+fn default_max_fallbacks() -> usize {
+    5
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            routing_strategy: RoutingStrategy::default(),
+            routing_strategy_args: RoutingStrategyArgs::default(),
+            num_retries: default_num_retries(),
+            retry_after: 0.0,
+            timeout: None,
+            stream_timeout: None,
+            allowed_fails: default_allowed_fails(),
+            cooldown_time: default_cooldown_time(),
+            disable_cooldowns: false,
+            fallbacks: Vec::new(),
+            context_window_fallbacks: Vec::new(),
+            content_policy_fallbacks: Vec::new(),
+            default_fallbacks: Vec::new(),
+            max_fallbacks: default_max_fallbacks(),
+            model_group_alias: BTreeMap::new(),
+            redis_host: None,
+            redis_port: None,
+            redis_password: None,
+            enable_pre_call_checks: None,
+            cache_responses: None,
+            retry_policy: None,
+            allowed_fails_policy: None,
+            model_group_retry_policy: None,
+            set_verbose: None,
+            debug_level: None,
+        }
+    }
+}
+
+impl RouterSettings {
+    /// LiteLLM keys that were set but that Mirror does not act on.
+    pub fn ignored_keys(&self) -> Vec<&'static str> {
+        [
+            ("redis_host", self.redis_host.is_some()),
+            ("redis_port", self.redis_port.is_some()),
+            ("redis_password", self.redis_password.is_some()),
+            (
+                "enable_pre_call_checks",
+                self.enable_pre_call_checks.is_some(),
+            ),
+            ("cache_responses", self.cache_responses.is_some()),
+            ("retry_policy", self.retry_policy.is_some()),
+            ("allowed_fails_policy", self.allowed_fails_policy.is_some()),
+            (
+                "model_group_retry_policy",
+                self.model_group_retry_policy.is_some(),
+            ),
+            ("set_verbose", self.set_verbose.is_some()),
+            ("debug_level", self.debug_level.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+}
+
+/// Settings of silent mirroring (our own; the gateway reads them from `mirror_settings`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorSettings {
+    /// Silent copies waiting for a free slot; beyond this they are dropped and counted.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Silent calls running at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Sample rate for deployments that set no `silent_sample_rate` (default 1).
+    #[serde(default = "default_sample_rate")]
+    pub default_sample_rate: f64,
+    /// A request-metadata key whose value decides sampling deterministically, after the request's
+    /// `user` (e.g. `session_id`, so a conversation is mirrored whole or not at all).
+    #[serde(default)]
+    pub sample_key: Option<String>,
+    /// Whether mirroring starts switched on (it can be switched at run time).
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_queue_size() -> usize {
+    1024
+}
+fn default_max_in_flight() -> usize {
+    128
+}
+fn default_sample_rate() -> f64 {
+    1.0
+}
+fn default_enabled() -> bool {
+    true
+}
+
+impl Default for MirrorSettings {
+    fn default() -> Self {
+        MirrorSettings {
+            queue_size: default_queue_size(),
+            max_in_flight: default_max_in_flight(),
+            default_sample_rate: default_sample_rate(),
+            sample_key: None,
+            enabled: default_enabled(),
+        }
+    }
+}

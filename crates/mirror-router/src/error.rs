@@ -1,0 +1,134 @@
+//! Errors of configuration and of routed calls.
+
+use std::time::Duration;
+
+use mirror_providers::ProviderError;
+
+/// A configuration that cannot be used. Says what and where: file, line and column for parse errors,
+/// the field path and deployment for validation errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be parsed, or a field has the wrong type or name.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file name, or `<inline>`.
+        origin: String,
+        /// What is wrong, with the line and column and, for a misspelled key, the nearest valid name.
+        message: String,
+    },
+    /// The configuration parsed but is not valid.
+    #[error("{origin}: {location}: {message}")]
+    Invalid {
+        /// The file name, or `<builder>`.
+        origin: String,
+        /// Where: a field path such as `model_list[2].litellm_params.silent_model`.
+        location: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The router was built outside a Tokio runtime.
+    #[error(
+        "the router must be built inside a Tokio runtime; use `BlockingRouter` from plain threads"
+    )]
+    NoRuntime,
+}
+
+/// Why a routed call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouterError {
+    /// No model group (or alias) has this name.
+    #[error("no model group named `{model}`{}", suggestion.as_ref().map(|s| format!(", did you mean `{s}`?")).unwrap_or_default())]
+    UnknownModel {
+        /// The name the caller asked for.
+        model: String,
+        /// The nearest known group name.
+        suggestion: Option<String>,
+    },
+    /// Every deployment of the group is cooling down or over its rate limit.
+    #[error("no healthy deployment in model group `{group}`; retry after {}s", retry_after.as_secs_f64().ceil())]
+    NoHealthyDeployment {
+        /// The model group.
+        group: String,
+        /// When the first deployment becomes available again.
+        retry_after: Duration,
+    },
+    /// The provider call failed after retries and fallbacks.
+    #[error(
+        "model group `{group}`, deployment `{deployment}`: call failed after {attempts} attempt(s)"
+    )]
+    Provider {
+        /// The last model group tried.
+        group: String,
+        /// The last deployment tried.
+        deployment: String,
+        /// Attempts made in all.
+        attempts: u32,
+        /// The last provider error.
+        #[source]
+        source: ProviderError,
+    },
+    /// A blocking call was made on a thread that runs a Tokio runtime, where it would deadlock.
+    #[error(
+        "a blocking router method was called inside a Tokio runtime; use the async `Router` there"
+    )]
+    BlockingInRuntime,
+    /// The router is shutting down.
+    #[error("the router is shutting down")]
+    ShuttingDown,
+    /// The caller stopped reading a stream before it ended.
+    #[error("the stream was dropped before it ended")]
+    Cancelled,
+}
+
+impl RouterError {
+    /// The provider error behind this one, if any.
+    pub fn provider_error(&self) -> Option<&ProviderError> {
+        match self {
+            RouterError::Provider { source, .. } => Some(source),
+            RouterError::UnknownModel { .. }
+            | RouterError::NoHealthyDeployment { .. }
+            | RouterError::BlockingInRuntime
+            | RouterError::ShuttingDown
+            | RouterError::Cancelled => None,
+        }
+    }
+
+    /// A short, stable name of the error kind, for records, metrics and logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            RouterError::UnknownModel { .. } => "unknown_model",
+            RouterError::NoHealthyDeployment { .. } => "no_healthy_deployment",
+            RouterError::Provider { source, .. } => source.class(),
+            RouterError::BlockingInRuntime => "blocking_in_runtime",
+            RouterError::ShuttingDown => "shutting_down",
+            RouterError::Cancelled => "cancelled",
+        }
+    }
+
+    /// How long the caller should wait before trying again, when known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RouterError::NoHealthyDeployment { retry_after, .. } => Some(*retry_after),
+            RouterError::Provider { source, .. } => source.retry_after(),
+            RouterError::UnknownModel { .. }
+            | RouterError::BlockingInRuntime
+            | RouterError::ShuttingDown
+            | RouterError::Cancelled => None,
+        }
+    }
+}
+
+/// The nearest name to `input` among `candidates`, if it is close enough to be a likely typo.
+pub(crate) fn nearest<'a, I>(input: &str, candidates: I) -> Option<String>
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(input, candidate), candidate))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate.to_owned())
+}

@@ -1,0 +1,316 @@
+//! The silent dispatch scheduler: bounded, never awaited by the primary path, and fully counted.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use mirror_core::{ChatRequest, MirrorCopy};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Why a silent copy was not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// The queue was full.
+    QueueFull,
+    /// Sampling left it out.
+    SampledOut,
+    /// The caller opted this request out.
+    OptedOut,
+    /// Mirroring is switched off router-wide.
+    SwitchedOff,
+    /// The router shut down before it ran or finished.
+    Shutdown,
+}
+
+/// Counters of silent mirroring, readable at any time.
+///
+/// `mirrored` counts every silent copy a primary call was eligible for (one per target).
+/// Every copy ends in exactly one of `completed`, `failed` or a `dropped_*` counter, and is `in
+/// flight` (queued or running) until then, so `mirrored = completed + failed + dropped + in_flight`.
+#[derive(Debug, Default)]
+pub struct MirrorStats {
+    mirrored: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_sampled_out: AtomicU64,
+    dropped_opted_out: AtomicU64,
+    dropped_switched_off: AtomicU64,
+    dropped_shutdown: AtomicU64,
+    queued: AtomicU64,
+    running: AtomicU64,
+}
+
+/// A point-in-time copy of [`MirrorStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MirrorSnapshot {
+    /// Silent copies a primary call was eligible for.
+    pub mirrored: u64,
+    /// Silent calls that returned a response.
+    pub completed: u64,
+    /// Silent calls that failed after their retries and fallbacks.
+    pub failed: u64,
+    /// Dropped because the queue was full.
+    pub dropped_queue_full: u64,
+    /// Dropped by sampling.
+    pub dropped_sampled_out: u64,
+    /// Dropped because the caller opted out.
+    pub dropped_opted_out: u64,
+    /// Dropped because mirroring was switched off.
+    pub dropped_switched_off: u64,
+    /// Dropped at shutdown.
+    pub dropped_shutdown: u64,
+    /// Waiting in the queue.
+    pub queued: u64,
+    /// Running now.
+    pub running: u64,
+}
+
+impl MirrorSnapshot {
+    /// All drops.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full
+            + self.dropped_sampled_out
+            + self.dropped_opted_out
+            + self.dropped_switched_off
+            + self.dropped_shutdown
+    }
+
+    /// Queued plus running.
+    pub fn in_flight(&self) -> u64 {
+        self.queued + self.running
+    }
+
+    /// Whether `mirrored = completed + failed + dropped + in_flight`.
+    pub fn is_balanced(&self) -> bool {
+        self.mirrored == self.completed + self.failed + self.dropped() + self.in_flight()
+    }
+}
+
+impl MirrorStats {
+    /// Reads the counters. Terminal counters are read before `mirrored` and the gauges, so a copy
+    /// that moves between counters during the read is never counted twice.
+    pub fn snapshot(&self) -> MirrorSnapshot {
+        let completed = self.completed.load(Ordering::Acquire);
+        let failed = self.failed.load(Ordering::Acquire);
+        let dropped_queue_full = self.dropped_queue_full.load(Ordering::Acquire);
+        let dropped_sampled_out = self.dropped_sampled_out.load(Ordering::Acquire);
+        let dropped_opted_out = self.dropped_opted_out.load(Ordering::Acquire);
+        let dropped_switched_off = self.dropped_switched_off.load(Ordering::Acquire);
+        let dropped_shutdown = self.dropped_shutdown.load(Ordering::Acquire);
+        let running = self.running.load(Ordering::Acquire);
+        let queued = self.queued.load(Ordering::Acquire);
+        let mirrored = self.mirrored.load(Ordering::Acquire);
+        MirrorSnapshot {
+            mirrored,
+            completed,
+            failed,
+            dropped_queue_full,
+            dropped_sampled_out,
+            dropped_opted_out,
+            dropped_switched_off,
+            dropped_shutdown,
+            queued,
+            running,
+        }
+    }
+
+    pub(crate) fn count_drop(&self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::QueueFull => &self.dropped_queue_full,
+            DropReason::SampledOut => &self.dropped_sampled_out,
+            DropReason::OptedOut => &self.dropped_opted_out,
+            DropReason::SwitchedOff => &self.dropped_switched_off,
+            DropReason::Shutdown => &self.dropped_shutdown,
+        };
+        counter.fetch_add(1, Ordering::Release);
+    }
+
+    /// A copy was eligible and is dropped at once.
+    pub(crate) fn mirrored_and_dropped(&self, reason: DropReason) {
+        self.count_drop(reason);
+        self.mirrored.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A silent copy waiting to run.
+#[derive(Debug)]
+pub(crate) struct MirrorJob {
+    pub(crate) copy: MirrorCopy,
+}
+
+/// Tracks one queued copy; whatever happens to it, exactly one terminal counter is bumped.
+#[derive(Debug)]
+pub(crate) struct JobTicket {
+    stats: Arc<MirrorStats>,
+    state: TicketState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TicketState {
+    Queued,
+    Running,
+    Done,
+}
+
+impl JobTicket {
+    pub(crate) fn start(&mut self) {
+        if self.state == TicketState::Queued {
+            self.stats.running.fetch_add(1, Ordering::Release);
+            self.stats.queued.fetch_sub(1, Ordering::Release);
+            self.state = TicketState::Running;
+        }
+    }
+
+    pub(crate) fn finish(mut self, succeeded: bool) {
+        let counter = if succeeded {
+            &self.stats.completed
+        } else {
+            &self.stats.failed
+        };
+        counter.fetch_add(1, Ordering::Release);
+        self.leave();
+    }
+
+    fn leave(&mut self) {
+        match self.state {
+            TicketState::Queued => self.stats.queued.fetch_sub(1, Ordering::Release),
+            TicketState::Running => self.stats.running.fetch_sub(1, Ordering::Release),
+            TicketState::Done => return,
+        };
+        self.state = TicketState::Done;
+    }
+}
+
+impl Drop for JobTicket {
+    fn drop(&mut self) {
+        // Dropped before it finished: the queue was drained at shutdown, or the task was aborted.
+        if self.state != TicketState::Done {
+            self.stats.count_drop(DropReason::Shutdown);
+            self.leave();
+        }
+    }
+}
+
+/// The queue side of the scheduler, held by the router.
+#[derive(Debug)]
+pub(crate) struct MirrorQueue {
+    sender: mpsc::Sender<(MirrorJob, JobTicket)>,
+    pub(crate) stats: Arc<MirrorStats>,
+    pub(crate) enabled: AtomicBool,
+    pub(crate) closed: AtomicBool,
+}
+
+impl MirrorQueue {
+    pub(crate) fn new(
+        capacity: usize,
+        enabled: bool,
+    ) -> (Self, mpsc::Receiver<(MirrorJob, JobTicket)>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let queue = MirrorQueue {
+            sender,
+            stats: Arc::new(MirrorStats::default()),
+            enabled: AtomicBool::new(enabled),
+            closed: AtomicBool::new(false),
+        };
+        (queue, receiver)
+    }
+
+    /// Queues a copy without waiting: full or closed means dropped and counted.
+    pub(crate) fn offer(&self, job: MirrorJob) {
+        if self.closed.load(Ordering::Acquire) {
+            self.stats.mirrored_and_dropped(DropReason::Shutdown);
+            return;
+        }
+        // Count it queued before it is visible to the worker, so the gauges never go negative.
+        self.stats.queued.fetch_add(1, Ordering::Release);
+        self.stats.mirrored.fetch_add(1, Ordering::Release);
+        let ticket = JobTicket {
+            stats: Arc::clone(&self.stats),
+            state: TicketState::Queued,
+        };
+        match self.sender.try_send((job, ticket)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((_job, mut ticket))) => {
+                ticket.leave();
+                self.stats.count_drop(DropReason::QueueFull);
+            }
+            // The ticket's drop counts it as dropped at shutdown.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Decides whether a request routed to a deployment with rate `rate` is mirrored.
+///
+/// With a sampling key the decision is deterministic (FNV-1a of the key), so every request of a
+/// conversation is decided alike; without one it is random.
+pub(crate) fn sampled_in(rate: f64, key: Option<&str>) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate <= 0.0 || rate.is_nan() {
+        return false;
+    }
+    let point = match key {
+        Some(key) => {
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            for byte in key.bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+            // Mix the high bits down so similar keys spread evenly.
+            hash ^= hash >> 33;
+            hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            hash ^= hash >> 33;
+            #[allow(clippy::cast_precision_loss)]
+            let point = (hash >> 11) as f64 / (1u64 << 53) as f64;
+            point
+        }
+        None => fastrand::f64(),
+    };
+    point < rate
+}
+
+/// The sampling key of a request: its `user`, else the configured metadata key's value.
+pub(crate) fn sample_key<'a>(
+    request: &'a ChatRequest,
+    metadata_key: Option<&str>,
+) -> Option<&'a str> {
+    request.user.as_deref().or_else(|| {
+        let key = metadata_key?;
+        request.metadata.as_ref()?.get(key)?.as_str()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_sampling_by_key_holds_rate() {
+        let rate = 0.3;
+        let total = 20_000;
+        let hits = (0..total)
+            .filter(|i| sampled_in(rate, Some(&format!("user-{i}"))))
+            .count();
+        // Binomial standard deviation is about 65 here; allow six of them.
+        let expected = 6_000;
+        assert!(hits.abs_diff(expected) < 400, "{hits} sampled of {total}");
+        // The same key always decides the same way.
+        for i in 0..100 {
+            let key = format!("conversation-{i}");
+            let first = sampled_in(rate, Some(&key));
+            assert!((0..10).all(|_| sampled_in(rate, Some(&key)) == first));
+        }
+    }
+
+    #[test]
+    fn random_sampling_holds_rate() {
+        let hits = (0..20_000).filter(|_| sampled_in(0.5, None)).count();
+        assert!(hits.abs_diff(10_000) < 500, "{hits}");
+        assert!(!sampled_in(0.0, None));
+        assert!(sampled_in(1.0, Some("anything")));
+    }
+}

@@ -1,0 +1,1204 @@
+//! The router: resolves a model group, picks deployments, retries and falls back, fires silent copies,
+//! and emits one record per call.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use mirror_core::{
+    epoch_seconds, CallId, CallMeta, CallRecord, CallStatus, CallType, ChatRequest, ChatResponse,
+    EmbeddingsRequest, EmbeddingsResponse, ErrorInformation, RecordMetadata, RoutingStamp,
+    SpendKind, TraceId, Usage, PER_CALL_METADATA_KEYS,
+};
+use mirror_providers::{Provider, ProviderError};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::{MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
+use crate::deployment::{prices, Clock, Deployment, DeploymentState};
+use crate::error::{nearest, ConfigError, RouterError};
+use crate::mirror::{
+    sample_key, sampled_in, DropReason, JobTicket, MirrorJob, MirrorQueue, MirrorSnapshot,
+};
+use crate::records::RecordConsumer;
+use crate::select::Group;
+use crate::stream::ChatStream;
+
+/// A response with the identity of the call that produced it.
+#[derive(Debug, Clone)]
+pub struct Routed<T> {
+    /// The response.
+    pub response: T,
+    /// This call's id (find it in the logs as `litellm_call_id`).
+    pub call_id: CallId,
+    /// The trace id shared with this call's silent copies.
+    pub trace_id: TraceId,
+    /// The model group that answered (after aliases and fallbacks).
+    pub model_group: String,
+    /// The deployment that answered.
+    pub deployment_id: String,
+}
+
+/// Spend split by whose it is. Shadow spend never counts against the caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct SpendSnapshot {
+    /// USD spent on callers' own calls.
+    pub caller_cost: f64,
+    /// Tokens used by callers' own calls.
+    pub caller_tokens: u64,
+    /// USD spent on silent copies.
+    pub shadow_cost: f64,
+    /// Tokens used by silent copies.
+    pub shadow_tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct SpendStats {
+    caller_micro_usd: AtomicU64,
+    caller_tokens: AtomicU64,
+    shadow_micro_usd: AtomicU64,
+    shadow_tokens: AtomicU64,
+}
+
+/// The LLM router. Cheap to clone: clones share one state.
+///
+/// Build it with [`Router::builder`] inside a Tokio runtime (or use `BlockingRouter` from plain
+/// threads).
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("groups", &self.inner.groups.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    groups: HashMap<String, Arc<Group>>,
+    aliases: HashMap<String, String>,
+    settings: RouterSettings,
+    mirror_settings: MirrorSettings,
+    clock: Clock,
+    mirror: MirrorQueue,
+    records: Option<Arc<dyn RecordConsumer>>,
+    spend: SpendStats,
+    hard_stop: watch::Sender<bool>,
+}
+
+/// Builds a [`Router`] from configuration, providers and a record consumer.
+#[must_use]
+pub struct RouterBuilder {
+    config: RouterConfig,
+    origin: String,
+    providers: HashMap<String, Arc<dyn Provider>>,
+    records: Option<Arc<dyn RecordConsumer>>,
+    mirror: MirrorSettings,
+}
+
+impl Router {
+    /// A builder with no deployments and no providers.
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder {
+            config: RouterConfig::default(),
+            origin: "<builder>".to_owned(),
+            providers: HashMap::new(),
+            records: None,
+            mirror: MirrorSettings::default(),
+        }
+    }
+
+    /// A chat completion. If the first deployment picked has a `silent_model`, silent copies are
+    /// queued in the background; this call never waits for them.
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError`] once retries and fallbacks are exhausted.
+    pub async fn chat(&self, request: ChatRequest) -> Result<Routed<ChatResponse>, RouterError> {
+        let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+        self.inner.chat(request, meta).await
+    }
+
+    /// A streamed chat completion. Retries and fallbacks apply until the stream starts. The record is
+    /// emitted when the stream ends or is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError`] when no deployment could start the stream.
+    pub async fn chat_stream(
+        &self,
+        request: ChatRequest,
+    ) -> Result<Routed<ChatStream>, RouterError> {
+        let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+        Arc::clone(&self.inner).chat_stream(request, meta).await
+    }
+
+    /// Embeddings. Not mirrored (as in LiteLLM): mirroring compares generated answers.
+    ///
+    /// # Errors
+    ///
+    /// [`RouterError`] once retries and fallbacks are exhausted.
+    pub async fn embeddings(
+        &self,
+        request: EmbeddingsRequest,
+    ) -> Result<Routed<EmbeddingsResponse>, RouterError> {
+        let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+        self.inner.embeddings(request, meta).await
+    }
+
+    /// The silent-mirroring counters.
+    pub fn mirror_stats(&self) -> MirrorSnapshot {
+        self.inner.mirror.stats.snapshot()
+    }
+
+    /// Spend split into caller and shadow spend.
+    pub fn spend(&self) -> SpendSnapshot {
+        let spend = &self.inner.spend;
+        #[allow(clippy::cast_precision_loss)]
+        let usd = |micros: &AtomicU64| micros.load(Ordering::Relaxed) as f64 / 1e6;
+        SpendSnapshot {
+            caller_cost: usd(&spend.caller_micro_usd),
+            caller_tokens: spend.caller_tokens.load(Ordering::Relaxed),
+            shadow_cost: usd(&spend.shadow_micro_usd),
+            shadow_tokens: spend.shadow_tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Switches mirroring on or off for every deployment, at run time.
+    pub fn set_mirroring(&self, enabled: bool) {
+        self.inner.mirror.enabled.store(enabled, Ordering::Release);
+    }
+
+    /// Whether mirroring is switched on.
+    pub fn is_mirroring(&self) -> bool {
+        self.inner.mirror.enabled.load(Ordering::Acquire)
+    }
+
+    /// The model groups, sorted.
+    pub fn model_groups(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.groups.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The groups a group mirrors to (through any of its deployments), sorted.
+    pub fn silent_targets(&self, group: &str) -> Vec<String> {
+        let mut targets: Vec<String> = self
+            .inner
+            .groups
+            .get(group)
+            .into_iter()
+            .flat_map(|group| group.deployments.iter())
+            .filter_map(|d| d.silent.as_ref())
+            .flat_map(|targets| targets.groups().iter().cloned())
+            .collect();
+        targets.sort();
+        targets.dedup();
+        targets
+    }
+
+    /// Stops taking silent copies, lets queued and running ones finish until `deadline`, and counts
+    /// the rest as dropped (shutdown). Primary calls keep working. Returns the final counters.
+    pub async fn shutdown(&self, deadline: Duration) -> MirrorSnapshot {
+        let inner = &self.inner;
+        inner.mirror.closed.store(true, Ordering::Release);
+        let until = Instant::now() + deadline;
+        while inner.mirror.stats.snapshot().in_flight() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        inner.hard_stop.send_replace(true);
+        // Aborted tasks and drained jobs count themselves as they are dropped.
+        let settle = Instant::now() + Duration::from_secs(1);
+        while inner.mirror.stats.snapshot().in_flight() > 0 && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        inner.mirror.stats.snapshot()
+    }
+}
+
+impl RouterBuilder {
+    /// Uses this configuration (replacing deployments and settings added so far).
+    pub fn config(mut self, config: RouterConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Names the configuration's source in error messages.
+    pub fn origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = origin.into();
+        self
+    }
+
+    /// Adds a deployment.
+    pub fn deployment(mut self, deployment: ModelDeployment) -> Self {
+        self.config.model_list.push(deployment);
+        self
+    }
+
+    /// Sets the router settings.
+    pub fn settings(mut self, settings: RouterSettings) -> Self {
+        self.config.router_settings = settings;
+        self
+    }
+
+    /// Registers a provider for the model prefix it names ([`Provider::name`]), replacing any provider
+    /// registered for that prefix.
+    pub fn provider(mut self, provider: Arc<dyn Provider>) -> Self {
+        self.providers.insert(provider.name().to_owned(), provider);
+        self
+    }
+
+    /// Registers a provider for an explicit model prefix.
+    pub fn provider_for(mut self, prefix: impl Into<String>, provider: Arc<dyn Provider>) -> Self {
+        self.providers.insert(prefix.into(), provider);
+        self
+    }
+
+    /// Sends every call record to `consumer`.
+    pub fn records(mut self, consumer: impl RecordConsumer) -> Self {
+        self.records = Some(Arc::new(consumer));
+        self
+    }
+
+    /// Sets the silent-mirroring settings.
+    pub fn mirror_settings(mut self, settings: MirrorSettings) -> Self {
+        self.mirror = settings;
+        self
+    }
+
+    /// Validates the configuration and starts the silent dispatcher.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] naming the field and deployment: an unknown provider prefix, a
+    /// `silent_model` or fallback that names no group, a duplicate deployment id, a zero or negative
+    /// weight, a rate outside 0..=1; [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    pub fn build(self) -> Result<Router, ConfigError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let origin = self.origin.clone();
+        let invalid = |location: String, message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            location,
+            message,
+        };
+        let RouterConfig {
+            model_list,
+            router_settings: settings,
+        } = self.config;
+        let mirror_settings = self.mirror;
+        check_rate(mirror_settings.default_sample_rate)
+            .map_err(|m| invalid("mirror_settings.default_sample_rate".to_owned(), m))?;
+
+        let mut groups: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut prefixes: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        prefixes.sort_unstable();
+        for (index, entry) in model_list.iter().enumerate() {
+            let at = |field: &str| format!("model_list[{index}] (`{}`).{field}", entry.model_name);
+            let mut params = entry.litellm_params.clone();
+            let prefix = params.model.provider();
+            let provider = self.providers.get(prefix).ok_or_else(|| {
+                invalid(
+                    at("litellm_params.model"),
+                    format!(
+                        "unknown provider `{prefix}` in `{}`; supported: {}",
+                        params.model,
+                        prefixes.join(", ")
+                    ),
+                )
+            })?;
+            if let Some(weight) = params.weight {
+                if !(weight > 0.0 && weight.is_finite()) {
+                    return Err(invalid(
+                        at("litellm_params.weight"),
+                        format!("weight must be greater than 0, got {weight}"),
+                    ));
+                }
+            }
+            if let Some(rate) = params.silent_sample_rate {
+                check_rate(rate)
+                    .map_err(|m| invalid(at("litellm_params.silent_sample_rate"), m))?;
+            }
+            if let Some(rate) = params.mock_failure_rate {
+                check_rate(rate).map_err(|m| invalid(at("litellm_params.mock_failure_rate"), m))?;
+            }
+            for (field, value) in [
+                ("timeout", params.timeout),
+                ("stream_timeout", params.stream_timeout),
+            ] {
+                if value.is_some_and(|secs| !(secs > 0.0 && secs.is_finite())) {
+                    return Err(invalid(
+                        at(&format!("litellm_params.{field}")),
+                        "must be a positive number of seconds".to_owned(),
+                    ));
+                }
+            }
+            if params.timeout.is_none() {
+                params.timeout = settings.timeout;
+            }
+            if params.stream_timeout.is_none() {
+                params.stream_timeout = settings.stream_timeout;
+            }
+            let id = entry
+                .model_info
+                .id
+                .clone()
+                .unwrap_or_else(|| generated_id(entry));
+            if let Some(previous) = ids.insert(id.clone(), index) {
+                return Err(invalid(
+                    at("model_info.id"),
+                    format!(
+                        "deployment id `{id}` is also used by model_list[{previous}]; give each deployment a distinct `model_info.id`"
+                    ),
+                ));
+            }
+            let weight = params
+                .weight
+                .or(params.rpm.map(|rpm| rpm as f64))
+                .or(params.tpm.map(|tpm| tpm as f64))
+                .unwrap_or(1.0);
+            let deployment = Deployment {
+                id,
+                group: entry.model_name.clone(),
+                api_base: provider.api_base(&params),
+                provider: Arc::clone(provider),
+                silent: params.silent_model.clone(),
+                sample_rate: params
+                    .silent_sample_rate
+                    .unwrap_or(mirror_settings.default_sample_rate),
+                weight,
+                order: params.order.unwrap_or(0),
+                prices: prices(&params, &entry.model_info),
+                state: DeploymentState::default(),
+                params,
+            };
+            groups
+                .entry(entry.model_name.clone())
+                .or_default()
+                .push(Arc::new(deployment));
+        }
+
+        let group_names: Vec<&str> = groups.keys().map(String::as_str).collect();
+        let unknown_group = |name: &str| {
+            let mut message = format!("names no model group `{name}`");
+            if let Some(best) = nearest(name, group_names.iter().copied()) {
+                message.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            message
+        };
+        let mut aliases = HashMap::new();
+        for (alias, target) in &settings.model_group_alias {
+            if !groups.contains_key(target.target()) {
+                return Err(invalid(
+                    format!("router_settings.model_group_alias.{alias}"),
+                    unknown_group(target.target()),
+                ));
+            }
+            aliases.insert(alias.clone(), target.target().to_owned());
+        }
+        let resolves = |name: &str| groups.contains_key(name) || aliases.contains_key(name);
+        for (index, entry) in model_list.iter().enumerate() {
+            for target in entry
+                .litellm_params
+                .silent_model
+                .iter()
+                .flat_map(|targets| targets.groups())
+            {
+                if !resolves(target) {
+                    return Err(invalid(
+                        format!(
+                            "model_list[{index}] (`{}`).litellm_params.silent_model",
+                            entry.model_name
+                        ),
+                        unknown_group(target),
+                    ));
+                }
+            }
+        }
+        for (field, lists) in [
+            ("fallbacks", &settings.fallbacks),
+            (
+                "context_window_fallbacks",
+                &settings.context_window_fallbacks,
+            ),
+            (
+                "content_policy_fallbacks",
+                &settings.content_policy_fallbacks,
+            ),
+        ] {
+            for map in lists {
+                for (from, to) in map {
+                    for name in std::iter::once(from).chain(to) {
+                        if name != "*" && !resolves(name) {
+                            return Err(invalid(
+                                format!("router_settings.{field}.{from}"),
+                                unknown_group(name),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for name in &settings.default_fallbacks {
+            if !resolves(name) {
+                return Err(invalid(
+                    "router_settings.default_fallbacks".to_owned(),
+                    unknown_group(name),
+                ));
+            }
+        }
+
+        let groups = groups
+            .into_iter()
+            .map(|(name, deployments)| {
+                let group = Group {
+                    name: name.clone(),
+                    deployments,
+                };
+                (name, Arc::new(group))
+            })
+            .collect();
+        let (mirror, receiver) =
+            MirrorQueue::new(mirror_settings.queue_size, mirror_settings.enabled);
+        let (hard_stop, _) = watch::channel(false);
+        let max_in_flight = mirror_settings.max_in_flight.max(1);
+        let inner = Arc::new(Inner {
+            groups,
+            aliases,
+            settings,
+            mirror_settings,
+            clock: Clock::new(),
+            mirror,
+            records: self.records,
+            spend: SpendStats::default(),
+            hard_stop,
+        });
+        handle.spawn(dispatch_loop(
+            Arc::downgrade(&inner),
+            receiver,
+            max_in_flight,
+            inner.hard_stop.subscribe(),
+        ));
+        Ok(Router { inner })
+    }
+}
+
+fn check_rate(rate: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("must be between 0 and 1, got {rate}"))
+    }
+}
+
+/// A stable id from what identifies a deployment (FNV-1a), for entries without `model_info.id`.
+fn generated_id(entry: &ModelDeployment) -> String {
+    let params = &entry.litellm_params;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = [
+        entry.model_name.as_str(),
+        params.model.provider(),
+        params.model.name(),
+        params.api_base.as_deref().unwrap_or(""),
+        params.api_version.as_deref().unwrap_or(""),
+    ];
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Runs silent copies: at most `max_in_flight` at once, each under a permit; stops at hard stop.
+async fn dispatch_loop(
+    inner: Weak<Inner>,
+    mut receiver: mpsc::Receiver<(MirrorJob, JobTicket)>,
+    max_in_flight: usize,
+    mut hard_stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = hard_stop.wait_for(|stop| *stop) => None,
+            next = receiver.recv() => next,
+        };
+        let Some((job, ticket)) = next else { break };
+        let permit = tokio::select! {
+            biased;
+            _ = hard_stop.wait_for(|stop| *stop) => None,
+            permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+        };
+        let (Some(permit), Some(inner)) = (permit, inner.upgrade()) else {
+            // The ticket's drop counts the job as dropped at shutdown.
+            drop(ticket);
+            break;
+        };
+        let mut stop = hard_stop.clone();
+        tokio::spawn(async move {
+            let mut ticket = ticket;
+            ticket.start();
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => drop(ticket),
+                succeeded = inner.run_silent(job) => ticket.finish(succeeded),
+            }
+            drop(permit);
+        });
+    }
+    // Whatever is still queued is dropped (and counted) with the receiver.
+    receiver.close();
+    while receiver.recv().await.is_some() {}
+}
+
+/// Runs once, with the first deployment picked for a call (it fires the silent copies).
+type FirstPickHook<'a> = &'a mut (dyn FnMut(&Deployment, &CallMeta) + Send);
+
+/// What a finished attempt loop knows about how it went.
+pub(crate) struct Attempts {
+    pub(crate) count: u32,
+    pub(crate) fallbacks_tried: Vec<String>,
+}
+
+/// The context a call's record is built from.
+pub(crate) struct CallContext<'a> {
+    pub(crate) meta: &'a CallMeta,
+    pub(crate) start_wall: SystemTime,
+    pub(crate) start: Instant,
+    pub(crate) call_type: CallType,
+    pub(crate) stream: bool,
+}
+
+impl Inner {
+    fn resolve(&self, model: &str) -> Result<&Arc<Group>, RouterError> {
+        let name = self.aliases.get(model).map_or(model, String::as_str);
+        self.groups
+            .get(name)
+            .ok_or_else(|| RouterError::UnknownModel {
+                model: model.to_owned(),
+                suggestion: nearest(
+                    model,
+                    self.groups
+                        .keys()
+                        .map(String::as_str)
+                        .chain(self.aliases.keys().map(String::as_str)),
+                ),
+            })
+    }
+
+    fn fallback_groups(&self, group: &str, error: &RouterError) -> Vec<String> {
+        let lists = match error.provider_error() {
+            Some(ProviderError::ContextWindowExceeded { .. }) => {
+                &self.settings.context_window_fallbacks
+            }
+            Some(ProviderError::ContentPolicy { .. }) => &self.settings.content_policy_fallbacks,
+            // The caller's own mistake: another group will not fix it.
+            Some(ProviderError::BadRequest { .. }) => return Vec::new(),
+            _ => &self.settings.fallbacks,
+        };
+        let lookup = |key: &str| lists.iter().find_map(|map| map.get(key)).cloned();
+        let mut groups = lookup(group)
+            .or_else(|| lookup("*"))
+            .unwrap_or_else(|| self.settings.default_fallbacks.clone());
+        groups.retain(|name| name != group);
+        groups.truncate(self.settings.max_fallbacks);
+        groups
+    }
+
+    /// Runs `call` against deployments of `model`'s group with retries, then its fallbacks.
+    /// `on_first_pick` runs once, with the first deployment picked.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        model: &str,
+        meta: &mut CallMeta,
+        mut on_first_pick: Option<FirstPickHook<'_>>,
+        mut call: F,
+    ) -> (
+        Result<(T, Arc<Deployment>), (RouterError, Option<Arc<Deployment>>)>,
+        Attempts,
+    )
+    where
+        F: FnMut(Arc<Deployment>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let mut attempts = Attempts {
+            count: 0,
+            fallbacks_tried: Vec::new(),
+        };
+        let first = match self.resolve(model) {
+            Ok(group) => Arc::clone(group),
+            Err(err) => return (Err((err, None)), attempts),
+        };
+        let mut group = first;
+        let mut fallbacks: Option<std::vec::IntoIter<String>> = None;
+        let mut last_deployment: Option<Arc<Deployment>> = None;
+        loop {
+            meta.model_group.clone_from(&group.name);
+            let retries = group
+                .deployments
+                .iter()
+                .find_map(|d| d.params.num_retries)
+                .unwrap_or(self.settings.num_retries);
+            let mut error: Option<RouterError> = None;
+            let mut avoid: Option<String> = None;
+            for attempt in 0..=retries {
+                let deployment = match group.select(
+                    self.settings.routing_strategy,
+                    self.settings.routing_strategy_args.lowest_latency_buffer,
+                    &self.clock,
+                    avoid.as_deref(),
+                ) {
+                    Ok(deployment) => deployment,
+                    Err(wait) => {
+                        error = Some(RouterError::NoHealthyDeployment {
+                            group: group.name.clone(),
+                            retry_after: wait,
+                        });
+                        break;
+                    }
+                };
+                meta.routing = Some(RoutingStamp {
+                    deployment_id: deployment.id.clone(),
+                    deployment_tags: deployment.params.tags.clone(),
+                    decision: format!(
+                        "{} attempt {}",
+                        self.settings.routing_strategy.name(),
+                        attempts.count + 1
+                    ),
+                });
+                if let Some(hook) = on_first_pick.take() {
+                    hook(&deployment, meta);
+                }
+                attempts.count += 1;
+                let minute = self.clock.minute();
+                deployment.state.count_request(minute);
+                deployment.state.in_flight.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let result = call(Arc::clone(&deployment)).await;
+                deployment.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+                match result {
+                    Ok(value) => {
+                        deployment.state.record_latency(started.elapsed());
+                        return (Ok((value, deployment)), attempts);
+                    }
+                    Err(err) => {
+                        self.note_failure(&deployment, &err, meta);
+                        let retry = err.is_retryable() && attempt < retries;
+                        let wait = self.backoff(attempt, err.retry_after());
+                        avoid = Some(deployment.id.clone());
+                        error = Some(RouterError::Provider {
+                            group: group.name.clone(),
+                            deployment: deployment.id.clone(),
+                            attempts: attempts.count,
+                            source: err,
+                        });
+                        last_deployment = Some(deployment);
+                        if !retry {
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            let error = error.unwrap_or(RouterError::NoHealthyDeployment {
+                group: group.name.clone(),
+                retry_after: Duration::ZERO,
+            });
+            let queue = fallbacks
+                .get_or_insert_with(|| self.fallback_groups(&group.name, &error).into_iter());
+            let next = queue.find_map(|name| self.resolve(&name).ok().map(Arc::clone));
+            match next {
+                Some(next) => {
+                    tracing::info!(
+                        from = %group.name,
+                        to = %next.name,
+                        error = %error,
+                        "Falling back to another model group."
+                    );
+                    attempts.fallbacks_tried.push(next.name.clone());
+                    group = next;
+                }
+                None => return (Err((error, last_deployment)), attempts),
+            }
+        }
+    }
+
+    pub(crate) fn note_stream_failure(
+        &self,
+        deployment: &Deployment,
+        err: &ProviderError,
+        meta: &CallMeta,
+    ) {
+        self.note_failure(deployment, err, meta);
+    }
+
+    fn note_failure(&self, deployment: &Deployment, err: &ProviderError, meta: &CallMeta) {
+        let cool = deployment
+            .state
+            .record_failure(&self.clock, err, self.settings.allowed_fails);
+        if cool && !self.settings.disable_cooldowns {
+            let cooldown = Duration::from_secs_f64(self.settings.cooldown_time.max(0.0));
+            let cooldown = err
+                .retry_after()
+                .map_or(cooldown, |asked| asked.max(cooldown));
+            deployment.state.cool_down(self.clock.now_ms(), cooldown);
+            tracing::warn!(
+                group = %deployment.group,
+                deployment = %deployment.id,
+                error_class = err.class(),
+                cooldown_secs = cooldown.as_secs_f64(),
+                "Deployment cooling down."
+            );
+        }
+        tracing::debug!(
+            group = %deployment.group,
+            deployment = %deployment.id,
+            silent = meta.is_silent_experiment,
+            error = %err,
+            "Provider call failed."
+        );
+    }
+
+    /// Exponential backoff with jitter, at least `retry_after` setting and the provider's ask.
+    fn backoff(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        let exponential = 0.5
+            * 2f64
+                .powi(i32::try_from(attempt).unwrap_or(i32::MAX))
+                .min(16.0);
+        let jittered = exponential * (0.75 + fastrand::f64() * 0.5);
+        let floor = self.settings.retry_after.max(0.0);
+        let base = Duration::from_secs_f64(jittered.max(floor));
+        // A provider's Retry-After wins, bounded so one retry never hangs a call for minutes.
+        asked.map_or(base, |asked| {
+            asked
+                .min(Duration::from_secs(60))
+                .max(Duration::from_secs_f64(floor))
+        })
+    }
+
+    fn fire_mirrors(&self, deployment: &Deployment, request: &ChatRequest, meta: &CallMeta) {
+        let Some(targets) = &deployment.silent else {
+            return;
+        };
+        // A silent call never mirrors, whatever its deployment says: no shadow of a shadow.
+        if meta.is_silent_experiment {
+            return;
+        }
+        let stats = &self.mirror.stats;
+        let key = sample_key(request, self.mirror_settings.sample_key.as_deref());
+        for target in targets.groups() {
+            if meta.mirror_opt_out {
+                stats.mirrored_and_dropped(DropReason::OptedOut);
+            } else if !self.mirror.enabled.load(Ordering::Acquire) {
+                stats.mirrored_and_dropped(DropReason::SwitchedOff);
+            } else if !sampled_in(deployment.sample_rate, key) {
+                stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else {
+                self.mirror.offer(MirrorJob {
+                    copy: request.to_mirror(meta, target),
+                });
+            }
+        }
+    }
+
+    async fn chat(
+        &self,
+        request: ChatRequest,
+        mut meta: CallMeta,
+    ) -> Result<Routed<ChatResponse>, RouterError> {
+        let context_start = (SystemTime::now(), Instant::now());
+        let mut fire = |deployment: &Deployment, meta: &CallMeta| {
+            self.fire_mirrors(deployment, &request, meta);
+        };
+        let request_ref = &request;
+        let model = request.model.clone();
+        let (result, attempts) = self
+            .with_retries(
+                &model,
+                &mut meta,
+                Some(&mut fire),
+                |deployment| async move {
+                    deployment
+                        .provider
+                        .chat(&deployment.params, request_ref)
+                        .await
+                },
+            )
+            .await;
+        let context = CallContext {
+            meta: &meta,
+            start_wall: context_start.0,
+            start: context_start.1,
+            call_type: CallType::Completion,
+            stream: false,
+        };
+        match result {
+            Ok((response, deployment)) => {
+                let end = Instant::now();
+                self.emit_success(
+                    &context,
+                    &deployment,
+                    &attempts,
+                    request,
+                    Some(response.clone()),
+                    response.usage.as_ref(),
+                    Some(end),
+                    end,
+                );
+                Ok(Routed {
+                    response,
+                    call_id: meta.call_id,
+                    trace_id: meta.trace_id.clone(),
+                    model_group: deployment.group.clone(),
+                    deployment_id: deployment.id.clone(),
+                })
+            }
+            Err((error, deployment)) => {
+                self.emit_failure(&context, deployment.as_deref(), &attempts, request, &error);
+                Err(error)
+            }
+        }
+    }
+
+    async fn chat_stream(
+        self: Arc<Self>,
+        request: ChatRequest,
+        mut meta: CallMeta,
+    ) -> Result<Routed<ChatStream>, RouterError> {
+        let start_wall = SystemTime::now();
+        let start = Instant::now();
+        let this = Arc::clone(&self);
+        let mut fire = |deployment: &Deployment, meta: &CallMeta| {
+            this.fire_mirrors(deployment, &request, meta);
+        };
+        let request_ref = &request;
+        let model = request.model.clone();
+        let (result, attempts) = self
+            .with_retries(
+                &model,
+                &mut meta,
+                Some(&mut fire),
+                |deployment| async move {
+                    deployment
+                        .provider
+                        .chat_stream(&deployment.params, request_ref)
+                        .await
+                },
+            )
+            .await;
+        match result {
+            Ok((chunks, deployment)) => {
+                deployment.state.in_flight.fetch_add(1, Ordering::Relaxed);
+                let routed = Routed {
+                    call_id: meta.call_id,
+                    trace_id: meta.trace_id.clone(),
+                    model_group: deployment.group.clone(),
+                    deployment_id: deployment.id.clone(),
+                    response: ChatStream::new(
+                        chunks,
+                        crate::stream::StreamRecordState {
+                            router: Arc::clone(&self),
+                            deployment,
+                            meta,
+                            request,
+                            attempts: attempts.count,
+                            fallbacks_tried: attempts.fallbacks_tried,
+                            start_wall,
+                            start,
+                        },
+                    ),
+                };
+                Ok(routed)
+            }
+            Err((error, deployment)) => {
+                let context = CallContext {
+                    meta: &meta,
+                    start_wall,
+                    start,
+                    call_type: CallType::Completion,
+                    stream: true,
+                };
+                self.emit_failure(&context, deployment.as_deref(), &attempts, request, &error);
+                Err(error)
+            }
+        }
+    }
+
+    async fn embeddings(
+        &self,
+        request: EmbeddingsRequest,
+        mut meta: CallMeta,
+    ) -> Result<Routed<EmbeddingsResponse>, RouterError> {
+        let start_wall = SystemTime::now();
+        let start = Instant::now();
+        let request_ref = &request;
+        let (result, attempts) = self
+            .with_retries(&request.model, &mut meta, None, |deployment| async move {
+                deployment
+                    .provider
+                    .embeddings(&deployment.params, request_ref)
+                    .await
+            })
+            .await;
+        let context = CallContext {
+            meta: &meta,
+            start_wall,
+            start,
+            call_type: CallType::Embedding,
+            stream: false,
+        };
+        let chat_shaped = ChatRequest {
+            user: request.user.clone(),
+            metadata: request.metadata.clone(),
+            ..ChatRequest::new(request.model.clone(), Vec::new())
+        };
+        match result {
+            Ok((response, deployment)) => {
+                let usage = response.usage.as_ref().map(|u| Usage {
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: 0,
+                    total_tokens: u.total_tokens,
+                    extra: serde_json::Map::new(),
+                });
+                let end = Instant::now();
+                self.emit_success(
+                    &context,
+                    &deployment,
+                    &attempts,
+                    chat_shaped,
+                    None,
+                    usage.as_ref(),
+                    Some(end),
+                    end,
+                );
+                Ok(Routed {
+                    response,
+                    call_id: meta.call_id,
+                    trace_id: meta.trace_id.clone(),
+                    model_group: deployment.group.clone(),
+                    deployment_id: deployment.id.clone(),
+                })
+            }
+            Err((error, deployment)) => {
+                self.emit_failure(
+                    &context,
+                    deployment.as_deref(),
+                    &attempts,
+                    chat_shaped,
+                    &error,
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs one silent copy through the router; returns whether it succeeded. Never raises.
+    async fn run_silent(self: Arc<Self>, job: MirrorJob) -> bool {
+        let MirrorJob { copy } = job;
+        let group = copy.meta.model_group.clone();
+        let result = if copy.request.is_stream() {
+            match Arc::clone(&self).chat_stream(copy.request, copy.meta).await {
+                Ok(routed) => {
+                    let mut stream = routed.response;
+                    let mut failure = None;
+                    while let Some(item) = stream.next().await {
+                        if let Err(err) = item {
+                            failure = Some(err);
+                            break;
+                        }
+                    }
+                    failure.map_or(Ok(routed.deployment_id), Err)
+                }
+                Err(err) => Err(err),
+            }
+        } else {
+            self.chat(copy.request, copy.meta)
+                .await
+                .map(|routed| routed.deployment_id)
+        };
+        match result {
+            Ok(_) => true,
+            Err(err) => {
+                let deployment = match &err {
+                    RouterError::Provider { deployment, .. } => deployment.as_str(),
+                    _ => "",
+                };
+                tracing::warn!(
+                    group = %group,
+                    deployment = %deployment,
+                    error_class = err.class(),
+                    error = %err,
+                    "Silent call failed."
+                );
+                false
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn emit_success(
+        &self,
+        context: &CallContext<'_>,
+        deployment: &Deployment,
+        attempts: &Attempts,
+        request: ChatRequest,
+        response: Option<ChatResponse>,
+        usage: Option<&Usage>,
+        first_token: Option<Instant>,
+        end: Instant,
+    ) {
+        let (prompt, completion, total) = usage.map_or((0, 0, 0), |u| {
+            let total = if u.total_tokens > 0 {
+                u.total_tokens
+            } else {
+                u.prompt_tokens + u.completion_tokens
+            };
+            (u.prompt_tokens, u.completion_tokens, total)
+        });
+        deployment.state.count_tokens(self.clock.minute(), total);
+        let cost = deployment.cost(prompt, completion);
+        self.count_spend(context.meta.is_silent_experiment, cost, total);
+        let Some(records) = &self.records else { return };
+        let mut record = self.base_record(context, Some(deployment), attempts, request, end);
+        record.id = response
+            .as_ref()
+            .map(|r| r.id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| context.meta.call_id.to_string());
+        record.status = CallStatus::Success;
+        record.completion_start_time = first_token.map(|t| wall_at(context, t));
+        record.prompt_tokens = prompt;
+        record.completion_tokens = completion;
+        record.total_tokens = total;
+        record.response_cost = cost;
+        record.response = response;
+        records.consume(record);
+    }
+
+    pub(crate) fn emit_failure(
+        &self,
+        context: &CallContext<'_>,
+        deployment: Option<&Deployment>,
+        attempts: &Attempts,
+        request: ChatRequest,
+        error: &RouterError,
+    ) {
+        let Some(records) = &self.records else { return };
+        // Nothing was routed for an unknown model: the gateway answers 404 and logs it itself.
+        if matches!(error, RouterError::UnknownModel { .. }) {
+            return;
+        }
+        let mut record = self.base_record(context, deployment, attempts, request, Instant::now());
+        record.status = CallStatus::Failure;
+        let message = error_chain(error);
+        record.error_information = Some(ErrorInformation {
+            error_code: error
+                .provider_error()
+                .and_then(ProviderError::status)
+                .map(|status| status.to_string()),
+            error_class: error.class().to_owned(),
+            llm_provider: record.custom_llm_provider.clone(),
+            error_message: message.clone(),
+        });
+        record.error_str = Some(message);
+        records.consume(record);
+    }
+
+    fn count_spend(&self, silent: bool, cost: f64, tokens: u64) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let micros = (cost * 1e6).round().max(0.0) as u64;
+        let (usd, count) = if silent {
+            (&self.spend.shadow_micro_usd, &self.spend.shadow_tokens)
+        } else {
+            (&self.spend.caller_micro_usd, &self.spend.caller_tokens)
+        };
+        usd.fetch_add(micros, Ordering::Relaxed);
+        count.fetch_add(tokens, Ordering::Relaxed);
+    }
+
+    fn base_record(
+        &self,
+        context: &CallContext<'_>,
+        deployment: Option<&Deployment>,
+        attempts: &Attempts,
+        request: ChatRequest,
+        end: Instant,
+    ) -> CallRecord {
+        let meta = context.meta;
+        let mut requester_metadata = request.metadata.unwrap_or_default();
+        requester_metadata.retain(|key, _| !PER_CALL_METADATA_KEYS.contains(&key.as_str()));
+        let start_time = epoch_seconds(context.start_wall);
+        let end_time = wall_at(context, end);
+        CallRecord {
+            id: meta.call_id.to_string(),
+            trace_id: meta.trace_id.clone(),
+            call_id: meta.call_id,
+            call_type: context.call_type,
+            stream: context.stream,
+            status: CallStatus::Failure,
+            custom_llm_provider: deployment
+                .map(|d| d.params.model.provider().to_owned())
+                .unwrap_or_default(),
+            model: deployment
+                .map(|d| d.params.model.name().to_owned())
+                .unwrap_or_default(),
+            model_id: deployment.map(|d| d.id.clone()).unwrap_or_default(),
+            model_group: meta.model_group.clone(),
+            api_base: deployment.map(|d| d.api_base.clone()).unwrap_or_default(),
+            start_time,
+            end_time,
+            completion_start_time: None,
+            response_time: (end_time - start_time).max(0.0),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            response_cost: 0.0,
+            messages: (!request.messages.is_empty()).then_some(request.messages),
+            response: None,
+            error_str: None,
+            error_information: None,
+            metadata: RecordMetadata {
+                is_silent_experiment: meta.is_silent_experiment,
+                mirror_of: meta.mirror_of,
+                spend: if meta.is_silent_experiment {
+                    SpendKind::Shadow
+                } else {
+                    SpendKind::Caller
+                },
+                attempts: attempts.count,
+                fallbacks_tried: attempts.fallbacks_tried.clone(),
+                requester_metadata,
+            },
+            request_tags: meta.tags.clone(),
+            end_user: request.user,
+        }
+    }
+}
+
+fn wall_at(context: &CallContext<'_>, instant: Instant) -> f64 {
+    epoch_seconds(context.start_wall + instant.saturating_duration_since(context.start))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+pub(crate) mod internals {
+    //! What the stream wrapper needs from the router.
+    pub(crate) use super::{Attempts, CallContext, Inner};
+}
