@@ -57,7 +57,11 @@ impl AzureOpenAi {
             })
     }
 
-    fn url(&self, deployment: &DeploymentParams, operation: Operation) -> Result<String, ProviderError> {
+    fn url(
+        &self,
+        deployment: &DeploymentParams,
+        operation: Operation,
+    ) -> Result<String, ProviderError> {
         let base = self.base(deployment)?;
         let version = deployment
             .api_version
@@ -90,9 +94,10 @@ impl AzureOpenAi {
                 &mut headers,
                 "authorization",
                 &format!("Bearer {}", token.expose()),
+                true,
             )?;
         } else if let Some(key) = deployment.api_key.as_ref().or(self.default_key.as_ref()) {
-            insert_header(&mut headers, "api-key", key.expose())?;
+            insert_header(&mut headers, "api-key", key.expose(), true)?;
         } else {
             return Err(ProviderError::Config {
                 message: format!(

@@ -1,9 +1,11 @@
 //! The shared HTTP client and what OpenAI-shaped adapters have in common: sending JSON, reading SSE,
 //! and turning error responses into [`ProviderError`]s.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use mirror_core::{ChatChunk, ErrorBody};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -18,6 +20,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Used when a deployment sets no `stream_timeout`: the longest wait for the next chunk of a stream.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The longest wait for a TCP (and TLS) connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much of an unexpected body goes into an error message.
 const EXCERPT_CHARS: usize = 200;
@@ -37,7 +42,7 @@ impl HttpClient {
     /// Fails when the TLS backend cannot be initialised.
     pub fn new() -> Result<Self, ProviderError> {
         let inner = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -57,19 +62,26 @@ impl HttpClient {
         body: &B,
         timeout: Duration,
     ) -> Result<R, ProviderError> {
+        let secrets = Secrets::from_headers(&headers);
         let exchange = async {
             let response = self.send(url, headers, body).await?;
             let status = response.status();
             let response_headers = response.headers().clone();
             let bytes = response.bytes().await.map_err(transport_error)?;
             if !status.is_success() {
-                return Err(error_from_response(status.as_u16(), &response_headers, &bytes));
+                return Err(error_from_response(
+                    status.as_u16(),
+                    &response_headers,
+                    &secrets.scrub_bytes(&bytes),
+                ));
             }
-            serde_json::from_slice(&bytes).map_err(|err| malformed(&err.to_string(), &bytes))
+            serde_json::from_slice(&bytes)
+                .map_err(|err| malformed(&err.to_string(), &secrets.scrub_bytes(&bytes)))
         };
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| ProviderError::Timeout { after: timeout })?
+            .map_err(|err| secrets.scrub_error(err))
     }
 
     /// Posts a JSON body and returns the server-sent events as chunks. `timeout` bounds the wait for
@@ -82,20 +94,43 @@ impl HttpClient {
         timeout: Duration,
         idle_timeout: Duration,
     ) -> Result<ChunkStream, ProviderError> {
+        let secrets = Secrets::from_headers(&headers);
         let response = tokio::time::timeout(timeout, self.send(url, headers, body))
             .await
             .map_err(|_| ProviderError::Timeout { after: timeout })??;
         let status = response.status();
-        if !status.is_success() {
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.trim_start().starts_with("application/json"));
+        if !status.is_success() || is_json {
             let response_headers = response.headers().clone();
             let bytes = tokio::time::timeout(timeout, response.bytes())
                 .await
                 .map_err(|_| ProviderError::Timeout { after: timeout })?
                 .map_err(transport_error)?;
-            return Err(error_from_response(status.as_u16(), &response_headers, &bytes));
+            let bytes = secrets.scrub_bytes(&bytes);
+            let err = if status.is_success() {
+                // A server that ignored `stream: true` (or a proxy answering for it).
+                malformed("expected server-sent events, got a JSON body", &bytes)
+            } else {
+                error_from_response(status.as_u16(), &response_headers, &bytes)
+            };
+            return Err(secrets.scrub_error(err));
         }
-        let events = response.bytes_stream().eventsource();
-        Ok(with_idle_timeout(sse_to_chunks(events), idle_timeout))
+        // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
+        // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
+        let events = response
+            .bytes_stream()
+            .chain(futures::stream::once(async {
+                Ok(bytes::Bytes::from_static(b"\n"))
+            }))
+            .eventsource();
+        Ok(with_idle_timeout(
+            sse_to_chunks(events, secrets),
+            idle_timeout,
+        ))
     }
 
     async fn send<B: Serialize + ?Sized>(
@@ -122,23 +157,28 @@ impl HttpClient {
 
 /// Adds a header whose value came from configuration; a value that is not a valid header is a
 /// configuration error that names the header, never the value.
+///
+/// A `sensitive` value (a key or a token) is also scrubbed from the errors of the call, in case the
+/// provider echoes it back.
 pub(crate) fn insert_header(
     headers: &mut HeaderMap,
     name: &'static str,
     value: &str,
+    sensitive: bool,
 ) -> Result<(), ProviderError> {
     let mut value = HeaderValue::from_str(value).map_err(|_| ProviderError::Config {
         message: format!("the value for header `{name}` contains characters a header cannot hold"),
     })?;
-    value.set_sensitive(true);
+    value.set_sensitive(sensitive);
     headers.insert(HeaderName::from_static(name), value);
     Ok(())
 }
 
 fn transport_error(err: reqwest::Error) -> ProviderError {
     if err.is_timeout() {
+        // The client's only own timeout is the connect timeout; the others are ours.
         return ProviderError::Timeout {
-            after: DEFAULT_TIMEOUT,
+            after: CONNECT_TIMEOUT,
         };
     }
     let err = err.without_url();
@@ -163,7 +203,10 @@ fn malformed(message: &str, body: &[u8]) -> ProviderError {
 }
 
 fn excerpt(body: &[u8]) -> String {
-    String::from_utf8_lossy(body).chars().take(EXCERPT_CHARS).collect()
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .collect()
 }
 
 /// Reads `retry-after-ms` (milliseconds, OpenAI) or `Retry-After` (seconds).
@@ -178,10 +221,11 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .ok()
             .filter(|value| value.is_finite() && *value >= 0.0)
     };
+    // A value too large for a `Duration` is ignored rather than trusted (or panicked on).
     if let Some(ms) = number("retry-after-ms") {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Duration::try_from_secs_f64(ms / 1000.0).ok();
     }
-    number("retry-after").map(Duration::from_secs_f64)
+    number("retry-after").and_then(|secs| Duration::try_from_secs_f64(secs).ok())
 }
 
 /// Maps an error response to the error kind the router acts on.
@@ -226,35 +270,49 @@ pub(crate) fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8])
 }
 
 /// Turns SSE events into chunks: stops at `[DONE]`, raises a mid-stream `{"error": ...}` event,
-/// skips events with an empty data field (keep-alives).
-fn sse_to_chunks<S, E>(events: S) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
+/// skips events with an empty data field (keep-alives). A stream that ends without `[DONE]` was cut
+/// off (a clean close of a chunked body looks the same as a complete one), so it ends with
+/// [`ProviderError::Transport`].
+fn sse_to_chunks<S>(
+    events: S,
+    secrets: Secrets,
+) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
 where
-    S: Stream<Item = Result<eventsource_stream::Event, eventsource_stream::EventStreamError<E>>>
+    S: Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
         + Send
         + 'static,
-    E: std::error::Error + Send + Sync + 'static,
 {
-    events
-        .take_while(|event| {
-            let done = matches!(event, Ok(event) if event.data.starts_with("[DONE]"));
-            futures::future::ready(!done)
-        })
-        .filter_map(|event| {
-            futures::future::ready(match event {
-                Ok(event) if event.data.trim().is_empty() => None,
-                Ok(event) => Some(parse_chunk(event.data.as_bytes())),
-                Err(err) => Some(Err(stream_error(err))),
-            })
-        })
+    let events = Box::pin(events);
+    futures::stream::unfold(Some(events), move |state| {
+        let secrets = secrets.clone();
+        async move {
+            let mut events = state?;
+            loop {
+                let item = match events.next().await {
+                    Some(Ok(event)) if event.data.starts_with("[DONE]") => return None,
+                    Some(Ok(event)) if event.data.trim().is_empty() => continue,
+                    Some(Ok(event)) => parse_chunk(event.data.as_bytes(), &secrets),
+                    Some(Err(err)) => Err(stream_error(err)),
+                    None => Err(ProviderError::Transport {
+                        message: "stream ended before [DONE]".to_owned(),
+                        source: None,
+                    }),
+                };
+                let next = item.is_ok().then_some(events);
+                return Some((item.map_err(|err| secrets.scrub_error(err)), next));
+            }
+        }
+    })
 }
 
-fn stream_error<E: std::error::Error + Send + Sync + 'static>(
-    err: eventsource_stream::EventStreamError<E>,
-) -> ProviderError {
+fn stream_error(err: EventStreamError<reqwest::Error>) -> ProviderError {
     match err {
-        eventsource_stream::EventStreamError::Transport(err) => ProviderError::Transport {
-            message: format!("stream broke: {err}"),
-            source: Some(Box::new(err)),
+        EventStreamError::Transport(err) => match transport_error(err) {
+            ProviderError::Transport { message, source } => ProviderError::Transport {
+                message: format!("stream broke: {message}"),
+                source,
+            },
+            other => other,
         },
         other => ProviderError::MalformedResponse {
             message: format!("invalid server-sent events: {other}"),
@@ -263,7 +321,7 @@ fn stream_error<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-fn parse_chunk(data: &[u8]) -> Result<ChatChunk, ProviderError> {
+fn parse_chunk(data: &[u8], secrets: &Secrets) -> Result<ChatChunk, ProviderError> {
     #[derive(serde::Deserialize)]
     struct MaybeError {
         error: Option<ErrorBodyInner>,
@@ -274,12 +332,18 @@ fn parse_chunk(data: &[u8]) -> Result<ChatChunk, ProviderError> {
         message: String,
     }
     match serde_json::from_slice::<ChatChunk>(data) {
-        Ok(chunk) if chunk.extra.contains_key("error") => {
-            let message = serde_json::from_slice::<MaybeError>(data)
+        Ok(chunk)
+            if chunk
+                .extra
+                .get("error")
+                .is_some_and(|error| !error.is_null()) =>
+        {
+            let data = secrets.scrub_bytes(data);
+            let message = serde_json::from_slice::<MaybeError>(&data)
                 .ok()
                 .and_then(|parsed| parsed.error)
                 .map(|error| error.message)
-                .unwrap_or_else(|| excerpt(data));
+                .unwrap_or_else(|| excerpt(&data));
             Err(ProviderError::Upstream {
                 status: 500,
                 message: format!("error event in stream: {message}"),
@@ -287,7 +351,10 @@ fn parse_chunk(data: &[u8]) -> Result<ChatChunk, ProviderError> {
             })
         }
         Ok(chunk) => Ok(chunk),
-        Err(err) => Err(malformed(&format!("invalid stream chunk: {err}"), data)),
+        Err(err) => Err(malformed(
+            &format!("invalid stream chunk: {err}"),
+            &secrets.scrub_bytes(data),
+        )),
     }
 }
 
@@ -309,4 +376,78 @@ where
         }
     })
     .boxed()
+}
+
+/// The sensitive header values of one call (keys, tokens), scrubbed from its errors in case the
+/// provider echoes them: some OpenAI-compatible servers repeat a refused key in full.
+#[derive(Clone, Default)]
+struct Secrets(Arc<[String]>);
+
+impl Secrets {
+    /// Shorter values are not scrubbed: they would mangle messages and are no real keys.
+    const MIN_LEN: usize = 8;
+    const REDACTED: &'static str = "<redacted>";
+
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let values = headers
+            .values()
+            .filter(|value| value.is_sensitive())
+            .filter_map(|value| value.to_str().ok())
+            .map(|value| value.strip_prefix("Bearer ").unwrap_or(value).trim())
+            .filter(|value| value.len() >= Self::MIN_LEN)
+            .map(str::to_owned)
+            .collect();
+        Secrets(values)
+    }
+
+    fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut text = Cow::Borrowed(text);
+        for secret in self.0.iter() {
+            if text.contains(secret.as_str()) {
+                text = Cow::Owned(text.replace(secret.as_str(), Self::REDACTED));
+            }
+        }
+        text
+    }
+
+    fn scrub_bytes<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
+        let contains = |secret: &String| {
+            body.windows(secret.len())
+                .any(|window| window == secret.as_bytes())
+        };
+        if !self.0.iter().any(contains) {
+            return Cow::Borrowed(body);
+        }
+        let text = String::from_utf8_lossy(body);
+        Cow::Owned(self.scrub(&text).into_owned().into_bytes())
+    }
+
+    fn scrub_error(&self, mut err: ProviderError) -> ProviderError {
+        if self.0.is_empty() {
+            return err;
+        }
+        let scrub = |text: &mut String| {
+            if let Cow::Owned(clean) = self.scrub(text) {
+                *text = clean;
+            }
+        };
+        match &mut err {
+            ProviderError::BadRequest { message, .. }
+            | ProviderError::Auth { message, .. }
+            | ProviderError::NotFound { message }
+            | ProviderError::RateLimited { message, .. }
+            | ProviderError::QuotaExhausted { message }
+            | ProviderError::ContextWindowExceeded { message }
+            | ProviderError::ContentPolicy { message }
+            | ProviderError::Upstream { message, .. }
+            | ProviderError::Transport { message, .. }
+            | ProviderError::Config { message } => scrub(message),
+            ProviderError::MalformedResponse { message, excerpt } => {
+                scrub(message);
+                scrub(excerpt);
+            }
+            ProviderError::Timeout { .. } | ProviderError::Unsupported { .. } => {}
+        }
+        err
+    }
 }

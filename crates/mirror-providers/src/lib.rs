@@ -91,7 +91,9 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
-pub(crate) fn timeouts(deployment: &DeploymentParams) -> (std::time::Duration, std::time::Duration) {
+pub(crate) fn timeouts(
+    deployment: &DeploymentParams,
+) -> (std::time::Duration, std::time::Duration) {
     let seconds = |value: Option<f64>| {
         value
             .filter(|secs| secs.is_finite() && *secs > 0.0)

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures::StreamExt;
 use mirror_core::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChunkChoice, DeploymentParams,
-    Delta, Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, Usage,
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
+    DeploymentParams, Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, Usage,
 };
 use serde_json::{Map, Value};
 

@@ -54,10 +54,11 @@ impl OpenAi {
                 &mut headers,
                 "authorization",
                 &format!("Bearer {}", key.expose()),
+                true,
             )?;
         }
         if let Some(organization) = &deployment.organization {
-            insert_header(&mut headers, "openai-organization", organization)?;
+            insert_header(&mut headers, "openai-organization", organization, false)?;
         }
         Ok(headers)
     }

@@ -1,0 +1,11 @@
+//! The provider adapters over real HTTP, against an in-process upstream that records what it receives
+//! and answers as OpenAI and Azure OpenAI do.
+
+// Helpers outside `#[test]` functions panic on purpose too.
+#![allow(clippy::unwrap_used)]
+
+mod azure;
+mod errors;
+mod openai;
+mod streams;
+mod support;
