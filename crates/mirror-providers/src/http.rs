@@ -232,6 +232,9 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub(crate) fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8]) -> ProviderError {
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
     let code = parsed.as_ref().and_then(ErrorBody::code);
+    let kind = parsed
+        .as_ref()
+        .and_then(|parsed| parsed.error.kind.as_deref());
     let message = match &parsed {
         Some(parsed) if !parsed.error.message.is_empty() => parsed.error.message.clone(),
         _ if body.is_empty() => format!("HTTP {status} with an empty body"),
@@ -252,6 +255,7 @@ pub(crate) fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8])
             after: Duration::ZERO,
         },
         (429, Some("insufficient_quota")) => ProviderError::QuotaExhausted { message },
+        (429, _) if kind == Some("insufficient_quota") => ProviderError::QuotaExhausted { message },
         (429, _) => ProviderError::RateLimited {
             message,
             retry_after: retry_after(headers),
@@ -449,5 +453,160 @@ impl Secrets {
             ProviderError::Timeout { .. } | ProviderError::Unsupported { .. } => {}
         }
         err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{expect, Expect};
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[track_caller]
+    fn check_retry_after(pairs: &[(&'static str, &'static str)], expected: Option<Duration>) {
+        assert_eq!(retry_after(&headers(pairs)), expected, "{pairs:?}");
+    }
+
+    #[test]
+    fn retry_after_values() {
+        let ms = Duration::from_millis;
+        check_retry_after(&[], None);
+        check_retry_after(&[("retry-after", "2")], Some(ms(2000)));
+        check_retry_after(&[("retry-after", " 2 ")], Some(ms(2000)));
+        check_retry_after(&[("retry-after", "0.5")], Some(ms(500)));
+        check_retry_after(&[("retry-after", "0")], Some(ms(0)));
+        check_retry_after(&[("retry-after-ms", "1500")], Some(ms(1500)));
+        check_retry_after(
+            &[("retry-after-ms", "20"), ("retry-after", "2")],
+            Some(ms(20)),
+        );
+        // Unusable values are ignored, never panicked on.
+        check_retry_after(&[("retry-after", "-1")], None);
+        check_retry_after(&[("retry-after", "NaN")], None);
+        check_retry_after(&[("retry-after", "inf")], None);
+        check_retry_after(&[("retry-after", "1e300")], None);
+        check_retry_after(&[("retry-after-ms", "1e300")], None);
+        check_retry_after(&[("retry-after", "soon")], None);
+        // An HTTP date is not read (FIXME: OpenAI and Azure send seconds; proxies may send dates).
+        check_retry_after(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")], None);
+        // An unusable `retry-after-ms` falls back to `retry-after`.
+        check_retry_after(
+            &[("retry-after-ms", "x"), ("retry-after", "3")],
+            Some(ms(3000)),
+        );
+    }
+
+    #[track_caller]
+    fn check_error(status: u16, body: &str, expect: Expect) {
+        let err = error_from_response(status, &headers(&[("retry-after", "1")]), body.as_bytes());
+        expect.assert_eq(&format!(
+            "{} {:?} retry_after={:?}: {err}",
+            err.class(),
+            err.status(),
+            err.retry_after()
+        ));
+    }
+
+    #[test]
+    fn error_kinds() {
+        check_error(
+            400,
+            r#"{"error":{"message":"Too long","code":"context_length_exceeded"}}"#,
+            expect!["context_window_exceeded Some(400) retry_after=None: context window exceeded: Too long"],
+        );
+        check_error(
+            400,
+            r#"{"error":{"message":"This model's MAXIMUM CONTEXT LENGTH is 8192 tokens","code":null}}"#,
+            expect!["context_window_exceeded Some(400) retry_after=None: context window exceeded: This model's MAXIMUM CONTEXT LENGTH is 8192 tokens"],
+        );
+        check_error(
+            400,
+            r#"{"error":{"message":"Your request was rejected by the safety system","code":"content_policy_violation"}}"#,
+            expect!["content_policy Some(400) retry_after=None: content policy violation: Your request was rejected by the safety system"],
+        );
+        check_error(
+            400,
+            r#"{"error":{"message":"Bad","code":400}}"#,
+            expect!["bad_request Some(400) retry_after=None: bad request (400): Bad"],
+        );
+        check_error(
+            409,
+            r#"{"error":{"message":"Conflict"}}"#,
+            expect!["bad_request Some(409) retry_after=None: bad request (409): Conflict"],
+        );
+        // FIXME: the upstream's own timeout is unknown, so a 408 reads "timed out after 0ms".
+        check_error(
+            408,
+            "",
+            expect!["timeout None retry_after=None: timed out after 0ms"],
+        );
+        check_error(
+            429,
+            r#"{"error":{"message":"Quota","type":"insufficient_quota","code":null}}"#,
+            expect!["quota_exhausted Some(429) retry_after=None: quota exhausted: Quota"],
+        );
+        check_error(
+            429,
+            r#"{"error":{"message":"Slow down","code":"rate_limit_exceeded"}}"#,
+            expect!["rate_limited Some(429) retry_after=Some(1s): rate limited: Slow down"],
+        );
+        check_error(
+            529,
+            "overloaded",
+            expect!["upstream Some(529) retry_after=Some(1s): upstream error (529): overloaded"],
+        );
+        check_error(503, "", expect!["upstream Some(503) retry_after=Some(1s): upstream error (503): HTTP 503 with an empty body"]);
+        check_error(
+            500,
+            r#"{"error":{"message":"","code":"server_error"}}"#,
+            expect![[
+                r#"upstream Some(500) retry_after=Some(1s): upstream error (500): {"error":{"message":"","code":"server_error"}}"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn a_long_body_is_cut_to_an_excerpt() {
+        let body = "é".repeat(1000);
+        let err = error_from_response(502, &HeaderMap::new(), body.as_bytes());
+        let ProviderError::Upstream { message, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(message.chars().count(), EXCERPT_CHARS);
+    }
+
+    #[test]
+    fn secrets_come_from_sensitive_headers_only() {
+        let mut map = HeaderMap::new();
+        insert_header(&mut map, "authorization", "Bearer sk-abcdefgh123", true).unwrap();
+        insert_header(&mut map, "api-key", "short", true).unwrap();
+        insert_header(&mut map, "openai-organization", "org-123456789", false).unwrap();
+        let secrets = Secrets::from_headers(&map);
+
+        assert_eq!(
+            secrets.scrub("key sk-abcdefgh123, org org-123456789, short"),
+            "key <redacted>, org org-123456789, short"
+        );
+        assert!(matches!(secrets.scrub("nothing"), Cow::Borrowed(_)));
+        assert_eq!(
+            &*secrets.scrub_bytes(b"\xff sk-abcdefgh123"),
+            "\u{fffd} <redacted>".as_bytes()
+        );
+        let err = secrets.scrub_error(ProviderError::MalformedResponse {
+            message: "bad sk-abcdefgh123".to_owned(),
+            excerpt: "{\"key\": \"sk-abcdefgh123\"}".to_owned(),
+        });
+        expect![[
+            r#"malformed response: bad <redacted>; body starts with "{\"key\": \"<redacted>\"}""#
+        ]]
+        .assert_eq(&err.to_string());
     }
 }

@@ -183,7 +183,15 @@ impl Provider for Mock {
         Mock::delay_or_fail(deployment).await?;
         let inputs: Vec<String> = match &request.input {
             Value::String(text) => vec![text.clone()],
-            Value::Array(items) => items.iter().map(Value::to_string).collect(),
+            // A string item embeds like the same string alone (not its JSON text, quotes included);
+            // token arrays embed as their JSON.
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
             other => vec![other.to_string()],
         };
         let tokens: u64 = inputs.iter().map(|text| estimate_tokens(text)).sum();
@@ -222,4 +230,195 @@ fn pseudo_embedding(text: &str) -> Vec<f64> {
             f64::from(u16::try_from(hash >> 48).unwrap_or(0)) / 32768.0 - 1.0
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+    use futures::StreamExt;
+    use mirror_core::{ChatChunk, ModelRef, StreamAccumulator};
+    use serde_json::json;
+
+    use super::*;
+
+    fn params() -> DeploymentParams {
+        DeploymentParams::new(ModelRef::parse("mock/echo").unwrap())
+    }
+
+    fn request(body: Value) -> ChatRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn conversation() -> ChatRequest {
+        request(json!({
+            "model": "group",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "first question"},
+                {"role": "assistant", "content": "an answer"},
+                {"role": "user", "content": [{"type": "text", "text": "second "}, {"type": "text", "text": "question"}]},
+            ],
+        }))
+    }
+
+    async fn stream(params: &DeploymentParams, request: &ChatRequest) -> Vec<ChatChunk> {
+        Mock::new()
+            .chat_stream(params, request)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn echoes_the_last_user_message() {
+        let response = Mock::new().chat(&params(), &conversation()).await.unwrap();
+        assert_eq!(response.text().as_deref(), Some("second question"));
+        assert_eq!(response.model, "echo");
+        assert_eq!(response.object, "chat.completion");
+        assert_eq!(response.choices[0].finish_reason.as_deref(), Some("stop"));
+        let usage = response.usage.unwrap();
+        assert_eq!(
+            usage.total_tokens,
+            usage.prompt_tokens + usage.completion_tokens
+        );
+        assert_eq!(usage.completion_tokens, 4); // 15 characters, about four a token
+    }
+
+    #[tokio::test]
+    async fn answers_mock_response() {
+        let mut params = params();
+        params.mock_response = Some("fixed answer".to_owned());
+        let response = Mock::new().chat(&params, &conversation()).await.unwrap();
+        assert_eq!(response.text().as_deref(), Some("fixed answer"));
+    }
+
+    #[tokio::test]
+    async fn streams_word_by_word_without_usage_unless_asked() {
+        let mut params = params();
+        params.mock_response = Some("one two three".to_owned());
+        let chunks = stream(&params, &conversation()).await;
+        let contents: Vec<Option<&str>> = chunks
+            .iter()
+            .map(|chunk| chunk.choices[0].delta.as_ref()?.content.as_deref())
+            .collect();
+        expect![[r#"
+            [
+                Some(
+                    "",
+                ),
+                Some(
+                    "one ",
+                ),
+                Some(
+                    "two ",
+                ),
+                Some(
+                    "three",
+                ),
+                None,
+            ]
+        "#]]
+        .assert_debug_eq(&contents);
+        assert!(chunks.iter().all(|chunk| chunk.usage.is_none()));
+        assert_eq!(
+            chunks[0].choices[0].delta.as_ref().unwrap().role.as_deref(),
+            Some("assistant")
+        );
+        assert_eq!(
+            chunks.last().unwrap().choices[0].finish_reason.as_deref(),
+            Some("stop")
+        );
+        // Every chunk belongs to the same response.
+        assert!(chunks
+            .iter()
+            .all(|chunk| chunk.id == chunks[0].id && chunk.object == "chat.completion.chunk"));
+    }
+
+    #[tokio::test]
+    async fn streams_the_usage_chunk_last_when_asked() {
+        let mut request = conversation();
+        request.stream_options = serde_json::from_value(json!({"include_usage": true})).unwrap();
+        let chunks = stream(&params(), &request).await;
+        let last = chunks.last().unwrap();
+        assert!(last.choices.is_empty());
+        let mut accumulator = StreamAccumulator::default();
+        for chunk in &chunks {
+            accumulator.push(chunk);
+        }
+        let streamed = accumulator.finish();
+        let complete = Mock::new().chat(&params(), &request).await.unwrap();
+        assert_eq!(streamed.text(), complete.text());
+        assert_eq!(streamed.usage, complete.usage);
+        assert_eq!(last.usage, complete.usage);
+    }
+
+    #[tokio::test]
+    async fn failure_rate_one_always_fails_with_a_500() {
+        let mut params = params();
+        params.mock_failure_rate = Some(1.0);
+        let mock = Mock::new();
+        for _ in 0..20 {
+            let err = mock.chat(&params, &conversation()).await.unwrap_err();
+            assert!(
+                matches!(err, ProviderError::Upstream { status: 500, .. }),
+                "{err:?}"
+            );
+            assert!(err.is_retryable());
+            assert!(mock.chat_stream(&params, &conversation()).await.is_err());
+            let embeddings = serde_json::from_value(json!({"model": "e", "input": "x"})).unwrap();
+            assert!(mock.embeddings(&params, &embeddings).await.is_err());
+        }
+        params.mock_failure_rate = Some(0.0);
+        for _ in 0..20 {
+            mock.chat(&params, &conversation()).await.unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_delays_the_answer() {
+        let mut params = params();
+        params.mock_latency_ms = Some(1500);
+        let started = tokio::time::Instant::now();
+        Mock::new().chat(&params, &conversation()).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(1500));
+    }
+
+    #[tokio::test]
+    async fn embeddings_are_deterministic() {
+        let mock = Mock::new();
+        let embed = |input: Value| {
+            let request: EmbeddingsRequest =
+                serde_json::from_value(json!({"model": "group", "input": input})).unwrap();
+            let mock = mock.clone();
+            async move { mock.embeddings(&params(), &request).await.unwrap() }
+        };
+        let single = embed(json!("hello")).await;
+        let again = embed(json!("hello")).await;
+        let list = embed(json!(["hello", "world"])).await;
+        let other = embed(json!("world")).await;
+
+        assert_eq!(single, again);
+        assert_eq!(single.data.len(), 1);
+        assert_eq!(list.data.len(), 2);
+        assert_eq!(list.data[1].index, 1);
+        // The same text embeds the same, alone or in a list.
+        assert_eq!(list.data[0].embedding, single.data[0].embedding);
+        assert_eq!(list.data[1].embedding, other.data[0].embedding);
+        assert_ne!(single.data[0].embedding, other.data[0].embedding);
+        assert_eq!(single.usage.as_ref().unwrap().prompt_tokens, 2);
+        assert_eq!(list.usage.as_ref().unwrap().prompt_tokens, 4);
+        let values = single.data[0].embedding.as_array().unwrap();
+        assert_eq!(values.len(), 8);
+        assert!(values
+            .iter()
+            .all(|v| (-1.0..1.0).contains(&v.as_f64().unwrap())));
+    }
+
+    #[test]
+    fn names_itself() {
+        assert_eq!(Mock::new().name(), "mock");
+        assert_eq!(Mock::new().api_base(&params()), "mock://in-process");
+    }
 }
