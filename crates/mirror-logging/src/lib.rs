@@ -18,7 +18,10 @@
 //! headers itself.
 
 mod error;
+mod http;
+mod ids;
 mod jsonl;
+mod langfuse;
 mod sink;
 #[cfg(test)]
 mod test_support;
@@ -27,5 +30,8 @@ mod writer;
 
 pub use error::{BoxError, SinkError};
 pub use jsonl::{JsonlConfig, JsonlSink};
+pub use langfuse::{
+    LangfuseConfig, LangfuseMode, LangfuseSink, LANGFUSE_DEFAULT_HOST, SILENT_EXPERIMENT_TAG,
+};
 pub use sink::{ContentPolicy, LogSink, RetryPolicy, SinkOptions, REDACTED};
 pub use writer::{DroppedStats, LogWriter, LogWriterBuilder, SinkStats, WriterReport};

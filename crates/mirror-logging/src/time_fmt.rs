@@ -3,7 +3,6 @@
 use time::{Date, OffsetDateTime};
 
 /// The UTC time of `epoch_seconds`; out-of-range or non-finite values give the epoch.
-#[allow(dead_code)] // FIXME(next commit): used by the Langfuse and S3 sinks.
 pub(crate) fn utc(epoch_seconds: f64) -> OffsetDateTime {
     let nanos = epoch_nanos(epoch_seconds);
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
@@ -11,7 +10,6 @@ pub(crate) fn utc(epoch_seconds: f64) -> OffsetDateTime {
 }
 
 /// Nanoseconds since the epoch, as OTLP wants them; negative or non-finite values give 0.
-#[allow(dead_code)] // FIXME(next commit): used by the Langfuse sink.
 pub(crate) fn epoch_nanos(epoch_seconds: f64) -> u64 {
     if !epoch_seconds.is_finite() || epoch_seconds <= 0.0 {
         return 0;
@@ -48,7 +46,6 @@ pub(crate) fn time_of_day(at: OffsetDateTime) -> String {
 }
 
 /// ISO 8601 in UTC with microseconds: `2025-01-16T11:28:54.796360Z`.
-#[allow(dead_code)] // FIXME(next commit): used by the Langfuse sink.
 pub(crate) fn iso8601(at: OffsetDateTime) -> String {
     format!(
         "{}T{:02}:{:02}:{:02}.{:06}Z",
