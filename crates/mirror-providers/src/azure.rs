@@ -7,7 +7,7 @@ use mirror_core::{
 };
 use reqwest::header::HeaderMap;
 
-use crate::http::{insert_header, HttpClient};
+use crate::http::{insert_header, public_base, HttpClient};
 use crate::{timeouts, ChunkStream, Provider, ProviderError};
 
 /// The Azure OpenAI adapter.
@@ -121,7 +121,7 @@ impl Provider for AzureOpenAi {
     }
 
     fn api_base(&self, deployment: &DeploymentParams) -> String {
-        self.base(deployment).map(str::to_owned).unwrap_or_default()
+        self.base(deployment).map(public_base).unwrap_or_default()
     }
 
     async fn chat(

@@ -209,6 +209,25 @@ fn excerpt(body: &[u8]) -> String {
         .collect()
 }
 
+/// A base URL as it may appear in records and logs: without the `user:password@` some configurations
+/// put in it. Other URLs are returned unchanged.
+pub(crate) fn public_base(base: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            // Setting them cannot fail on a URL that had them.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            let public = url.to_string();
+            if base.ends_with('/') {
+                public
+            } else {
+                public.trim_end_matches('/').to_owned()
+            }
+        }
+        _ => base.to_owned(),
+    }
+}
+
 /// Reads `retry-after-ms` (milliseconds, OpenAI) or `Retry-After` (seconds).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let number = |name: &str| {
@@ -581,6 +600,24 @@ mod tests {
             panic!("{err:?}");
         };
         assert_eq!(message.chars().count(), EXCERPT_CHARS);
+    }
+
+    #[test]
+    fn public_base_drops_credentials_only() {
+        assert_eq!(
+            public_base("https://user:pw@example.com/v1"),
+            "https://example.com/v1"
+        );
+        assert_eq!(
+            public_base("https://user@example.com"),
+            "https://example.com"
+        );
+        assert_eq!(public_base("https://example.com"), "https://example.com");
+        assert_eq!(
+            public_base("http://127.0.0.1:8000/v1/"),
+            "http://127.0.0.1:8000/v1/"
+        );
+        assert_eq!(public_base("not a url"), "not a url");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use mirror_core::{
 };
 use reqwest::header::HeaderMap;
 
-use crate::http::{insert_header, HttpClient};
+use crate::http::{insert_header, public_base, HttpClient};
 use crate::{timeouts, ChunkStream, Provider, ProviderError};
 
 const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
@@ -71,7 +71,7 @@ impl Provider for OpenAi {
     }
 
     fn api_base(&self, deployment: &DeploymentParams) -> String {
-        self.base(deployment).to_owned()
+        public_base(self.base(deployment))
     }
 
     async fn chat(

@@ -394,6 +394,7 @@ async fn credentials_in_api_base_are_not_reported() {
     let openai = OpenAi::new(HttpClient::new().unwrap());
     let err = openai.chat(&params, &hello()).await.unwrap_err();
     assert_no_secret(&err);
+    assert_eq!(openai.api_base(&params), format!("http://{addr}/v1"));
 }
 
 #[tokio::test]
