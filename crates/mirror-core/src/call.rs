@@ -128,7 +128,10 @@ pub struct RoutingStamp {
 impl CallMeta {
     /// Identity for a new client request to `model_group`, reading the caller's `trace_id`, `tags` and
     /// opt-out flag from the request metadata.
-    pub fn for_request(model_group: impl Into<String>, metadata: Option<&Map<String, Value>>) -> Self {
+    pub fn for_request(
+        model_group: impl Into<String>,
+        metadata: Option<&Map<String, Value>>,
+    ) -> Self {
         let lookup = |key: &str| metadata.and_then(|m| m.get(key));
         let trace_id = match lookup(TRACE_ID_METADATA_KEY) {
             Some(Value::String(id)) if !id.is_empty() => TraceId::from(id.clone()),

@@ -412,7 +412,10 @@ impl ChatChunk {
     pub fn has_content(&self) -> bool {
         self.choices.iter().any(|choice| {
             choice.delta.as_ref().is_some_and(|delta| {
-                delta.content.as_deref().is_some_and(|text| !text.is_empty())
+                delta
+                    .content
+                    .as_deref()
+                    .is_some_and(|text| !text.is_empty())
                     || delta.tool_calls.is_some()
             })
         })
@@ -499,7 +502,8 @@ impl StreamAccumulator {
         for choice in &chunk.choices {
             let index = choice.index as usize;
             if self.choices.len() <= index {
-                self.choices.resize_with(index + 1, AccumulatedChoice::default);
+                self.choices
+                    .resize_with(index + 1, AccumulatedChoice::default);
             }
             let slot = &mut self.choices[index];
             if let Some(reason) = &choice.finish_reason {

@@ -213,8 +213,14 @@ impl DeploymentParams {
     pub fn ignored_keys(&self) -> Vec<&'static str> {
         let candidates = [
             ("custom_llm_provider", self.custom_llm_provider.is_some()),
-            ("litellm_credential_name", self.litellm_credential_name.is_some()),
-            ("max_parallel_requests", self.max_parallel_requests.is_some()),
+            (
+                "litellm_credential_name",
+                self.litellm_credential_name.is_some(),
+            ),
+            (
+                "max_parallel_requests",
+                self.max_parallel_requests.is_some(),
+            ),
             ("region_name", self.region_name.is_some()),
             ("aws_region_name", self.aws_region_name.is_some()),
             ("drop_params", self.drop_params.is_some()),

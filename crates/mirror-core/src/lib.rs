@@ -39,4 +39,6 @@ pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
 pub use record::{
     epoch_seconds, CallRecord, CallStatus, CallType, ErrorInformation, RecordMetadata, SpendKind,
 };
-pub use secret::{deserialize_env_string, resolve_env_reference, SecretString, ENV_REFERENCE_PREFIX};
+pub use secret::{
+    deserialize_env_string, resolve_env_reference, SecretString, ENV_REFERENCE_PREFIX,
+};

@@ -20,6 +20,9 @@ pub(crate) struct Deployment {
     pub(crate) weight: f64,
     pub(crate) order: u32,
     pub(crate) prices: Option<(f64, f64)>,
+    /// False for the only deployment of a group: cooling it down would turn a passing error into
+    /// certain failure for every caller, with nothing to fail over to (LiteLLM skips it too).
+    pub(crate) can_cool_down: bool,
     pub(crate) state: DeploymentState,
 }
 

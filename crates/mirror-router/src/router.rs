@@ -295,6 +295,10 @@ impl RouterBuilder {
         check_rate(mirror_settings.default_sample_rate)
             .map_err(|m| invalid("mirror_settings.default_sample_rate".to_owned(), m))?;
 
+        let mut group_sizes: HashMap<&str, usize> = HashMap::new();
+        for entry in &model_list {
+            *group_sizes.entry(entry.model_name.as_str()).or_default() += 1;
+        }
         let mut groups: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
         let mut ids: HashMap<String, usize> = HashMap::new();
         let mut prefixes: Vec<&str> = self.providers.keys().map(String::as_str).collect();
@@ -375,6 +379,9 @@ impl RouterBuilder {
                 weight,
                 order: params.order.unwrap_or(0),
                 prices: prices(&params, &entry.model_info),
+                can_cool_down: group_sizes
+                    .get(entry.model_name.as_str())
+                    .is_some_and(|size| *size > 1),
                 state: DeploymentState::default(),
                 params,
             };
@@ -744,7 +751,7 @@ impl Inner {
         let cool = deployment
             .state
             .record_failure(&self.clock, err, self.settings.allowed_fails);
-        if cool && !self.settings.disable_cooldowns {
+        if cool && deployment.can_cool_down && !self.settings.disable_cooldowns {
             let cooldown = Duration::from_secs_f64(self.settings.cooldown_time.max(0.0));
             let cooldown = err
                 .retry_after()

@@ -1,1 +1,93 @@
-fn main() {}
+//! The `mirror` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mirror::demo::{self, DemoOptions};
+use mirror::report::Table;
+
+/// Mirror: an LLM router and OpenAI-compatible gateway with traffic mirroring.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the built-in offline default (mock providers, `primary` mirrored to `shadow`) and print the
+    /// primary-vs-shadow comparison. Needs no keys and no network.
+    Demo {
+        /// Requests to send.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Where to write the JSONL call log.
+        #[arg(long, default_value = "mirror-demo.jsonl")]
+        log: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Tokio runtime")?;
+    match cli.command {
+        Command::Demo {
+            requests,
+            concurrency,
+            log,
+        } => {
+            let options = DemoOptions {
+                requests,
+                concurrency,
+                log_path: log,
+            };
+            let outcome = runtime
+                .block_on(demo::run(&options))
+                .map_err(|err| anyhow::anyhow!(err))
+                .context("the demo failed")?;
+            let mirror = outcome.mirror;
+            println!(
+                "Sent {} requests to `primary` in {:.2}s: {} answered, {} failed.",
+                outcome.primary_ok + outcome.primary_failed,
+                outcome.elapsed.as_secs_f64(),
+                outcome.primary_ok,
+                outcome.primary_failed
+            );
+            println!(
+                "Silent copies: {} mirrored, {} completed, {} failed, {} dropped, {} in flight.",
+                mirror.mirrored,
+                mirror.completed,
+                mirror.failed,
+                mirror.dropped(),
+                mirror.in_flight()
+            );
+            println!(
+                "Log: {} records in {} ({} dropped by sinks).",
+                outcome.records.len(),
+                options.log_path.display(),
+                outcome.writer.dropped()
+            );
+            println!();
+            print!("{}", Table(&outcome.summaries));
+            if !mirror.is_balanced() {
+                anyhow::bail!("silent-call accounting does not balance: {mirror:?}");
+            }
+        }
+    }
+    Ok(())
+}

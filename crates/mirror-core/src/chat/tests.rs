@@ -48,7 +48,10 @@ fn accumulator_rebuilds_text_tool_calls_and_usage() {
     let call = &response.choices[0].message.tool_calls.as_ref().unwrap()[0];
     assert_eq!(call.function.name, "get");
     assert_eq!(call.function.arguments, "{\"a\":1}");
-    assert_eq!(response.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        response.choices[0].finish_reason.as_deref(),
+        Some("tool_calls")
+    );
     assert_eq!(response.usage.unwrap().total_tokens, 5);
 }
 
@@ -77,6 +80,9 @@ fn unknown_request_fields_round_trip() {
     let request: ChatRequest = serde_json::from_value(input.clone()).unwrap();
     let mut expected = input;
     // `content: null` is read as absent.
-    expected["messages"][0].as_object_mut().unwrap().remove("content");
+    expected["messages"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("content");
     assert_eq!(serde_json::to_value(&request).unwrap(), expected);
 }

@@ -219,8 +219,14 @@ fn two_mirrors_share_nothing() {
         .unwrap()
         .insert("nested".to_owned(), json!(null));
     assert_eq!(second.request.messages[0].text().as_deref(), Some("hi"));
-    assert_eq!(second.request.metadata.as_ref().unwrap()["nested"], json!({"list": [1, 2]}));
-    assert_eq!(request.metadata.as_ref().unwrap()["nested"], json!({"list": [1, 2]}));
+    assert_eq!(
+        second.request.metadata.as_ref().unwrap()["nested"],
+        json!({"list": [1, 2]})
+    );
+    assert_eq!(
+        request.metadata.as_ref().unwrap()["nested"],
+        json!({"list": [1, 2]})
+    );
     assert_ne!(first.meta.call_id, second.meta.call_id);
     assert_eq!(first.meta.trace_id, second.meta.trace_id);
 }
@@ -251,7 +257,10 @@ fn check_targets(input: &str, expect: Expect) {
 #[test]
 fn silent_model_shapes() {
     check_targets(r#""gpt-4""#, expect![[r#"ok ["gpt-4"]"#]]);
-    check_targets(r#"["gpt-4", "claude"]"#, expect![[r#"ok ["gpt-4", "claude"]"#]]);
+    check_targets(
+        r#"["gpt-4", "claude"]"#,
+        expect![[r#"ok ["gpt-4", "claude"]"#]],
+    );
     check_targets(
         "[]",
         expect!["error: `silent_model` must be a model group name or a list of names, got an empty list at line 1 column 2"],
