@@ -1,1 +1,177 @@
-fn main() {}
+//! Project automation. `cargo xtask ci` runs exactly what CI runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy(&workspace_root()),
+        _ => {
+            eprintln!("usage: cargo xtask <ci|tidy>");
+            eprintln!(
+                "  ci    set up test servers, then fmt, clippy, tests, docs and tidy, as CI does"
+            );
+            eprintln!("  tidy  check that crate dependencies point the way ARCHITECTURE.md says");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn ci() -> Result<(), String> {
+    let root = workspace_root();
+    let mut envs = BTreeMap::new();
+    let setup = root.join(".ci/setup.sh");
+    if setup.exists() {
+        // The setup script installs and starts test servers and prints `KEY=VALUE` lines for the
+        // tests to find them.
+        let output = Command::new("bash")
+            .arg(&setup)
+            .current_dir(&root)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|err| format!("cannot run {}: {err}", setup.display()))?;
+        if !output.status.success() {
+            return Err(format!("{} failed ({})", setup.display(), output.status));
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            if let Some((key, value)) = line.split_once('=') {
+                if !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    println!("xtask: {key}={value}");
+                    envs.insert(key.to_owned(), value.to_owned());
+                }
+            }
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let steps: &[(&str, &[&str])] = &[
+        ("format", &["fmt", "--all", "--check"]),
+        (
+            "lint",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        ("test", &["test", "--workspace"]),
+        ("docs", &["doc", "--workspace", "--no-deps"]),
+    ];
+    for (name, args) in steps {
+        println!("xtask: == {name}: cargo {}", args.join(" "));
+        let status = Command::new(&cargo)
+            .args(*args)
+            .current_dir(&root)
+            .envs(&envs)
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .status()
+            .map_err(|err| format!("cannot run cargo: {err}"))?;
+        if !status.success() {
+            return Err(format!("step `{name}` failed ({status})"));
+        }
+    }
+    println!("xtask: == tidy");
+    tidy(&root)
+}
+
+/// The `mirror-*` crates each crate may depend on (see ARCHITECTURE.md).
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("mirror-core", &[]),
+    ("mirror-providers", &["mirror-core"]),
+    ("mirror-logging", &["mirror-core"]),
+    ("mirror-router", &["mirror-core", "mirror-providers"]),
+    (
+        "mirror",
+        &[
+            "mirror-core",
+            "mirror-providers",
+            "mirror-router",
+            "mirror-logging",
+        ],
+    ),
+];
+
+fn tidy(root: &Path) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (krate, allowed) in ALLOWED {
+        let manifest = root.join("crates").join(krate).join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .map_err(|err| format!("cannot read {}: {err}", manifest.display()))?;
+        for dependency in normal_dependencies(&text) {
+            if dependency.starts_with("mirror") && !allowed.contains(&dependency.as_str()) {
+                problems.push(format!(
+                    "{krate} depends on {dependency}; allowed: [{}]. Dependencies point inward (ARCHITECTURE.md).",
+                    allowed.join(", ")
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("xtask: tidy: dependency directions are as ARCHITECTURE.md says");
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Names under `[dependencies]` (not dev- or build-dependencies).
+fn normal_dependencies(manifest: &str) -> Vec<String> {
+    let mut in_section = false;
+    let mut names = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_section = line == "[dependencies]";
+            continue;
+        }
+        if in_section {
+            if let Some((name, _)) = line.split_once('=') {
+                let name = name.trim();
+                if !name.is_empty() && !name.starts_with('#') {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_normal_dependencies() {
+        let manifest = "[package]\nname = \"x\"\n[dependencies]\nmirror-core = { workspace = true }\nserde = \"1\"\n[dev-dependencies]\nmirror-router = \"1\"\n";
+        assert_eq!(normal_dependencies(manifest), vec!["mirror-core", "serde"]);
+    }
+
+    #[test]
+    fn the_workspace_is_tidy() {
+        tidy(&workspace_root()).unwrap();
+    }
+}
