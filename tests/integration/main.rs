@@ -1,1 +1,3 @@
-//! tests
+//! End-to-end tests of the Mirror workspace. One binary, one module per feature.
+
+mod demo;
