@@ -22,6 +22,7 @@ mod http;
 mod ids;
 mod jsonl;
 mod langfuse;
+mod s3;
 mod sink;
 #[cfg(test)]
 mod test_support;
@@ -33,5 +34,6 @@ pub use jsonl::{JsonlConfig, JsonlSink};
 pub use langfuse::{
     LangfuseConfig, LangfuseMode, LangfuseSink, LANGFUSE_DEFAULT_HOST, SILENT_EXPERIMENT_TAG,
 };
+pub use s3::{S3Config, S3Partition, S3Sink};
 pub use sink::{ContentPolicy, LogSink, RetryPolicy, SinkOptions, REDACTED};
 pub use writer::{DroppedStats, LogWriter, LogWriterBuilder, SinkStats, WriterReport};

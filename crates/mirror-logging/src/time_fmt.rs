@@ -34,7 +34,6 @@ pub(crate) fn date(day: Date) -> String {
 }
 
 /// `HH-MM-SS-ffffff`, LiteLLM's `%H-%M-%S-%f`.
-#[allow(dead_code)] // FIXME(next commit): used by the S3 sink.
 pub(crate) fn time_of_day(at: OffsetDateTime) -> String {
     format!(
         "{:02}-{:02}-{:02}-{:06}",
