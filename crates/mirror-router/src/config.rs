@@ -93,7 +93,8 @@ pub(crate) fn with_suggestion(message: &str) -> String {
         let rest = &message[start + marker.len()..];
         let Some(end) = rest.find('`') else { continue };
         let unknown = &rest[..end];
-        let expected: Vec<&str> = rest[end..]
+        // After the unknown name's closing backtick, names alternate with the text between them.
+        let expected: Vec<&str> = rest[end + 1..]
             .split('`')
             .enumerate()
             .filter_map(|(i, part)| (i % 2 == 1).then_some(part))

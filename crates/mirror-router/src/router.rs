@@ -525,6 +525,9 @@ fn generated_id(entry: &ModelDeployment) -> String {
 }
 
 /// Runs silent copies: at most `max_in_flight` at once, each under a permit; stops at hard stop.
+///
+/// A permit is taken before a job is received, so a job waiting for a slot stays in the channel:
+/// at most `queue_size` copies are queued and `max_in_flight` running, never one more.
 async fn dispatch_loop(
     inner: Weak<Inner>,
     mut receiver: mpsc::Receiver<(MirrorJob, JobTicket)>,
@@ -533,18 +536,19 @@ async fn dispatch_loop(
 ) {
     let permits = Arc::new(Semaphore::new(max_in_flight));
     loop {
+        let permit = tokio::select! {
+            biased;
+            _ = hard_stop.wait_for(|stop| *stop) => None,
+            permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+        };
+        let Some(permit) = permit else { break };
         let next = tokio::select! {
             biased;
             _ = hard_stop.wait_for(|stop| *stop) => None,
             next = receiver.recv() => next,
         };
         let Some((job, ticket)) = next else { break };
-        let permit = tokio::select! {
-            biased;
-            _ = hard_stop.wait_for(|stop| *stop) => None,
-            permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
-        };
-        let (Some(permit), Some(inner)) = (permit, inner.upgrade()) else {
+        let Some(inner) = inner.upgrade() else {
             // The ticket's drop counts the job as dropped at shutdown.
             drop(ticket);
             break;

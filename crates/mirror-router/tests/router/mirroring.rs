@@ -1,0 +1,627 @@
+//! Silent mirroring: isolation from the primary, identity of shadows, fan-out, recursion, the bounded
+//! queue, sampling, opt-out, switch-off and shutdown.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mirror_core::{CallStatus, SpendKind};
+use mirror_router::{MirrorSettings, RouterSettings};
+use serde_json::json;
+
+use crate::support::{
+    self, assert_no_secret, builder, http_deployment, mock_deployment, next_record, record_where,
+    request, settled, stream_request, take_records, wait_for_stats, with_metadata, with_retries,
+    Behaviour, Upstream,
+};
+
+#[tokio::test]
+async fn primary_returns_while_shadow_is_held_and_shadow_completes_after_release() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::held("shadow").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    let routed = router.chat(request("prod")).await.unwrap();
+    assert_eq!(
+        routed.response.text().as_deref(),
+        Some("hello from primary")
+    );
+    // The primary answered; the shadow's upstream has the copy and is still holding it.
+    shadow.wait_for_requests(1).await;
+    let primary_record = next_record(&mut records).await;
+    assert!(!primary_record.metadata.is_silent_experiment);
+    assert_eq!(primary_record.call_id, routed.call_id);
+    assert_eq!(primary_record.status, CallStatus::Success);
+    let stats = router.mirror_stats();
+    assert_eq!((stats.mirrored, stats.running, stats.completed), (1, 1, 0));
+    assert!(
+        records.try_recv().is_err(),
+        "the shadow cannot have a record yet"
+    );
+
+    shadow.release();
+    let shadow_record = next_record(&mut records).await;
+    assert!(shadow_record.metadata.is_silent_experiment);
+    assert_eq!(shadow_record.metadata.mirror_of, Some(routed.call_id));
+    assert_eq!(shadow_record.trace_id, routed.trace_id);
+    assert_ne!(shadow_record.call_id, routed.call_id);
+    assert_eq!(shadow_record.model_group, "candidate");
+    assert_eq!(shadow_record.model_id, "cand-1");
+    assert_eq!(shadow_record.status, CallStatus::Success);
+    assert_eq!(shadow_record.metadata.spend, SpendKind::Shadow);
+    assert_eq!(primary_record.metadata.spend, SpendKind::Caller);
+    assert_no_secret(&primary_record);
+    assert_no_secret(&shadow_record);
+
+    // The shadow's body is addressed to its own deployment and carries no gateway metadata.
+    let seen = shadow.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].body["model"], "gpt-4o-mini");
+    assert!(seen[0].body.get("metadata").is_none(), "{}", seen[0].body);
+    assert!(!seen[0].is_stream());
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {}", support::SECRET_KEY).as_str())
+    );
+
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed, stats.failed), (1, 1, 0));
+    // Shadow tokens are shadow spend, never the caller's.
+    let spend = router.spend();
+    assert_eq!((spend.caller_tokens, spend.shadow_tokens), (8, 8));
+}
+
+#[tokio::test]
+async fn streaming_primary_is_not_slowed_by_a_held_streaming_shadow() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::held("shadow").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    let routed = router.chat_stream(stream_request("prod")).await.unwrap();
+    let mut stream = routed.response;
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        for choice in &chunk.choices {
+            if let Some(content) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
+                text.push_str(content);
+            }
+        }
+    }
+    assert_eq!(text, "hello from primary");
+    drop(stream);
+    let primary_record = next_record(&mut records).await;
+    assert!(!primary_record.metadata.is_silent_experiment);
+    assert!(primary_record.stream);
+    assert_eq!(primary_record.status, CallStatus::Success);
+
+    // The primary was read to the end while the shadow's upstream still held its copy.
+    shadow.wait_for_requests(1).await;
+    assert_eq!(router.mirror_stats().running, 1);
+    let seen = shadow.seen();
+    assert!(
+        seen[0].is_stream(),
+        "the shadow streams too: {}",
+        seen[0].body
+    );
+    assert_eq!(seen[0].body["stream_options"]["include_usage"], json!(true));
+    assert!(seen[0].body.get("metadata").is_none());
+
+    shadow.release();
+    let shadow_record = next_record(&mut records).await;
+    assert!(shadow_record.metadata.is_silent_experiment);
+    assert_eq!(shadow_record.metadata.mirror_of, Some(routed.call_id));
+    assert_eq!(shadow_record.trace_id, routed.trace_id);
+    assert!(shadow_record.stream);
+    assert_eq!(shadow_record.status, CallStatus::Success);
+    assert!(shadow_record.completion_start_time.is_some());
+    assert_eq!(shadow_record.total_tokens, 8);
+    let text = shadow_record
+        .response
+        .as_ref()
+        .and_then(mirror_core::ChatResponse::text);
+    assert_eq!(text.as_deref(), Some("hello from shadow"));
+    let stats = settled(&router).await;
+    assert_eq!(stats.completed, 1);
+}
+
+/// A router whose `prod` group mirrors to `candidate` served by `shadow`, with no shadow retries.
+fn failing_shadow_router(
+    primary: &Upstream,
+    shadow: &Upstream,
+    timeout: Option<f64>,
+) -> (
+    mirror_router::Router,
+    tokio::sync::mpsc::UnboundedReceiver<mirror_core::CallRecord>,
+) {
+    let (builder, records) = builder();
+    let mut candidate = with_retries(http_deployment("candidate", "cand-1", shadow), 0);
+    if let Some(seconds) = timeout {
+        candidate = candidate.timeout(seconds);
+    }
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(candidate)
+        .build()
+        .unwrap();
+    (router, records)
+}
+
+async fn check_shadow_failure_leaves_primary_alone(
+    shadow_behaviour: Behaviour,
+    timeout: Option<f64>,
+    stream: bool,
+    expected_class: &str,
+) {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::with_default("shadow", shadow_behaviour).await;
+    let (router, mut records) = failing_shadow_router(&primary, &shadow, timeout);
+    let routed = if stream {
+        let routed = router.chat_stream(stream_request("prod")).await.unwrap();
+        let chunks: Vec<_> = routed.response.collect().await;
+        assert!(chunks.iter().all(Result::is_ok));
+        assert!(chunks.len() >= 4);
+        routed.call_id
+    } else {
+        let routed = router.chat(request("prod")).await.unwrap();
+        assert_eq!(
+            routed.response.text().as_deref(),
+            Some("hello from primary")
+        );
+        routed.call_id
+    };
+    let (mut shadows, primaries): (Vec<_>, Vec<_>) = take_records(&mut records, 2)
+        .await
+        .into_iter()
+        .partition(|r| r.metadata.is_silent_experiment);
+    let (shadow_record, primary_record) = (shadows.remove(0), &primaries[0]);
+    assert_eq!(primary_record.call_id, routed);
+    assert_eq!(primary_record.status, CallStatus::Success);
+    assert_eq!(shadow_record.status, CallStatus::Failure);
+    assert_eq!(shadow_record.metadata.mirror_of, Some(routed));
+    let info = shadow_record.error_information.as_ref().unwrap();
+    assert_eq!(info.error_class, expected_class, "{info:?}");
+    assert_no_secret(&shadow_record);
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed, stats.failed), (1, 0, 1));
+    // A failing shadow group does not slow later primaries either.
+    let again = router.chat(request("prod")).await.unwrap();
+    assert_eq!(again.response.text().as_deref(), Some("hello from primary"));
+    let stats = settled(&router).await;
+    assert_eq!(stats.failed, 2);
+}
+
+#[tokio::test]
+async fn shadow_500_does_not_change_the_primary_and_is_counted_failed() {
+    check_shadow_failure_leaves_primary_alone(Behaviour::server_error(), None, false, "upstream")
+        .await;
+}
+
+#[tokio::test]
+async fn shadow_timeout_does_not_change_the_primary_and_is_counted_failed() {
+    check_shadow_failure_leaves_primary_alone(Behaviour::Hold, Some(0.3), false, "timeout").await;
+}
+
+#[tokio::test]
+async fn shadow_connection_reset_does_not_change_the_primary_and_is_counted_failed() {
+    check_shadow_failure_leaves_primary_alone(Behaviour::Reset, None, false, "transport").await;
+}
+
+#[tokio::test]
+async fn streamed_shadow_reset_mid_stream_does_not_change_the_streamed_primary() {
+    check_shadow_failure_leaves_primary_alone(Behaviour::Reset, None, true, "transport").await;
+}
+
+#[tokio::test]
+async fn streamed_shadow_timeout_does_not_change_the_streamed_primary() {
+    check_shadow_failure_leaves_primary_alone(Behaviour::Hold, Some(0.3), true, "timeout").await;
+}
+
+#[tokio::test]
+async fn fan_out_sends_independent_copies_to_each_target() {
+    let primary = Upstream::start("primary").await;
+    let held = Upstream::held("held").await;
+    let quick = Upstream::start("quick").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["slow-candidate", "fast-candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("slow-candidate", "slow-1", &held))
+        .deployment(http_deployment("fast-candidate", "fast-1", &quick))
+        .build()
+        .unwrap();
+    assert_eq!(
+        router.silent_targets("prod"),
+        vec!["fast-candidate".to_owned(), "slow-candidate".to_owned()]
+    );
+
+    let routed = router.chat(request("prod")).await.unwrap();
+    // One copy completes while the other is still held: they are independent.
+    let (fast, _) = record_where(&mut records, |r| r.model_group == "fast-candidate").await;
+    held.wait_for_requests(1).await;
+    wait_for_stats(&router, |s| s.completed == 1 && s.running == 1).await;
+    held.release();
+    let (slow, _) = record_where(&mut records, |r| r.model_group == "slow-candidate").await;
+    for shadow in [&fast, &slow] {
+        assert!(shadow.metadata.is_silent_experiment);
+        assert_eq!(shadow.metadata.mirror_of, Some(routed.call_id));
+        assert_eq!(shadow.trace_id, routed.trace_id);
+        assert_eq!(shadow.status, CallStatus::Success);
+    }
+    assert_ne!(fast.call_id, slow.call_id);
+    assert_eq!((held.count(), quick.count(), primary.count()), (1, 1, 1));
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed), (2, 2));
+}
+
+#[tokio::test]
+async fn a_shadow_never_mirrors_again_even_in_a_cycle() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let elsewhere = Upstream::start("elsewhere").await;
+    let (builder, mut records) = builder();
+    // a -> b -> a is a cycle, and b also names `elsewhere`.
+    let router = builder
+        .deployment(http_deployment("a", "a-1", &a).silent_model(["b"]).unwrap())
+        .deployment(
+            http_deployment("b", "b-1", &b)
+                .silent_model(["a", "elsewhere"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("elsewhere", "e-1", &elsewhere))
+        .build()
+        .unwrap();
+
+    let routed = router.chat(request("a")).await.unwrap();
+    let stats = settled(&router).await;
+    let mut all = take_records(&mut records, 2).await;
+    all.retain(|r| r.metadata.is_silent_experiment);
+    let shadow = all.pop().unwrap();
+    assert_eq!(shadow.model_group, "b");
+    assert_eq!(shadow.metadata.mirror_of, Some(routed.call_id));
+    assert_eq!((stats.mirrored, stats.completed), (1, 1));
+    assert_eq!((a.count(), b.count(), elsewhere.count()), (1, 1, 0));
+    assert!(records.try_recv().is_err(), "no shadow of a shadow");
+}
+
+#[tokio::test]
+async fn primary_retries_do_not_multiply_shadows() {
+    let primary = Upstream::start("primary").await;
+    primary.script([Behaviour::server_error(), Behaviour::server_error()]);
+    let shadow = Upstream::start("shadow").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(with_retries(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+            2,
+        ))
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    let routed = router.chat(request("prod")).await.unwrap();
+    assert_eq!(primary.count(), 3);
+    let (primary_record, _) = record_where(&mut records, |r| r.call_id == routed.call_id).await;
+    assert_eq!(primary_record.metadata.attempts, 3);
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed), (1, 1));
+    assert_eq!(shadow.count(), 1);
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_and_never_exceeds_its_bounds() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::held("shadow").await;
+    let (builder, _records) = builder();
+    let router = builder
+        .mirror_settings(MirrorSettings {
+            max_in_flight: 1,
+            queue_size: 2,
+            ..MirrorSettings::default()
+        })
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    let within_bounds = |stats: &mirror_router::MirrorSnapshot| {
+        assert!(stats.running <= 1, "{stats:?}");
+        assert!(stats.queued <= 2, "{stats:?}");
+    };
+    router.chat(request("prod")).await.unwrap();
+    shadow.wait_for_requests(1).await;
+    wait_for_stats(&router, |s| s.running == 1).await;
+    let total = 8;
+    for _ in 1..total {
+        router.chat(request("prod")).await.unwrap();
+        let stats = router.mirror_stats();
+        within_bounds(&stats);
+        assert!(stats.is_balanced(), "{stats:?}");
+    }
+    let stats = router.mirror_stats();
+    assert_eq!(stats.mirrored, total);
+    assert_eq!((stats.running, stats.queued), (1, 2), "{stats:?}");
+    assert_eq!(stats.dropped_queue_full, total - 3, "{stats:?}");
+    assert_eq!(shadow.count(), 1);
+
+    shadow.release();
+    let stats = settled(&router).await;
+    assert_eq!(stats.completed, 3);
+    assert_eq!(stats.dropped_queue_full, total - 3);
+    assert_eq!(shadow.count(), 3);
+}
+
+#[tokio::test]
+async fn sampling_holds_the_rate_and_is_deterministic_by_key() {
+    let (builder, _records) = builder();
+    let router = builder
+        .mirror_settings(MirrorSettings {
+            sample_key: Some("session_id".to_owned()),
+            ..MirrorSettings::default()
+        })
+        .deployment(
+            mock_deployment("prod", "prod-1")
+                .silent_model(["candidate"])
+                .unwrap()
+                .silent_sample_rate(0.3),
+        )
+        .deployment(mock_deployment("candidate", "cand-1"))
+        .build()
+        .unwrap();
+
+    // Random sampling without a key: binomial(2000, 0.3) has a standard deviation of about 20.
+    let total = 2000;
+    for _ in 0..total {
+        router.chat(request("prod")).await.unwrap();
+    }
+    let stats = settled(&router).await;
+    assert_eq!(stats.mirrored, total);
+    let kept = stats.completed;
+    assert!((480..=720).contains(&kept), "{stats:?}");
+    assert_eq!(stats.dropped_sampled_out, total - kept);
+
+    // By `user`, then by the configured metadata key: the same key decides the same way every time.
+    let mut decided_in = HashSet::new();
+    let mut decided_out = HashSet::new();
+    for key in 0..40 {
+        for round in 0..3 {
+            let by_user = {
+                let mut request = request("prod");
+                request.user = Some(format!("user-{key}"));
+                request
+            };
+            let by_session =
+                with_metadata(request("prod"), json!({"session_id": format!("s-{key}")}));
+            for (kind, request) in [("user", by_user), ("session", by_session)] {
+                let before = router.mirror_stats().dropped_sampled_out;
+                router.chat(request).await.unwrap();
+                let sampled_out = router.mirror_stats().dropped_sampled_out > before;
+                let id = format!("{kind}-{key}");
+                if round == 0 {
+                    if sampled_out {
+                        decided_out.insert(id);
+                    } else {
+                        decided_in.insert(id);
+                    }
+                } else {
+                    assert_eq!(
+                        sampled_out,
+                        decided_out.contains(&id),
+                        "{id} changed its mind"
+                    );
+                }
+            }
+        }
+    }
+    // Both decisions occur across 80 keys at a rate of 0.3.
+    assert!(!decided_in.is_empty() && !decided_out.is_empty());
+    settled(&router).await;
+}
+
+#[tokio::test]
+async fn opt_out_and_switch_off_are_counted_as_drops() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::start("shadow").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    let opted_out = with_metadata(request("prod"), json!({"disable_mirroring": true}));
+    router.chat(opted_out).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.dropped_opted_out), (1, 1));
+    // The opt-out flag is the gateway's: it reaches neither the upstream nor the requester metadata.
+    assert!(primary.seen()[0].body.get("metadata").is_none());
+    let record = next_record(&mut records).await;
+    assert!(!record
+        .metadata
+        .requester_metadata
+        .contains_key("disable_mirroring"));
+
+    assert!(router.is_mirroring());
+    router.set_mirroring(false);
+    assert!(!router.is_mirroring());
+    router.chat(request("prod")).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.dropped_switched_off), (2, 1));
+
+    router.set_mirroring(true);
+    router.chat(request("prod")).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed), (3, 1));
+    assert_eq!(shadow.count(), 1);
+    // A caller cannot make its request look like a shadow.
+    let spoofed = with_metadata(request("prod"), json!({"is_silent_experiment": true}));
+    let routed = router.chat(spoofed).await.unwrap();
+    let (record, _) = record_where(&mut records, |r| r.call_id == routed.call_id).await;
+    assert!(!record.metadata.is_silent_experiment);
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed), (4, 2));
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_shadow_finish_before_the_deadline() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::held("shadow").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    router.chat(request("prod")).await.unwrap();
+    shadow.wait_for_requests(1).await;
+    let shutting_down = tokio::spawn({
+        let router = router.clone();
+        async move { router.shutdown(Duration::from_secs(60)).await }
+    });
+    // Let the shutdown task start (the test runtime has one thread).
+    tokio::task::yield_now().await;
+    // Copies offered once shutdown began are dropped and counted, and the primary still works.
+    let routed = router.chat(request("prod")).await.unwrap();
+    assert_eq!(
+        routed.response.text().as_deref(),
+        Some("hello from primary")
+    );
+    assert_eq!(router.mirror_stats().dropped_shutdown, 1);
+    assert!(!shutting_down.is_finished());
+    shadow.release();
+    let stats = tokio::time::timeout(support::PATIENCE, shutting_down)
+        .await
+        .expect("shutdown returns once the shadow finished")
+        .unwrap();
+    assert_eq!(
+        (stats.completed, stats.dropped_shutdown),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert!(stats.is_balanced());
+    let (shadow_record, _) = record_where(&mut records, |r| r.metadata.is_silent_experiment).await;
+    assert_eq!(shadow_record.status, CallStatus::Success);
+
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.dropped_shutdown), (2, 1));
+    assert_eq!(shadow.count(), 1);
+}
+
+#[tokio::test]
+async fn shutdown_counts_a_still_held_shadow_as_dropped_after_the_deadline() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::held("shadow").await;
+    let (builder, _records) = builder();
+    let router = builder
+        .mirror_settings(MirrorSettings {
+            max_in_flight: 1,
+            ..MirrorSettings::default()
+        })
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    // One copy runs (held), one waits in the queue.
+    router.chat(request("prod")).await.unwrap();
+    shadow.wait_for_requests(1).await;
+    router.chat(request("prod")).await.unwrap();
+    wait_for_stats(&router, |s| s.running == 1 && s.queued == 1).await;
+
+    let stats = router.shutdown(Duration::from_millis(300)).await;
+    assert_eq!(stats.dropped_shutdown, 2, "{stats:?}");
+    assert_eq!((stats.completed, stats.in_flight()), (0, 0), "{stats:?}");
+    assert!(stats.is_balanced(), "{stats:?}");
+
+    // After shutdown, copies are dropped at once; primaries keep working.
+    router.chat(request("prod")).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.dropped_shutdown), (3, 3));
+    shadow.release();
+    assert_eq!(shadow.count(), 1);
+}
+
+#[tokio::test]
+async fn embeddings_are_never_mirrored() {
+    let (builder, _records) = builder();
+    let router = builder
+        .deployment(
+            mock_deployment("prod", "prod-1")
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(mock_deployment("candidate", "cand-1"))
+        .build()
+        .unwrap();
+    let request: mirror_core::EmbeddingsRequest =
+        serde_json::from_value(json!({"model": "prod", "input": "hello"})).unwrap();
+    router.embeddings(request).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!(stats.mirrored, 0);
+}
+
+#[tokio::test]
+async fn router_settings_default_is_usable_with_mirroring() {
+    // The defaults (two retries, cooldowns on) work with a mirrored group.
+    let (builder, _records) = builder();
+    let router = builder
+        .settings(RouterSettings::default())
+        .deployment(
+            mock_deployment("prod", "prod-1")
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(mock_deployment("candidate", "cand-1"))
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        router.chat(request("prod")).await.unwrap();
+    }
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed), (10, 10));
+}
