@@ -1,7 +1,7 @@
 //! The silent dispatch scheduler: bounded, never awaited by the primary path, and fully counted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mirror_core::{ChatRequest, MirrorCopy};
 use serde::Serialize;
@@ -28,18 +28,14 @@ pub enum DropReason {
 /// `mirrored` counts every silent copy a primary call was eligible for (one per target).
 /// Every copy ends in exactly one of `completed`, `failed` or a `dropped_*` counter, and is `in
 /// flight` (queued or running) until then, so `mirrored = completed + failed + dropped + in_flight`.
+///
+/// Each move of a copy between counters is one update under a short lock, so every snapshot is
+/// consistent, even while copies move: separate atomics let a reader see a copy in two counters or
+/// in none. The lock is held for a few additions and never across an `.await`; on the primary path
+/// it is taken once per offered copy, next to the deep copy that costs far more.
 #[derive(Debug, Default)]
 pub struct MirrorStats {
-    mirrored: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    dropped_queue_full: AtomicU64,
-    dropped_sampled_out: AtomicU64,
-    dropped_opted_out: AtomicU64,
-    dropped_switched_off: AtomicU64,
-    dropped_shutdown: AtomicU64,
-    queued: AtomicU64,
-    running: AtomicU64,
+    counts: Mutex<MirrorSnapshot>,
 }
 
 /// A point-in-time copy of [`MirrorStats`].
@@ -86,51 +82,35 @@ impl MirrorSnapshot {
     pub fn is_balanced(&self) -> bool {
         self.mirrored == self.completed + self.failed + self.dropped() + self.in_flight()
     }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::QueueFull => &mut self.dropped_queue_full,
+            DropReason::SampledOut => &mut self.dropped_sampled_out,
+            DropReason::OptedOut => &mut self.dropped_opted_out,
+            DropReason::SwitchedOff => &mut self.dropped_switched_off,
+            DropReason::Shutdown => &mut self.dropped_shutdown,
+        };
+        *counter += 1;
+    }
 }
 
 impl MirrorStats {
-    /// Reads the counters. Terminal counters are read before `mirrored` and the gauges, so a copy
-    /// that moves between counters during the read is never counted twice.
+    /// Reads the counters: a consistent snapshot, balanced at every moment.
     pub fn snapshot(&self) -> MirrorSnapshot {
-        let completed = self.completed.load(Ordering::Acquire);
-        let failed = self.failed.load(Ordering::Acquire);
-        let dropped_queue_full = self.dropped_queue_full.load(Ordering::Acquire);
-        let dropped_sampled_out = self.dropped_sampled_out.load(Ordering::Acquire);
-        let dropped_opted_out = self.dropped_opted_out.load(Ordering::Acquire);
-        let dropped_switched_off = self.dropped_switched_off.load(Ordering::Acquire);
-        let dropped_shutdown = self.dropped_shutdown.load(Ordering::Acquire);
-        let running = self.running.load(Ordering::Acquire);
-        let queued = self.queued.load(Ordering::Acquire);
-        let mirrored = self.mirrored.load(Ordering::Acquire);
-        MirrorSnapshot {
-            mirrored,
-            completed,
-            failed,
-            dropped_queue_full,
-            dropped_sampled_out,
-            dropped_opted_out,
-            dropped_switched_off,
-            dropped_shutdown,
-            queued,
-            running,
-        }
+        *self.lock()
     }
 
-    pub(crate) fn count_drop(&self, reason: DropReason) {
-        let counter = match reason {
-            DropReason::QueueFull => &self.dropped_queue_full,
-            DropReason::SampledOut => &self.dropped_sampled_out,
-            DropReason::OptedOut => &self.dropped_opted_out,
-            DropReason::SwitchedOff => &self.dropped_switched_off,
-            DropReason::Shutdown => &self.dropped_shutdown,
-        };
-        counter.fetch_add(1, Ordering::Release);
+    fn lock(&self) -> MutexGuard<'_, MirrorSnapshot> {
+        // Nothing panics while the lock is held, and the counts stay valid if something did.
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy was eligible and is dropped at once.
     pub(crate) fn mirrored_and_dropped(&self, reason: DropReason) {
-        self.count_drop(reason);
-        self.mirrored.fetch_add(1, Ordering::Release);
+        let mut counts = self.lock();
+        counts.mirrored += 1;
+        counts.count_drop(reason);
     }
 }
 
@@ -154,31 +134,56 @@ enum TicketState {
     Done,
 }
 
+/// How a copy left the queue or the running set.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Completed,
+    Failed,
+    Dropped(DropReason),
+}
+
 impl JobTicket {
+    /// A copy accepted into the queue: counted as mirrored and queued in one step.
+    fn queued(stats: &Arc<MirrorStats>) -> Self {
+        let mut counts = stats.lock();
+        counts.mirrored += 1;
+        counts.queued += 1;
+        drop(counts);
+        JobTicket {
+            stats: Arc::clone(stats),
+            state: TicketState::Queued,
+        }
+    }
+
     pub(crate) fn start(&mut self) {
         if self.state == TicketState::Queued {
-            self.stats.running.fetch_add(1, Ordering::Release);
-            self.stats.queued.fetch_sub(1, Ordering::Release);
+            let mut counts = self.stats.lock();
+            counts.queued -= 1;
+            counts.running += 1;
             self.state = TicketState::Running;
         }
     }
 
     pub(crate) fn finish(mut self, succeeded: bool) {
-        let counter = if succeeded {
-            &self.stats.completed
+        self.end(if succeeded {
+            Outcome::Completed
         } else {
-            &self.stats.failed
-        };
-        counter.fetch_add(1, Ordering::Release);
-        self.leave();
+            Outcome::Failed
+        });
     }
 
-    fn leave(&mut self) {
+    fn end(&mut self, outcome: Outcome) {
+        let mut counts = self.stats.lock();
         match self.state {
-            TicketState::Queued => self.stats.queued.fetch_sub(1, Ordering::Release),
-            TicketState::Running => self.stats.running.fetch_sub(1, Ordering::Release),
+            TicketState::Queued => counts.queued -= 1,
+            TicketState::Running => counts.running -= 1,
             TicketState::Done => return,
-        };
+        }
+        match outcome {
+            Outcome::Completed => counts.completed += 1,
+            Outcome::Failed => counts.failed += 1,
+            Outcome::Dropped(reason) => counts.count_drop(reason),
+        }
         self.state = TicketState::Done;
     }
 }
@@ -186,10 +191,7 @@ impl JobTicket {
 impl Drop for JobTicket {
     fn drop(&mut self) {
         // Dropped before it finished: the queue was drained at shutdown, or the task was aborted.
-        if self.state != TicketState::Done {
-            self.stats.count_drop(DropReason::Shutdown);
-            self.leave();
-        }
+        self.end(Outcome::Dropped(DropReason::Shutdown));
     }
 }
 
@@ -224,17 +226,11 @@ impl MirrorQueue {
             return;
         }
         // Count it queued before it is visible to the worker, so the gauges never go negative.
-        self.stats.queued.fetch_add(1, Ordering::Release);
-        self.stats.mirrored.fetch_add(1, Ordering::Release);
-        let ticket = JobTicket {
-            stats: Arc::clone(&self.stats),
-            state: TicketState::Queued,
-        };
+        let ticket = JobTicket::queued(&self.stats);
         match self.sender.try_send((job, ticket)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full((_job, mut ticket))) => {
-                ticket.leave();
-                self.stats.count_drop(DropReason::QueueFull);
+                ticket.end(Outcome::Dropped(DropReason::QueueFull));
             }
             // The ticket's drop counts it as dropped at shutdown.
             Err(mpsc::error::TrySendError::Closed(_)) => {}

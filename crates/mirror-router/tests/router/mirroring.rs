@@ -625,3 +625,60 @@ async fn router_settings_default_is_usable_with_mirroring() {
     let stats = settled(&router).await;
     assert_eq!((stats.mirrored, stats.completed), (10, 10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_snapshot_is_balanced_while_copies_move_between_counters() {
+    let (builder, _records) = builder();
+    let router = builder
+        .mirror_settings(MirrorSettings {
+            max_in_flight: 4,
+            queue_size: 8,
+            ..MirrorSettings::default()
+        })
+        .deployment(
+            mock_deployment("prod", "prod-1")
+                .silent_model(["candidate", "other"])
+                .unwrap()
+                .silent_sample_rate(0.8),
+        )
+        .deployment(mock_deployment("candidate", "cand-1"))
+        .deployment(mock_deployment("other", "other-1").mock_failure_rate(0.5))
+        .build()
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let router = router.clone();
+        let stop = std::sync::Arc::clone(&stop);
+        move || {
+            let mut reads = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let stats = router.mirror_stats();
+                assert!(stats.is_balanced(), "after {reads} reads: {stats:?}");
+                reads += 1;
+            }
+            reads
+        }
+    });
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let router = router.clone();
+            tokio::spawn(async move {
+                for _ in 0..300 {
+                    router.chat(request("prod")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let stats = settled(&router).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 0);
+    assert_eq!(stats.mirrored, 2400);
+    assert!(
+        stats.dropped_sampled_out > 0 && stats.completed + stats.failed > 0,
+        "{stats:?}"
+    );
+}
