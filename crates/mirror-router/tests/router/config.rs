@@ -218,3 +218,48 @@ fn building_outside_a_runtime_is_an_error_not_a_panic() {
     let err = Router::builder().provider(mock()).build().unwrap_err();
     assert!(matches!(err, ConfigError::NoRuntime), "{err:?}");
 }
+
+#[test]
+fn json_typos_and_unknown_router_settings_get_suggestions_and_ignored_keys_are_listed() {
+    let err = RouterConfig::from_json_str(
+        r#"{"model_list": [{"model_name": "a", "litellm_params": {"model": "mock/echo", "silent_modle": "b"}}]}"#,
+        "config.json",
+    )
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(message.starts_with("config.json: "), "{message}");
+    assert!(message.contains("did you mean `silent_model`"), "{message}");
+    assert!(message.contains("column"), "{message}");
+
+    let err = RouterConfig::from_yaml_str(
+        "router_settings:\n  routing_stratgy: least-busy\n",
+        "config.yaml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("did you mean `routing_strategy`"),
+        "{err}"
+    );
+    let err = RouterConfig::from_yaml_str(
+        "router_settings:\n  routing_strategy: least-bussy\n",
+        "config.yaml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("did you mean `least-busy`"),
+        "{err}"
+    );
+
+    let config = RouterConfig::from_yaml_str(
+        "model_list:\n  - model_name: a\n    litellm_params: {model: mock/echo, drop_params: true}\nrouter_settings:\n  redis_host: localhost\n",
+        "config.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        config.ignored_keys(),
+        [
+            "model_list[0].litellm_params.drop_params",
+            "router_settings.redis_host"
+        ]
+    );
+}
