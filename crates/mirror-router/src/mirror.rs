@@ -1,7 +1,7 @@
 //! The silent dispatch scheduler: bounded, never awaited by the primary path, and fully counted.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use mirror_core::{ChatRequest, MirrorCopy};
 use serde::Serialize;
@@ -29,13 +29,66 @@ pub enum DropReason {
 /// Every copy ends in exactly one of `completed`, `failed` or a `dropped_*` counter, and is `in
 /// flight` (queued or running) until then, so `mirrored = completed + failed + dropped + in_flight`.
 ///
-/// Each move of a copy between counters is one update under a short lock, so every snapshot is
-/// consistent, even while copies move: separate atomics let a reader see a copy in two counters or
-/// in none. The lock is held for a few additions and never across an `.await`; on the primary path
-/// it is taken once per offered copy, next to the deep copy that costs far more.
+/// Counters are atomics and nothing on the primary path takes a lock. Every move of a copy between
+/// counters is one update bracketed by two more atomics, `begun` and `ended`, so a reader can tell
+/// whether an update was under way while it read: [`MirrorStats::snapshot`] retries until it read with
+/// none under way, which makes every snapshot consistent (balanced), even while copies move.
 #[derive(Debug, Default)]
 pub struct MirrorStats {
-    counts: Mutex<MirrorSnapshot>,
+    begun: AtomicU64,
+    ended: AtomicU64,
+    counts: Counts,
+}
+
+/// One atomic per field of [`MirrorSnapshot`].
+#[derive(Debug, Default)]
+struct Counts {
+    mirrored: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    dropped_queue_full: AtomicU64,
+    dropped_sampled_out: AtomicU64,
+    dropped_opted_out: AtomicU64,
+    dropped_switched_off: AtomicU64,
+    dropped_shutdown: AtomicU64,
+    queued: AtomicU64,
+    running: AtomicU64,
+}
+
+impl Counts {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn sub(counter: &AtomicU64) {
+        counter.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn count_drop(&self, reason: DropReason) {
+        Counts::add(match reason {
+            DropReason::QueueFull => &self.dropped_queue_full,
+            DropReason::SampledOut => &self.dropped_sampled_out,
+            DropReason::OptedOut => &self.dropped_opted_out,
+            DropReason::SwitchedOff => &self.dropped_switched_off,
+            DropReason::Shutdown => &self.dropped_shutdown,
+        });
+    }
+
+    fn read(&self) -> MirrorSnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::SeqCst);
+        MirrorSnapshot {
+            mirrored: load(&self.mirrored),
+            completed: load(&self.completed),
+            failed: load(&self.failed),
+            dropped_queue_full: load(&self.dropped_queue_full),
+            dropped_sampled_out: load(&self.dropped_sampled_out),
+            dropped_opted_out: load(&self.dropped_opted_out),
+            dropped_switched_off: load(&self.dropped_switched_off),
+            dropped_shutdown: load(&self.dropped_shutdown),
+            queued: load(&self.queued),
+            running: load(&self.running),
+        }
+    }
 }
 
 /// A point-in-time copy of [`MirrorStats`].
@@ -82,35 +135,48 @@ impl MirrorSnapshot {
     pub fn is_balanced(&self) -> bool {
         self.mirrored == self.completed + self.failed + self.dropped() + self.in_flight()
     }
-
-    fn count_drop(&mut self, reason: DropReason) {
-        let counter = match reason {
-            DropReason::QueueFull => &mut self.dropped_queue_full,
-            DropReason::SampledOut => &mut self.dropped_sampled_out,
-            DropReason::OptedOut => &mut self.dropped_opted_out,
-            DropReason::SwitchedOff => &mut self.dropped_switched_off,
-            DropReason::Shutdown => &mut self.dropped_shutdown,
-        };
-        *counter += 1;
-    }
 }
 
 impl MirrorStats {
     /// Reads the counters: a consistent snapshot, balanced at every moment.
+    ///
+    /// Writers never wait for it; it rereads while an update is under way (a few nanoseconds each).
     pub fn snapshot(&self) -> MirrorSnapshot {
-        *self.lock()
+        let mut tries: u32 = 0;
+        loop {
+            // In the one total order of SeqCst operations: if `ended` (read first) equals `begun`
+            // (read second), no update was under way when `begun` was read; if `begun` is unchanged
+            // after the counters were read, none started meanwhile, so the counters are one state.
+            let ended = self.ended.load(Ordering::SeqCst);
+            let begun = self.begun.load(Ordering::SeqCst);
+            if begun == ended {
+                let snapshot = self.counts.read();
+                if self.begun.load(Ordering::SeqCst) == begun {
+                    return snapshot;
+                }
+            }
+            tries = tries.wrapping_add(1);
+            if tries.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, MirrorSnapshot> {
-        // Nothing panics while the lock is held, and the counts stay valid if something did.
-        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Applies one move between counters as a single update.
+    fn update(&self, apply: impl FnOnce(&Counts)) {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        apply(&self.counts);
+        self.ended.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A copy was eligible and is dropped at once.
     pub(crate) fn mirrored_and_dropped(&self, reason: DropReason) {
-        let mut counts = self.lock();
-        counts.mirrored += 1;
-        counts.count_drop(reason);
+        self.update(|counts| {
+            Counts::add(&counts.mirrored);
+            counts.count_drop(reason);
+        });
     }
 }
 
@@ -145,10 +211,10 @@ enum Outcome {
 impl JobTicket {
     /// A copy accepted into the queue: counted as mirrored and queued in one step.
     fn queued(stats: &Arc<MirrorStats>) -> Self {
-        let mut counts = stats.lock();
-        counts.mirrored += 1;
-        counts.queued += 1;
-        drop(counts);
+        stats.update(|counts| {
+            Counts::add(&counts.mirrored);
+            Counts::add(&counts.queued);
+        });
         JobTicket {
             stats: Arc::clone(stats),
             state: TicketState::Queued,
@@ -157,9 +223,10 @@ impl JobTicket {
 
     pub(crate) fn start(&mut self) {
         if self.state == TicketState::Queued {
-            let mut counts = self.stats.lock();
-            counts.queued -= 1;
-            counts.running += 1;
+            self.stats.update(|counts| {
+                Counts::sub(&counts.queued);
+                Counts::add(&counts.running);
+            });
             self.state = TicketState::Running;
         }
     }
@@ -173,17 +240,19 @@ impl JobTicket {
     }
 
     fn end(&mut self, outcome: Outcome) {
-        let mut counts = self.stats.lock();
-        match self.state {
-            TicketState::Queued => counts.queued -= 1,
-            TicketState::Running => counts.running -= 1,
+        let gauge = match self.state {
+            TicketState::Queued => |counts: &Counts| Counts::sub(&counts.queued),
+            TicketState::Running => |counts: &Counts| Counts::sub(&counts.running),
             TicketState::Done => return,
-        }
-        match outcome {
-            Outcome::Completed => counts.completed += 1,
-            Outcome::Failed => counts.failed += 1,
-            Outcome::Dropped(reason) => counts.count_drop(reason),
-        }
+        };
+        self.stats.update(|counts| {
+            gauge(counts);
+            match outcome {
+                Outcome::Completed => Counts::add(&counts.completed),
+                Outcome::Failed => Counts::add(&counts.failed),
+                Outcome::Dropped(reason) => counts.count_drop(reason),
+            }
+        });
         self.state = TicketState::Done;
     }
 }
