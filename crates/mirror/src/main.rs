@@ -15,6 +15,8 @@ struct Cli {
     command: Command,
 }
 
+// Each subcommand's arguments and logic live in the library (`mirror::<module>`); this enum only
+// dispatches, so subcommands can be added without touching each other.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the built-in offline default (mock providers, `primary` mirrored to `shadow`) and print the
