@@ -152,6 +152,47 @@ impl Router {
         self.inner.embeddings(request, meta).await
     }
 
+    /// [`Router::chat`] with an identity the caller made with `CallMeta::for_request`, so it knows
+    /// the call id and trace id before the call ends (the gateway puts them on every response, errors
+    /// included).
+    ///
+    /// # Errors
+    ///
+    /// As [`Router::chat`].
+    pub async fn chat_with_meta(
+        &self,
+        request: ChatRequest,
+        meta: CallMeta,
+    ) -> Result<Routed<ChatResponse>, RouterError> {
+        self.inner.chat(request, meta).await
+    }
+
+    /// [`Router::chat_stream`] with an identity the caller made.
+    ///
+    /// # Errors
+    ///
+    /// As [`Router::chat_stream`].
+    pub async fn chat_stream_with_meta(
+        &self,
+        request: ChatRequest,
+        meta: CallMeta,
+    ) -> Result<Routed<ChatStream>, RouterError> {
+        Arc::clone(&self.inner).chat_stream(request, meta).await
+    }
+
+    /// [`Router::embeddings`] with an identity the caller made.
+    ///
+    /// # Errors
+    ///
+    /// As [`Router::embeddings`].
+    pub async fn embeddings_with_meta(
+        &self,
+        request: EmbeddingsRequest,
+        meta: CallMeta,
+    ) -> Result<Routed<EmbeddingsResponse>, RouterError> {
+        self.inner.embeddings(request, meta).await
+    }
+
     /// The silent-mirroring counters.
     pub fn mirror_stats(&self) -> MirrorSnapshot {
         self.inner.mirror.stats.snapshot()
