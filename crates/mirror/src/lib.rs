@@ -61,8 +61,11 @@
 //! types, identity, silent-copy rules, records), [`providers`] (OpenAI, Azure OpenAI, mock),
 //! [`router`] (selection, retries, the silent scheduler) and [`logging`] (sinks).
 
+pub mod cli;
+pub mod config;
 mod defaults;
 pub mod demo;
+pub mod gateway;
 pub mod report;
 
 pub use defaults::{default_config, default_providers, router_builder, DEFAULT_CONFIG_YAML};

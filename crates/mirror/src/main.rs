@@ -19,6 +19,11 @@ struct Cli {
 // dispatches, so subcommands can be added without touching each other.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the OpenAI-compatible gateway on a LiteLLM-style config (or the built-in default).
+    Serve(mirror::cli::ServeArgs),
+    /// Validate a config and print its model groups, deployments (secrets redacted), mirror graph
+    /// and sinks.
+    Check(mirror::cli::CheckArgs),
     /// Run the built-in offline default (mock providers, `primary` mirrored to `shadow`) and print the
     /// primary-vs-shadow comparison. Needs no keys and no network.
     Demo {
@@ -48,6 +53,25 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the Tokio runtime")?;
     match cli.command {
+        Command::Serve(args) => {
+            let report = runtime
+                .block_on(mirror::cli::serve(&args))
+                .map_err(|err| anyhow::anyhow!(error_chain(&err)))?;
+            eprintln!(
+                "Stopped: requests drained: {}; silent calls {} completed, {} failed, {} dropped; log records dropped: {}.",
+                report.requests_drained,
+                report.mirror.completed,
+                report.mirror.failed,
+                report.mirror.dropped(),
+                report.writer.dropped()
+            );
+        }
+        Command::Check(args) => {
+            let text = runtime
+                .block_on(async { mirror::cli::check(&args) })
+                .map_err(|err| anyhow::anyhow!(error_chain(&err)))?;
+            print!("{text}");
+        }
         Command::Demo {
             requests,
             concurrency,
@@ -92,4 +116,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The error and its causes on one line: `a: b: c`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

@@ -1,0 +1,283 @@
+//! Prometheus metrics, kept in atomics: recording never takes a lock.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirror_core::{CallRecord, CallStatus};
+use mirror_logging::SinkStats;
+use mirror_router::MirrorSnapshot;
+
+/// Bucket bounds in seconds for call latency.
+const CALL_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Bucket bounds in seconds for the gateway's own overhead.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
+];
+
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, seconds: f64) {
+        if let Some(index) = self.bounds.iter().position(|bound| seconds <= *bound) {
+            self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let nanos = (seconds.max(0.0) * 1e9) as u64;
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        #[allow(clippy::cast_precision_loss)]
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Calls of one deployment, split by primary and silent.
+#[derive(Debug)]
+struct Series {
+    group: String,
+    deployment: String,
+    // [primary, silent] x [success, failure]
+    calls: [[AtomicU64; 2]; 2],
+    latency: [Histogram; 2],
+}
+
+impl Series {
+    fn new(group: &str, deployment: &str) -> Self {
+        Series {
+            group: group.to_owned(),
+            deployment: deployment.to_owned(),
+            calls: Default::default(),
+            latency: [Histogram::new(CALL_BUCKETS), Histogram::new(CALL_BUCKETS)],
+        }
+    }
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// Group -> deployment id ("" for calls that reached no deployment) -> series. Built once.
+    series: HashMap<String, HashMap<String, Arc<Series>>>,
+    other: Arc<Series>,
+    overhead: Histogram,
+    responses: [AtomicU64; 6],
+}
+
+impl Metrics {
+    pub(crate) fn new<'a>(deployments: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut series: HashMap<String, HashMap<String, Arc<Series>>> = HashMap::new();
+        for (group, deployment) in deployments {
+            let by_id = series.entry(group.to_owned()).or_default();
+            by_id
+                .entry(deployment.to_owned())
+                .or_insert_with(|| Arc::new(Series::new(group, deployment)));
+            by_id
+                .entry(String::new())
+                .or_insert_with(|| Arc::new(Series::new(group, "")));
+        }
+        Metrics {
+            series,
+            other: Arc::new(Series::new("", "")),
+            overhead: Histogram::new(OVERHEAD_BUCKETS),
+            responses: Default::default(),
+        }
+    }
+
+    /// Counts one call record.
+    pub(crate) fn observe(&self, record: &CallRecord) {
+        let series = self
+            .series
+            .get(&record.model_group)
+            .and_then(|by_id| by_id.get(&record.model_id))
+            .unwrap_or(&self.other);
+        let side = usize::from(record.metadata.is_silent_experiment);
+        let outcome = usize::from(record.status == CallStatus::Failure);
+        series.calls[side][outcome].fetch_add(1, Ordering::Relaxed);
+        series.latency[side].observe(record.response_time);
+    }
+
+    /// Counts the gateway's own time on one request (everything but the routed call).
+    pub(crate) fn observe_overhead(&self, overhead: Duration) {
+        self.overhead.observe(overhead.as_secs_f64());
+    }
+
+    /// Counts one HTTP response by status class.
+    pub(crate) fn observe_status(&self, status: u16) {
+        let class = usize::from(status / 100).min(5);
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders everything in the Prometheus text format.
+    pub(crate) fn render(&self, mirror: &MirrorSnapshot, sinks: &[SinkStats]) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        out.push_str(
+            "# HELP mirror_calls_total Calls by model group, deployment, side and status.\n",
+        );
+        out.push_str("# TYPE mirror_calls_total counter\n");
+        let mut all: Vec<&Arc<Series>> = self.series.values().flat_map(HashMap::values).collect();
+        all.push(&self.other);
+        all.sort_by(|a, b| (&a.group, &a.deployment).cmp(&(&b.group, &b.deployment)));
+        for series in &all {
+            for (side, side_name) in ["false", "true"].iter().enumerate() {
+                for (outcome, status) in ["success", "failure"].iter().enumerate() {
+                    let value = series.calls[side][outcome].load(Ordering::Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "mirror_calls_total{{model_group=\"{}\",deployment=\"{}\",silent=\"{side_name}\",status=\"{status}\"}} {value}",
+                        escape(&series.group),
+                        escape(&series.deployment)
+                    );
+                }
+            }
+        }
+        out.push_str(
+            "# HELP mirror_call_duration_seconds Call latency, retries and fallbacks included.\n",
+        );
+        out.push_str("# TYPE mirror_call_duration_seconds histogram\n");
+        for series in &all {
+            for (side, side_name) in ["false", "true"].iter().enumerate() {
+                let labels = format!(
+                    "model_group=\"{}\",deployment=\"{}\",silent=\"{side_name}\"",
+                    escape(&series.group),
+                    escape(&series.deployment)
+                );
+                series.latency[side].render(&mut out, "mirror_call_duration_seconds", &labels);
+            }
+        }
+        out.push_str("# HELP mirror_gateway_overhead_seconds Time the gateway spends on a request outside the routed call.\n");
+        out.push_str("# TYPE mirror_gateway_overhead_seconds histogram\n");
+        self.overhead
+            .render(&mut out, "mirror_gateway_overhead_seconds", "");
+        out.push_str("# HELP mirror_http_responses_total Responses by status class.\n");
+        out.push_str("# TYPE mirror_http_responses_total counter\n");
+        for (class, counter) in self.responses.iter().enumerate().skip(1) {
+            let _ = writeln!(
+                out,
+                "mirror_http_responses_total{{class=\"{class}xx\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let counters = [
+            (
+                "mirror_silent_mirrored_total",
+                "Silent copies requests were eligible for.",
+                mirror.mirrored,
+            ),
+            (
+                "mirror_silent_completed_total",
+                "Silent calls that returned a response.",
+                mirror.completed,
+            ),
+            (
+                "mirror_silent_failed_total",
+                "Silent calls that failed.",
+                mirror.failed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        out.push_str("# HELP mirror_silent_dropped_total Silent copies not run, by reason.\n");
+        out.push_str("# TYPE mirror_silent_dropped_total counter\n");
+        for (reason, value) in [
+            ("queue_full", mirror.dropped_queue_full),
+            ("sampled_out", mirror.dropped_sampled_out),
+            ("opted_out", mirror.dropped_opted_out),
+            ("switched_off", mirror.dropped_switched_off),
+            ("shutdown", mirror.dropped_shutdown),
+        ] {
+            let _ = writeln!(
+                out,
+                "mirror_silent_dropped_total{{reason=\"{reason}\"}} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mirror_silent_in_flight Silent copies queued or running.\n# TYPE mirror_silent_in_flight gauge\nmirror_silent_in_flight {}",
+            mirror.in_flight()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mirror_silent_queued Silent copies waiting for a slot.\n# TYPE mirror_silent_queued gauge\nmirror_silent_queued {}",
+            mirror.queued
+        );
+        out.push_str("# HELP mirror_sink_records_total Log records by sink and outcome.\n");
+        out.push_str("# TYPE mirror_sink_records_total counter\n");
+        for sink in sinks {
+            let name = escape(&sink.name);
+            for (outcome, value) in [
+                ("submitted", sink.submitted),
+                ("written", sink.written),
+                ("retried", sink.retried),
+                ("dropped_queue_full", sink.dropped.queue_full),
+                ("dropped_failed", sink.dropped.failed),
+                ("dropped_shutdown", sink.dropped.shutdown),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "mirror_sink_records_total{{sink=\"{name}\",outcome=\"{outcome}\"}} {value}"
+                );
+            }
+        }
+        out.push_str("# HELP mirror_sink_queued Log records waiting, by sink.\n# TYPE mirror_sink_queued gauge\n");
+        for sink in sinks {
+            let _ = writeln!(
+                out,
+                "mirror_sink_queued{{sink=\"{}\"}} {}",
+                escape(&sink.name),
+                sink.queued
+            );
+        }
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

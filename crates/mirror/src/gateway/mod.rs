@@ -1,0 +1,318 @@
+//! The OpenAI-compatible gateway: `mirror serve`.
+//!
+//! Endpoints: `POST /v1/chat/completions` (and `/chat/completions`, and Azure's
+//! `/openai/deployments/{model}/chat/completions`), `POST /v1/embeddings`, `GET /v1/models`,
+//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`.
+//!
+//! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
+//! request out of mirroring. Clients choose a model group, never an upstream URL.
+
+mod error;
+mod handlers;
+mod metrics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use mirror_core::{CallRecord, SecretString};
+use mirror_logging::{
+    JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, LogWriter, S3Sink, SinkError,
+    WriterReport,
+};
+use mirror_router::{ConfigError, MirrorSnapshot, Router};
+use tokio::net::TcpListener;
+
+use crate::config::GatewayConfig;
+use metrics::Metrics;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A log sink could not be set up.
+    #[error("log sink `{sink}` cannot start")]
+    Sink {
+        /// The sink.
+        sink: &'static str,
+        /// Why.
+        #[source]
+        source: SinkError,
+    },
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client")]
+    Http(#[source] mirror_providers::ProviderError),
+    /// The listener failed.
+    #[error("cannot serve on {address}")]
+    Io {
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared by every request handler.
+pub(crate) struct AppState {
+    pub(crate) router: Router,
+    pub(crate) master_key: Option<SecretString>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) writer: Arc<LogWriter>,
+    pub(crate) shutting_down: AtomicBool,
+}
+
+/// A configured gateway, ready to serve.
+pub struct Gateway {
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    shutdown_timeout: Duration,
+    sinks: Vec<String>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("router", &self.state.router)
+            .field("sinks", &self.sinks)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a shutdown achieved.
+#[derive(Debug)]
+pub struct ShutdownReport {
+    /// Whether in-flight requests finished before the deadline.
+    pub requests_drained: bool,
+    /// Silent-mirroring counters at the end.
+    pub mirror: MirrorSnapshot,
+    /// Sink counters at the end.
+    pub writer: WriterReport,
+}
+
+impl Gateway {
+    /// Builds the router, the log writer and its sinks from a configuration. Must run inside a Tokio
+    /// runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError`] naming what is wrong.
+    pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let section = &config.mirror_settings;
+        let mut writer = LogWriter::builder();
+        let mut sinks = Vec::new();
+        if let Some(path) = &section.log_file {
+            let mut jsonl = JsonlConfig::new(path).with_daily_rotation(section.log_daily_rotation);
+            if let Some(bytes) = section.log_max_bytes {
+                jsonl = jsonl.with_max_bytes(bytes);
+            }
+            writer = writer.sink(JsonlSink::new(jsonl));
+            sinks.push(format!("jsonl ({})", path.display()));
+        }
+        let choice = config.sinks();
+        if !choice.unknown.is_empty() {
+            tracing::warn!(
+                callbacks = ?choice.unknown,
+                "Callbacks Mirror does not implement are ignored."
+            );
+        }
+        if choice.langfuse {
+            let langfuse = LangfuseConfig::from_env()
+                .and_then(LangfuseSink::new)
+                .map_err(|source| GatewayError::Sink {
+                    sink: "langfuse",
+                    source,
+                })?;
+            sinks.push(format!("langfuse ({})", langfuse.endpoint()));
+            writer = writer.sink(langfuse);
+        }
+        if choice.s3 {
+            let params = config
+                .litellm_settings
+                .s3_callback_params
+                .clone()
+                .unwrap_or_default()
+                .with_env_defaults();
+            let s3 =
+                S3Sink::new(params).map_err(|source| GatewayError::Sink { sink: "s3", source })?;
+            sinks.push("s3".to_owned());
+            writer = writer.sink(s3);
+        }
+        let writer = Arc::new(writer.start().map_err(|source| GatewayError::Sink {
+            sink: "writer",
+            source,
+        })?);
+
+        let metrics = Arc::new(Metrics::new(config.model_list.iter().map(|entry| {
+            (
+                entry.model_name.as_str(),
+                entry.model_info.id.as_deref().unwrap_or(""),
+            )
+        })));
+        let records_metrics = Arc::clone(&metrics);
+        let records_writer = Arc::clone(&writer);
+        let router = crate::router_builder()
+            .map_err(GatewayError::Http)?
+            .config(config.router_config())
+            .mirror_settings(section.mirror_settings())
+            .records(move |record: CallRecord| {
+                records_metrics.observe(&record);
+                records_writer.submit(record);
+            })
+            .build()?;
+        Ok(Gateway {
+            state: Arc::new(AppState {
+                router,
+                master_key: config.general_settings.master_key.clone(),
+                metrics,
+                writer,
+                shutting_down: AtomicBool::new(false),
+            }),
+            max_body_bytes: section.max_body_bytes,
+            shutdown_timeout: Duration::from_secs_f64(section.shutdown_timeout.max(0.0)),
+            sinks,
+        })
+    }
+
+    /// The router inside.
+    pub fn router(&self) -> &Router {
+        &self.state.router
+    }
+
+    /// Descriptions of the sinks in use.
+    pub fn sinks(&self) -> &[String] {
+        &self.sinks
+    }
+
+    /// The HTTP application.
+    pub fn app(&self) -> axum::Router {
+        let state = Arc::clone(&self.state);
+        let protected = axum::Router::new()
+            .route("/v1/chat/completions", post(handlers::chat))
+            .route("/chat/completions", post(handlers::chat))
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(handlers::azure_chat),
+            )
+            .route("/v1/embeddings", post(handlers::embeddings))
+            .route("/embeddings", post(handlers::embeddings))
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(handlers::azure_embeddings),
+            )
+            .route("/v1/models", get(handlers::models))
+            .route("/models", get(handlers::models))
+            .route("/metrics", get(handlers::metrics))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                handlers::authenticate,
+            ));
+        axum::Router::new()
+            .route("/health", get(handlers::liveliness))
+            .route("/health/liveliness", get(handlers::liveliness))
+            .route("/health/readiness", get(handlers::readiness))
+            .merge(protected)
+            .fallback(handlers::not_found)
+            .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                handlers::panic_response,
+            ))
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish, drains silent calls and flushes the sinks, each until the configured deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Io`] when serving fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ShutdownReport, GatewayError> {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = self
+            .app()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        shutdown.await;
+        tracing::info!(
+            "Shutting down: no new connections; draining requests, silent calls and sinks."
+        );
+        self.state.shutting_down.store(true, Ordering::Release);
+        let _ = stop_tx.send(());
+        let deadline = self.shutdown_timeout;
+        let requests_drained = match tokio::time::timeout(deadline, server).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(source))) => return Err(GatewayError::Io { address, source }),
+            Ok(Err(_join)) => false,
+            Err(_elapsed) => false,
+        };
+        let mirror = self.state.router.shutdown(deadline).await;
+        let writer = self.state.writer.shutdown(deadline).await;
+        Ok(ShutdownReport {
+            requests_drained,
+            mirror,
+            writer,
+        })
+    }
+
+    /// Binds `address` and serves until SIGINT or SIGTERM.
+    ///
+    /// # Errors
+    ///
+    /// [`GatewayError::Io`] when the address cannot be bound.
+    pub async fn serve_until_signal(self, address: &str) -> Result<ShutdownReport, GatewayError> {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| GatewayError::Io {
+                address: address.to_owned(),
+                source,
+            })?;
+        tracing::info!(address = %address, "Mirror gateway listening.");
+        self.serve(listener, shutdown_signal()).await
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
