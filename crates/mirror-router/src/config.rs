@@ -362,13 +362,33 @@ pub struct RouterSettings {
     #[serde(default)]
     pub model_group_alias: BTreeMap<String, GroupAlias>,
 
+    /// Redis host whose state several router instances share (LiteLLM's name; `os.environ/NAME`
+    /// allowed). Without `redis_host` or `redis_url`, state stays in this process.
+    #[serde(default, deserialize_with = "mirror_core::deserialize_env_string")]
+    pub redis_host: Option<String>,
+    /// Redis port (default 6379); a number, or a string such as `os.environ/REDIS_PORT`.
+    #[serde(default, deserialize_with = "deserialize_env_port")]
+    pub redis_port: Option<u16>,
+    /// Redis password (`os.environ/NAME` allowed).
+    #[serde(default)]
+    pub redis_password: Option<SecretString>,
+    /// A whole Redis URL (`redis://[:password@]host[:port][/db]`), instead of host, port and
+    /// password; a secret because it may hold the password.
+    #[serde(default)]
+    pub redis_url: Option<SecretString>,
+    /// Ours: how long the request path waits for Redis at most, in milliseconds (default 50); past
+    /// it, the call is decided on local state.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub redis_timeout_ms: u64,
+    /// Ours: how often shared state is pushed and pulled, in milliseconds (default 100).
+    #[serde(default = "default_redis_sync_interval_ms")]
+    pub redis_sync_interval_ms: u64,
+    /// Ours: prefix of every Redis key (default `mirror`); instances share state only with the
+    /// same prefix.
+    #[serde(default = "default_redis_key_prefix")]
+    pub redis_key_prefix: String,
+
     // LiteLLM keys accepted without effect; see `ignored_keys`.
-    #[serde(default)]
-    redis_host: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    redis_port: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    redis_password: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     enable_pre_call_checks: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -397,6 +417,40 @@ fn default_cooldown_time() -> f64 {
 fn default_max_fallbacks() -> usize {
     5
 }
+fn default_redis_timeout_ms() -> u64 {
+    50
+}
+fn default_redis_sync_interval_ms() -> u64 {
+    100
+}
+fn default_redis_key_prefix() -> String {
+    "mirror".to_owned()
+}
+
+/// A port given as a number or as a string (`"6380"`, `os.environ/REDIS_PORT`).
+fn deserialize_env_port<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(u16),
+        Text(String),
+    }
+    let Some(port) = Option::<Port>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    match port {
+        Port::Number(port) => Ok(Some(port)),
+        Port::Text(text) => {
+            let text =
+                mirror_core::resolve_env_reference(text).map_err(serde::de::Error::custom)?;
+            text.trim().parse::<u16>().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("invalid port `{text}`: expected 1 to 65535"))
+            })
+        }
+    }
+}
 
 impl Default for RouterSettings {
     fn default() -> Self {
@@ -419,6 +473,10 @@ impl Default for RouterSettings {
             redis_host: None,
             redis_port: None,
             redis_password: None,
+            redis_url: None,
+            redis_timeout_ms: default_redis_timeout_ms(),
+            redis_sync_interval_ms: default_redis_sync_interval_ms(),
+            redis_key_prefix: default_redis_key_prefix(),
             enable_pre_call_checks: None,
             cache_responses: None,
             retry_policy: None,
@@ -431,12 +489,22 @@ impl Default for RouterSettings {
 }
 
 impl RouterSettings {
+    /// Shares cooldowns, usage and the mirror budget with other instances through the Redis at
+    /// `url` (`redis://[:password@]host[:port][/db]`).
+    #[must_use]
+    pub fn with_redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(SecretString::new(url));
+        self
+    }
+
+    /// Whether Redis is configured, i.e. whether state is shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.redis_url.is_some() || self.redis_host.is_some()
+    }
+
     /// LiteLLM keys that were set but that Mirror does not act on.
     pub fn ignored_keys(&self) -> Vec<&'static str> {
         [
-            ("redis_host", self.redis_host.is_some()),
-            ("redis_port", self.redis_port.is_some()),
-            ("redis_password", self.redis_password.is_some()),
             (
                 "enable_pre_call_checks",
                 self.enable_pre_call_checks.is_some(),
@@ -477,6 +545,11 @@ pub struct MirrorSettings {
     /// Whether mirroring starts switched on (it can be switched at run time).
     #[serde(default = "default_enabled")]
     pub enabled: bool,
+    /// At most this many silent copies per silent model group per minute (wall-clock minute),
+    /// across every instance that shares state through Redis; the rest are dropped and counted
+    /// (`dropped_rate_capped`). None: no cap.
+    #[serde(default)]
+    pub max_mirrors_per_minute: Option<u64>,
 }
 
 fn default_queue_size() -> usize {
@@ -500,6 +573,7 @@ impl Default for MirrorSettings {
             default_sample_rate: default_sample_rate(),
             sample_key: None,
             enabled: default_enabled(),
+            max_mirrors_per_minute: None,
         }
     }
 }

@@ -37,22 +37,42 @@ impl std::fmt::Debug for Deployment {
     }
 }
 
-/// Milliseconds since the router's epoch, so times fit in atomics. Uses Tokio's clock so tests can
-/// pause and advance it.
+/// Milliseconds since the router's epoch, so times fit in atomics.
+///
+/// In memory it uses Tokio's clock, so tests can pause and advance it. When state is shared through
+/// Redis it is the wall clock (milliseconds since the Unix epoch), so that every instance agrees on
+/// what a minute is and on when a cooldown ends.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     epoch: Instant,
+    wall: bool,
 }
 
 impl Clock {
     pub(crate) fn new() -> Self {
         Clock {
             epoch: Instant::now(),
+            wall: false,
+        }
+    }
+
+    /// The wall clock, shared by instances on machines whose clocks agree (NTP).
+    pub(crate) fn wall() -> Self {
+        Clock {
+            epoch: Instant::now(),
+            wall: true,
         }
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let elapsed = if self.wall {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+        } else {
+            self.epoch.elapsed()
+        };
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn minute(&self) -> u64 {
@@ -75,6 +95,11 @@ pub(crate) struct DeploymentState {
     tokens: AtomicU64,
     /// Exponentially weighted latency in microseconds; 0 means no sample yet.
     latency_us: AtomicU64,
+    /// Requests and tokens of the other instances in `remote_minute`, as of the last sync with
+    /// Redis (always zero when state is not shared).
+    remote_minute: AtomicU64,
+    remote_requests: AtomicU64,
+    remote_tokens: AtomicU64,
 }
 
 impl DeploymentState {
@@ -131,8 +156,20 @@ impl DeploymentState {
         }
     }
 
-    /// Requests and tokens used this minute.
+    /// Requests and tokens used this minute, by this instance and (as last synced) the others.
     pub(crate) fn usage(&self, minute: u64) -> (u64, u64) {
+        let (requests, tokens) = self.local_usage(minute);
+        if self.remote_minute.load(Ordering::Relaxed) != minute {
+            return (requests, tokens);
+        }
+        (
+            requests + self.remote_requests.load(Ordering::Relaxed),
+            tokens + self.remote_tokens.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Requests and tokens this instance used this minute.
+    pub(crate) fn local_usage(&self, minute: u64) -> (u64, u64) {
         if self.usage_minute.load(Ordering::Relaxed) != minute {
             return (0, 0);
         }
@@ -140,6 +177,35 @@ impl DeploymentState {
             self.requests.load(Ordering::Relaxed),
             self.tokens.load(Ordering::Relaxed),
         )
+    }
+
+    /// Stores what the other instances used in `minute`.
+    pub(crate) fn set_remote_usage(&self, minute: u64, requests: u64, tokens: u64) {
+        // A reader racing with this store may pair the new minute with old counts for a moment,
+        // which only shifts one decision by one sync interval's worth of usage.
+        self.remote_requests.store(requests, Ordering::Relaxed);
+        self.remote_tokens.store(tokens, Ordering::Relaxed);
+        self.remote_minute.store(minute, Ordering::Relaxed);
+    }
+
+    /// Stores what the other instances requested in `minute`, keeping their tokens.
+    pub(crate) fn set_remote_requests(&self, minute: u64, requests: u64) {
+        if self.remote_minute.load(Ordering::Relaxed) != minute {
+            self.remote_tokens.store(0, Ordering::Relaxed);
+        }
+        self.remote_requests.store(requests, Ordering::Relaxed);
+        self.remote_minute.store(minute, Ordering::Relaxed);
+    }
+
+    /// When the cooldown ends, in clock milliseconds (in the past or 0 when not cooling down).
+    pub(crate) fn cooldown_until_ms(&self) -> u64 {
+        self.cooldown_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Cools down until `until_ms` unless already cooling down for longer.
+    pub(crate) fn cool_down_until(&self, until_ms: u64) {
+        self.cooldown_until_ms
+            .fetch_max(until_ms, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self, minute: u64) {

@@ -25,6 +25,7 @@ mod pricing;
 mod records;
 mod router;
 mod select;
+mod shared;
 mod stream;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
@@ -36,4 +37,5 @@ pub use error::{ConfigError, RouterError};
 pub use mirror::{DropReason, MirrorSnapshot, MirrorStats};
 pub use records::RecordConsumer;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
+pub use shared::SharedStateStats;
 pub use stream::ChatStream;

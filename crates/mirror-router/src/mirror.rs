@@ -19,6 +19,9 @@ pub enum DropReason {
     OptedOut,
     /// Mirroring is switched off router-wide.
     SwitchedOff,
+    /// The silent group had its `max_mirrors_per_minute` this minute (across instances that share
+    /// state).
+    RateCapped,
     /// The router shut down before it ran or finished.
     Shutdown,
 }
@@ -50,6 +53,7 @@ struct Counts {
     dropped_sampled_out: AtomicU64,
     dropped_opted_out: AtomicU64,
     dropped_switched_off: AtomicU64,
+    dropped_rate_capped: AtomicU64,
     dropped_shutdown: AtomicU64,
     queued: AtomicU64,
     running: AtomicU64,
@@ -70,6 +74,7 @@ impl Counts {
             DropReason::SampledOut => &self.dropped_sampled_out,
             DropReason::OptedOut => &self.dropped_opted_out,
             DropReason::SwitchedOff => &self.dropped_switched_off,
+            DropReason::RateCapped => &self.dropped_rate_capped,
             DropReason::Shutdown => &self.dropped_shutdown,
         });
     }
@@ -84,6 +89,7 @@ impl Counts {
             dropped_sampled_out: load(&self.dropped_sampled_out),
             dropped_opted_out: load(&self.dropped_opted_out),
             dropped_switched_off: load(&self.dropped_switched_off),
+            dropped_rate_capped: load(&self.dropped_rate_capped),
             dropped_shutdown: load(&self.dropped_shutdown),
             queued: load(&self.queued),
             running: load(&self.running),
@@ -108,6 +114,8 @@ pub struct MirrorSnapshot {
     pub dropped_opted_out: u64,
     /// Dropped because mirroring was switched off.
     pub dropped_switched_off: u64,
+    /// Dropped because the silent group reached `max_mirrors_per_minute`.
+    pub dropped_rate_capped: u64,
     /// Dropped at shutdown.
     pub dropped_shutdown: u64,
     /// Waiting in the queue.
@@ -123,6 +131,7 @@ impl MirrorSnapshot {
             + self.dropped_sampled_out
             + self.dropped_opted_out
             + self.dropped_switched_off
+            + self.dropped_rate_capped
             + self.dropped_shutdown
     }
 
@@ -307,6 +316,57 @@ impl MirrorQueue {
     }
 }
 
+/// Silent copies sent to one silent group this minute, for `max_mirrors_per_minute`: this
+/// instance's exactly, the other instances' as of the last sync with Redis.
+#[derive(Debug, Default)]
+pub(crate) struct MinuteBudget {
+    minute: AtomicU64,
+    local: AtomicU64,
+    remote_minute: AtomicU64,
+    remote: AtomicU64,
+}
+
+impl MinuteBudget {
+    /// Takes one copy from the budget; false when `cap` copies were already sent this minute.
+    pub(crate) fn try_take(&self, minute: u64, cap: u64) -> bool {
+        let seen = self.minute.load(Ordering::Relaxed);
+        if seen != minute
+            && self
+                .minute
+                .compare_exchange(seen, minute, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.local.store(0, Ordering::Relaxed);
+        }
+        let remote = if self.remote_minute.load(Ordering::Relaxed) == minute {
+            self.remote.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        let taken = self.local.fetch_add(1, Ordering::Relaxed) + 1;
+        if taken + remote > cap {
+            self.local.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Copies this instance sent in `minute`.
+    pub(crate) fn local(&self, minute: u64) -> u64 {
+        if self.minute.load(Ordering::Relaxed) == minute {
+            self.local.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Stores what the other instances sent in `minute`.
+    pub(crate) fn set_remote(&self, minute: u64, copies: u64) {
+        self.remote.store(copies, Ordering::Relaxed);
+        self.remote_minute.store(minute, Ordering::Relaxed);
+    }
+}
+
 /// Decides whether a request routed to a deployment with rate `rate` is mirrored.
 ///
 /// With a sampling key the decision is deterministic (FNV-1a of the key), so every request of a
@@ -369,6 +429,19 @@ mod tests {
             let first = sampled_in(rate, Some(&key));
             assert!((0..10).all(|_| sampled_in(rate, Some(&key)) == first));
         }
+    }
+
+    #[test]
+    fn minute_budget_holds_cap_with_remote_usage_and_rolls_over() {
+        let budget = MinuteBudget::default();
+        assert_eq!((0..10).filter(|_| budget.try_take(7, 4)).count(), 4);
+        assert_eq!(budget.local(7), 4);
+        // Other instances sent two in the next minute: two are left for this one.
+        budget.set_remote(8, 2);
+        assert_eq!((0..10).filter(|_| budget.try_take(8, 4)).count(), 2);
+        assert_eq!(budget.local(8), 2);
+        // Their count of an older minute does not apply.
+        assert_eq!((0..10).filter(|_| budget.try_take(9, 4)).count(), 4);
     }
 
     #[test]

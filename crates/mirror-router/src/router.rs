@@ -21,10 +21,12 @@ use crate::config::{MirrorSettings, ModelDeployment, RouterConfig, RouterSetting
 use crate::deployment::{prices, Clock, Deployment, DeploymentState};
 use crate::error::{nearest, ConfigError, RouterError};
 use crate::mirror::{
-    sample_key, sampled_in, DropReason, JobTicket, MirrorJob, MirrorQueue, MirrorSnapshot,
+    sample_key, sampled_in, DropReason, JobTicket, MinuteBudget, MirrorJob, MirrorQueue,
+    MirrorSnapshot,
 };
 use crate::records::RecordConsumer;
 use crate::select::Group;
+use crate::shared::{SharedState, SharedStateStats};
 use crate::stream::ChatStream;
 
 /// A response with the identity of the call that produced it.
@@ -90,6 +92,10 @@ pub(crate) struct Inner {
     records: Option<Arc<dyn RecordConsumer>>,
     spend: SpendStats,
     hard_stop: watch::Sender<bool>,
+    /// Silent copies per silent group this minute, for `max_mirrors_per_minute`.
+    budgets: HashMap<String, Arc<MinuteBudget>>,
+    /// State shared with other instances through Redis; None keeps everything in memory.
+    shared: Option<Arc<SharedState>>,
 }
 
 /// Builds a [`Router`] from configuration, providers and a record consumer.
@@ -196,6 +202,17 @@ impl Router {
     /// The silent-mirroring counters.
     pub fn mirror_stats(&self) -> MirrorSnapshot {
         self.inner.mirror.stats.snapshot()
+    }
+
+    /// Counters of the state shared with other instances through Redis (all zero, `enabled: false`,
+    /// when `router_settings` configure no Redis). For the gateway's `/metrics`.
+    pub fn shared_state_stats(&self) -> SharedStateStats {
+        self.inner
+            .shared
+            .as_ref()
+            .map_or_else(SharedStateStats::default, |shared| {
+                shared.stats(&self.inner.clock)
+            })
     }
 
     /// Spend split into caller and shadow spend.
@@ -502,7 +519,7 @@ impl RouterBuilder {
             }
         }
 
-        let groups = groups
+        let groups: HashMap<String, Arc<Group>> = groups
             .into_iter()
             .map(|(name, deployments)| {
                 let group = Group {
@@ -512,6 +529,35 @@ impl RouterBuilder {
                 (name, Arc::new(group))
             })
             .collect();
+        let shared = SharedState::from_settings(&settings)
+            .map_err(|(location, message)| invalid(location, message))?
+            .map(Arc::new);
+        // Instances that share state must agree on minutes and cooldown ends: the wall clock.
+        let clock = if shared.is_some() {
+            Clock::wall()
+        } else {
+            Clock::new()
+        };
+        let budgets: HashMap<String, Arc<MinuteBudget>> = groups
+            .keys()
+            .map(|name| (name.clone(), Arc::new(MinuteBudget::default())))
+            .collect();
+        if let Some(shared) = &shared {
+            let deployments = groups
+                .values()
+                .flat_map(|group| group.deployments.iter().cloned())
+                .collect();
+            // Only budgets that can be used are synced.
+            let budgets = if mirror_settings.max_mirrors_per_minute.is_some() {
+                budgets
+                    .iter()
+                    .map(|(name, budget)| (name.clone(), Arc::clone(budget)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            shared.spawn_sync(&handle, deployments, budgets, clock);
+        }
         let (mirror, receiver) =
             MirrorQueue::new(mirror_settings.queue_size, mirror_settings.enabled);
         let (hard_stop, _) = watch::channel(false);
@@ -521,11 +567,13 @@ impl RouterBuilder {
             aliases,
             settings,
             mirror_settings,
-            clock: Clock::new(),
+            clock,
             mirror,
             records: self.records,
             spend: SpendStats::default(),
             hard_stop,
+            budgets,
+            shared,
         });
         handle.spawn(dispatch_loop(
             Arc::downgrade(&inner),
@@ -702,12 +750,7 @@ impl Inner {
             let mut error: Option<RouterError> = None;
             let mut avoid: Option<String> = None;
             for attempt in 0..=retries {
-                let deployment = match group.select(
-                    self.settings.routing_strategy,
-                    self.settings.routing_strategy_args.lowest_latency_buffer,
-                    &self.clock,
-                    avoid.as_deref(),
-                ) {
+                let deployment = match self.pick(&group, avoid.as_deref()).await {
                     Ok(deployment) => deployment,
                     Err(wait) => {
                         error = Some(RouterError::NoHealthyDeployment {
@@ -783,6 +826,37 @@ impl Inner {
         }
     }
 
+    /// Picks a deployment of `group`. A deployment with an `rpm` limit is admitted by Redis when
+    /// state is shared, so the limit holds across instances; one that Redis finds full is skipped
+    /// and another picked.
+    async fn pick(&self, group: &Group, avoid: Option<&str>) -> Result<Arc<Deployment>, Duration> {
+        let mut refused = 0;
+        loop {
+            let deployment = group.select(
+                self.settings.routing_strategy,
+                self.settings.routing_strategy_args.lowest_latency_buffer,
+                &self.clock,
+                avoid,
+            )?;
+            let (Some(shared), Some(limit)) = (&self.shared, deployment.params.rpm) else {
+                return Ok(deployment);
+            };
+            match shared
+                .reserve_request(&deployment, limit, &self.clock)
+                .await
+            {
+                // Refused: the deployment now looks full locally too, so selection skips it.
+                Some(false) if refused < group.deployments.len() => refused += 1,
+                Some(false) => {
+                    let now_ms = self.clock.now_ms();
+                    return Err(Duration::from_millis(60_000 - now_ms % 60_000));
+                }
+                // Admitted by Redis, or Redis could not say: local state admitted it.
+                Some(true) | None => return Ok(deployment),
+            }
+        }
+    }
+
     pub(crate) fn note_stream_failure(
         &self,
         deployment: &Deployment,
@@ -802,6 +876,9 @@ impl Inner {
                 .retry_after()
                 .map_or(cooldown, |asked| asked.max(cooldown));
             deployment.state.cool_down(self.clock.now_ms(), cooldown);
+            if let Some(shared) = &self.shared {
+                shared.wake();
+            }
             tracing::warn!(
                 group = %deployment.group,
                 deployment = %deployment.id,
@@ -853,12 +930,25 @@ impl Inner {
                 stats.mirrored_and_dropped(DropReason::SwitchedOff);
             } else if !sampled_in(deployment.sample_rate, key) {
                 stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else if !self.mirror_budget_admits(target) {
+                stats.mirrored_and_dropped(DropReason::RateCapped);
             } else {
                 self.mirror.offer(MirrorJob {
                     copy: request.to_mirror(meta, target),
                 });
             }
         }
+    }
+
+    /// Takes one copy from the silent group's `max_mirrors_per_minute`, if one is set.
+    fn mirror_budget_admits(&self, target: &str) -> bool {
+        let Some(cap) = self.mirror_settings.max_mirrors_per_minute else {
+            return true;
+        };
+        let group = self.aliases.get(target).map_or(target, String::as_str);
+        self.budgets
+            .get(group)
+            .is_none_or(|budget| budget.try_take(self.clock.minute(), cap))
     }
 
     async fn chat(

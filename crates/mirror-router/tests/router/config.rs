@@ -50,7 +50,7 @@ model_list:
 router_settings:
   routing_strategy: usage-based-routing-v2
   num_retries: 1
-  redis_host: localhost
+  cache_responses: true
 ",
     )
     .unwrap();
@@ -251,7 +251,7 @@ fn json_typos_and_unknown_router_settings_get_suggestions_and_ignored_keys_are_l
     );
 
     let config = RouterConfig::from_yaml_str(
-        "model_list:\n  - model_name: a\n    litellm_params: {model: mock/echo, drop_params: true}\nrouter_settings:\n  redis_host: localhost\n",
+        "model_list:\n  - model_name: a\n    litellm_params: {model: mock/echo, drop_params: true}\nrouter_settings:\n  cache_responses: true\n",
         "config.yaml",
     )
     .unwrap();
@@ -259,7 +259,7 @@ fn json_typos_and_unknown_router_settings_get_suggestions_and_ignored_keys_are_l
         config.ignored_keys(),
         [
             "model_list[0].litellm_params.drop_params",
-            "router_settings.redis_host"
+            "router_settings.cache_responses"
         ]
     );
 }

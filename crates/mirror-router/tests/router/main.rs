@@ -7,6 +7,7 @@ mod blocking;
 mod config;
 mod mirroring;
 mod routing;
+mod shared_state;
 mod support;
 
 /// `Router` and the futures of its calls can move between threads.
