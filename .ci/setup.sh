@@ -30,3 +30,23 @@ for _ in $(seq 1 50); do
 done
 redis-cli -p "$MIRROR_REDIS_PORT" ping >&2
 echo "MIRROR_TEST_REDIS_URL=redis://127.0.0.1:$MIRROR_REDIS_PORT"
+
+# Python venv with the official `openai` SDK and pytest, for the end-to-end tests in tests/python
+# (`cargo xtask ci` runs them with MIRROR_TEST_PYTHON). Pins are in tests/python/requirements.txt.
+mirror_venv="$PWD/.venv"
+mirror_requirements=tests/python/requirements.txt
+if ! "$mirror_venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    echo "creating the Python venv $mirror_venv" >&2
+    if ! python3 -m venv --clear "$mirror_venv" >&2; then
+        # Debian's python3 needs python3-venv for ensurepip.
+        apt-get install -y python3-venv >&2 || { apt-get update >&2 && apt-get install -y python3-venv >&2; }
+        python3 -m venv --clear "$mirror_venv" >&2
+    fi
+fi
+if ! cmp -s "$mirror_requirements" "$mirror_venv/.mirror-requirements" \
+    || ! "$mirror_venv/bin/python" -c 'import openai, pytest' >/dev/null 2>&1; then
+    echo "installing $mirror_requirements into $mirror_venv" >&2
+    "$mirror_venv/bin/python" -m pip install --disable-pip-version-check -q -r "$mirror_requirements" >&2
+    cp "$mirror_requirements" "$mirror_venv/.mirror-requirements"
+fi
+echo "MIRROR_TEST_PYTHON=$mirror_venv/bin/python"

@@ -93,9 +93,70 @@ fn ci() -> Result<(), String> {
         if !status.success() {
             return Err(format!("step `{name}` failed ({status})"));
         }
+        if *name == "test" {
+            python_tests(&root, &cargo, &envs)?;
+        }
     }
     println!("xtask: == tidy");
     tidy(&root)
+}
+
+/// The end-to-end tests in `tests/python`: the official `openai` SDK against a real `mirror serve`.
+/// `.ci/setup.sh` makes the venv and prints `MIRROR_TEST_PYTHON`; `MIRROR_SKIP_PYTHON_TESTS=1` skips.
+fn python_tests(root: &Path, cargo: &str, envs: &BTreeMap<String, String>) -> Result<(), String> {
+    let from_env = |key: &str| {
+        envs.get(key)
+            .cloned()
+            .or_else(|| std::env::var(key).ok())
+            .filter(|value| !value.is_empty())
+    };
+    if from_env("MIRROR_SKIP_PYTHON_TESTS").as_deref() == Some("1") {
+        println!("xtask: == python: skipped (MIRROR_SKIP_PYTHON_TESTS=1)");
+        return Ok(());
+    }
+    let python = from_env("MIRROR_TEST_PYTHON").ok_or_else(|| {
+        "step `python` cannot run: MIRROR_TEST_PYTHON is not set. `.ci/setup.sh` creates `.venv` and \
+         prints it; or point it at a Python with `pip install -r tests/python/requirements.txt` done; \
+         or set MIRROR_SKIP_PYTHON_TESTS=1 to skip these tests"
+            .to_owned()
+    })?;
+    println!("xtask: == python: cargo build -p mirror --bin mirror");
+    let status = Command::new(cargo)
+        .args(["build", "-p", "mirror", "--bin", "mirror"])
+        .current_dir(root)
+        .envs(envs)
+        .status()
+        .map_err(|err| format!("cannot run cargo: {err}"))?;
+    if !status.success() {
+        return Err(format!(
+            "step `python` failed to build the gateway ({status})"
+        ));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let binary = target
+        .join("debug")
+        .join(format!("mirror{}", std::env::consts::EXE_SUFFIX));
+    println!(
+        "xtask: == python: {python} -m pytest tests/python -q (MIRROR_BIN={})",
+        binary.display()
+    );
+    let status = Command::new(&python)
+        .args(["-m", "pytest", "tests/python", "-q"])
+        .current_dir(root)
+        .envs(envs)
+        .env("MIRROR_BIN", &binary)
+        .status()
+        .map_err(|err| format!("cannot run {python}: {err}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        // pytest's "no tests were collected" is a failure here: the tests must run.
+        Some(5) => {
+            Err("step `python` failed: pytest collected no tests in tests/python".to_owned())
+        }
+        _ => Err(format!("step `python` failed ({status})")),
+    }
 }
 
 /// The `mirror-*` crates each crate may depend on (see ARCHITECTURE.md).
