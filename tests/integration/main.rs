@@ -1,3 +1,9 @@
 //! End-to-end tests of the Mirror workspace. One binary, one module per feature.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod config;
 mod demo;
+mod gateway;
+mod support;

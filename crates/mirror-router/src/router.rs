@@ -245,6 +245,20 @@ impl Router {
         names
     }
 
+    /// Every deployment as `(model group, deployment id)`, sorted; ids are the configured
+    /// `model_info.id` or the generated ones.
+    pub fn deployments(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .inner
+            .groups
+            .values()
+            .flat_map(|group| group.deployments.iter())
+            .map(|d| (d.group.clone(), d.id.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// The groups a group mirrors to (through any of its deployments), sorted.
     pub fn silent_targets(&self, group: &str) -> Vec<String> {
         let mut targets: Vec<String> = self

@@ -30,9 +30,10 @@ pub struct GatewayConfig {
     /// Proxy settings: the master key.
     #[serde(default)]
     pub general_settings: GeneralSettings,
-    /// Variables set in the process environment before anything else is read.
+    /// Variables set in the process environment before anything else is read. They often hold
+    /// keys, so their values are secrets.
     #[serde(default)]
-    pub environment_variables: BTreeMap<String, String>,
+    pub environment_variables: BTreeMap<String, SecretString>,
     /// Mirror's own settings.
     #[serde(default)]
     pub mirror_settings: MirrorSection,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mirror_core::{CallRecord, CallStatus};
@@ -96,15 +96,28 @@ impl Series {
 /// The gateway's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    /// Group -> deployment id ("" for calls that reached no deployment) -> series. Built once.
-    series: HashMap<String, HashMap<String, Arc<Series>>>,
+    /// Group -> deployment id ("" for calls that reached no deployment) -> series. Set once, when
+    /// the router is built, then read without a lock.
+    series: OnceLock<HashMap<String, HashMap<String, Arc<Series>>>>,
     other: Arc<Series>,
     overhead: Histogram,
     responses: [AtomicU64; 6],
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            series: OnceLock::new(),
+            other: Arc::new(Series::new("", "")),
+            overhead: Histogram::new(OVERHEAD_BUCKETS),
+            responses: Default::default(),
+        }
+    }
+}
+
 impl Metrics {
-    pub(crate) fn new<'a>(deployments: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    /// Creates a series per `(group, deployment id)`; calls of other deployments count as `other`.
+    pub(crate) fn register(&self, deployments: &[(String, String)]) {
         let mut series: HashMap<String, HashMap<String, Arc<Series>>> = HashMap::new();
         for (group, deployment) in deployments {
             let by_id = series.entry(group.to_owned()).or_default();
@@ -115,19 +128,15 @@ impl Metrics {
                 .entry(String::new())
                 .or_insert_with(|| Arc::new(Series::new(group, "")));
         }
-        Metrics {
-            series,
-            other: Arc::new(Series::new("", "")),
-            overhead: Histogram::new(OVERHEAD_BUCKETS),
-            responses: Default::default(),
-        }
+        let _ = self.series.set(series);
     }
 
     /// Counts one call record.
     pub(crate) fn observe(&self, record: &CallRecord) {
         let series = self
             .series
-            .get(&record.model_group)
+            .get()
+            .and_then(|series| series.get(&record.model_group))
             .and_then(|by_id| by_id.get(&record.model_id))
             .unwrap_or(&self.other);
         let side = usize::from(record.metadata.is_silent_experiment);
@@ -154,7 +163,13 @@ impl Metrics {
             "# HELP mirror_calls_total Calls by model group, deployment, side and status.\n",
         );
         out.push_str("# TYPE mirror_calls_total counter\n");
-        let mut all: Vec<&Arc<Series>> = self.series.values().flat_map(HashMap::values).collect();
+        let mut all: Vec<&Arc<Series>> = self
+            .series
+            .get()
+            .into_iter()
+            .flat_map(HashMap::values)
+            .flat_map(HashMap::values)
+            .collect();
         all.push(&self.other);
         all.sort_by(|a, b| (&a.group, &a.deployment).cmp(&(&b.group, &b.deployment)));
         for series in &all {

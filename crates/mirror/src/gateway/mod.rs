@@ -150,12 +150,7 @@ impl Gateway {
             source,
         })?);
 
-        let metrics = Arc::new(Metrics::new(config.model_list.iter().map(|entry| {
-            (
-                entry.model_name.as_str(),
-                entry.model_info.id.as_deref().unwrap_or(""),
-            )
-        })));
+        let metrics = Arc::new(Metrics::default());
         let records_metrics = Arc::clone(&metrics);
         let records_writer = Arc::clone(&writer);
         let router = crate::router_builder()
@@ -167,6 +162,8 @@ impl Gateway {
                 records_writer.submit(record);
             })
             .build()?;
+        // Only the built router knows the generated deployment ids; no call has run yet.
+        metrics.register(&router.deployments());
         Ok(Gateway {
             state: Arc::new(AppState {
                 router,

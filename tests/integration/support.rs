@@ -1,0 +1,186 @@
+//! Shared test support: a fake OpenAI-shaped upstream and a gateway started on a free port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use mirror::config::GatewayConfig;
+use mirror::gateway::{Gateway, ShutdownReport};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+
+/// What the fake upstream saw.
+#[derive(Debug, Clone)]
+pub(crate) struct Seen {
+    pub(crate) path: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+}
+
+/// An OpenAI-shaped upstream whose behaviour follows the `model` it is asked for:
+/// `fail-500`, `rate-limited` (429, Retry-After 7), `context` (400 context_length_exceeded),
+/// `held` (waits for `release`), anything else answers `echo: <last user message>`.
+#[derive(Clone, Default)]
+pub(crate) struct Upstream {
+    pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
+    pub(crate) release: Arc<Notify>,
+    pub(crate) held: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub(crate) async fn start() -> (Self, String) {
+        let upstream = Upstream::default();
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(chat),
+            )
+            .with_state(upstream.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (upstream, format!("http://{address}"))
+    }
+
+    pub(crate) fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn chat(
+    State(upstream): State<Upstream>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    upstream.seen.lock().unwrap().push(Seen {
+        path: uri.to_string(),
+        headers,
+        body: body.clone(),
+    });
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    match model.as_str() {
+        "fail-500" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": {"message": "upstream broke", "type": "server_error"}})),
+        )
+            .into_response(),
+        "rate-limited" => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "7")],
+            axum::Json(json!({"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}})),
+        )
+            .into_response(),
+        "context" => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"message": "maximum context length is 8 tokens", "type": "invalid_request_error", "code": "context_length_exceeded"}})),
+        )
+            .into_response(),
+        _ => {
+            if model == "held" {
+                upstream.held.fetch_add(1, Ordering::SeqCst);
+                upstream.release.notified().await;
+            }
+            let text = body["messages"]
+                .as_array()
+                .and_then(|messages| messages.last())
+                .and_then(|message| message["content"].as_str())
+                .unwrap_or_default();
+            axum::Json(json!({
+                "id": "chatcmpl-upstream", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("echo: {text}")}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            }))
+            .into_response()
+        }
+    }
+}
+
+async fn embeddings(axum::Json(body): axum::Json<Value>) -> Response {
+    axum::Json(json!({
+        "object": "list", "model": body["model"],
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+        "usage": {"prompt_tokens": 2, "total_tokens": 2}
+    }))
+    .into_response()
+}
+
+/// A gateway serving on a free port, stopped by `stop`.
+pub(crate) struct RunningGateway {
+    pub(crate) base: String,
+    pub(crate) log: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<ShutdownReport>,
+}
+
+impl RunningGateway {
+    /// Starts a gateway on `yaml`; `{log}` in the text is replaced by a fresh log path.
+    pub(crate) async fn start(yaml: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "mirror-gateway-test-{}-{}.jsonl",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_file(&log);
+        let yaml = yaml.replace("{log}", &log.display().to_string());
+        let config = GatewayConfig::from_yaml_str(&yaml, "test.yaml").unwrap();
+        let gateway = Gateway::from_config(&config).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            gateway
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        RunningGateway {
+            base: format!("http://{address}"),
+            log,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits for the drain; returns the report and the flushed log.
+    pub(crate) async fn stop(mut self) -> (ShutdownReport, Vec<Value>) {
+        self.begin_stop();
+        self.finish().await
+    }
+
+    /// Signals shutdown without waiting.
+    pub(crate) fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits for the drain started by `begin_stop`; returns the report and the flushed log.
+    pub(crate) async fn finish(self) -> (ShutdownReport, Vec<Value>) {
+        let report = self.task.await.unwrap();
+        let records = std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let _ = std::fs::remove_file(&self.log);
+        (report, records)
+    }
+}
+
+/// One HTTP client for the tests.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
