@@ -183,7 +183,7 @@ def chunk(delta: dict[str, Any], finish: str | None = None, model: str = "fake-m
 
 def stream_events(words: list[str], include_usage: bool, model: str = "fake-model") -> list[Any]:
     events: list[Any] = [chunk({"role": "assistant", "content": ""}, model=model)]
-    events += [chunk({"content": word}, model=model) for word in words]
+    events += [chunk({"content": word if i == 0 else " " + word}, model=model) for i, word in enumerate(words)]
     events.append(chunk({}, "stop", model=model))
     if include_usage:
         events.append(
