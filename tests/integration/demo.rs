@@ -54,6 +54,8 @@ async fn demo_mirrors_every_request_and_pairs_every_shadow() {
         ),
         ("primary", "shadow")
     );
-    assert_eq!(summary.pairs, shadows.len());
+    assert_eq!(summary.pairs, shadows.len() as u64);
+    assert_eq!(summary.primaries, 60);
+    assert_eq!(summary.missing, 60 - summary.pairs);
     std::fs::remove_dir_all(&dir).unwrap();
 }

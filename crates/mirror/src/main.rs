@@ -37,6 +37,8 @@ enum Command {
         #[arg(long, default_value = "mirror-demo.jsonl")]
         log: PathBuf,
     },
+    /// Compare primary and silent calls from JSONL call logs: latency, cost, errors, agreement.
+    Report(mirror::report::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,6 +115,11 @@ fn main() -> anyhow::Result<()> {
             if !mirror.is_balanced() {
                 anyhow::bail!("silent-call accounting does not balance: {mirror:?}");
             }
+        }
+        Command::Report(args) => {
+            runtime
+                .block_on(mirror::report::run(&args, &mut std::io::stdout()))
+                .context("the report failed")?;
         }
     }
     Ok(())
