@@ -168,6 +168,10 @@ pub struct MirrorSection {
     /// Whether mirroring starts on.
     #[serde(default = "default_true")]
     pub mirroring_enabled: bool,
+    /// At most this many silent copies per minute across the deployment (shared through Redis when
+    /// configured); the rest are dropped and counted.
+    #[serde(default)]
+    pub silent_max_per_minute: Option<u64>,
     /// Largest request body, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -215,6 +219,7 @@ impl Default for MirrorSection {
             default_sample_rate: default_sample_rate(),
             sample_key: None,
             mirroring_enabled: true,
+            silent_max_per_minute: None,
             max_body_bytes: default_max_body_bytes(),
             shutdown_timeout: default_shutdown_seconds(),
         }
@@ -232,6 +237,7 @@ impl MirrorSection {
             default_sample_rate: self.default_sample_rate,
             sample_key: self.sample_key.clone(),
             enabled: self.mirroring_enabled,
+            max_mirrors_per_minute: self.silent_max_per_minute,
             ..MirrorSettings::default()
         }
     }
