@@ -9,12 +9,20 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("tidy") => tidy(&workspace_root()),
+        Some("python") => python_tests(
+            &workspace_root(),
+            &std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+            &BTreeMap::new(),
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy>");
+            eprintln!("usage: cargo xtask <ci|tidy|python>");
             eprintln!(
                 "  ci    set up test servers, then fmt, clippy, tests, docs and tidy, as CI does"
             );
             eprintln!("  tidy  check that crate dependencies point the way ARCHITECTURE.md says");
+            eprintln!(
+                "  python  build the gateway and run tests/python with $MIRROR_TEST_PYTHON (the ci step)"
+            );
             return ExitCode::from(2);
         }
     };
