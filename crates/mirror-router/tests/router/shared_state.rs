@@ -174,6 +174,31 @@ async fn a_cooldown_set_through_one_instance_is_honoured_by_the_others() {
         );
         assert!(stats.reservations > 0, "{stats:?}");
     }
+
+    // Every key is namespaced and expires: nothing grows without bound.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("{}:*", config.router_settings.redis_key_prefix);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let expected = ["{limited}:cooldown", "{limited}:rpm:", "{healthy}:rpm:"];
+    for part in expected {
+        assert!(
+            keys.iter().any(|key| key.contains(part)),
+            "{part} in {keys:?}"
+        );
+    }
+    for key in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 120_000, "{key} has TTL {ttl} ms");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
