@@ -6,4 +6,5 @@
 mod config;
 mod demo;
 mod gateway;
+mod report;
 mod support;

@@ -125,7 +125,8 @@ pub(crate) fn parse_json(text: &str) -> Option<Value> {
     serde_json::from_str(body).ok()
 }
 
-/// JSON text with object keys sorted, so equal structures render equally.
+/// JSON text with object keys sorted, so equal structures render equally, and a space after each
+/// `:` and `,`, so a word diff sees keys and values as words.
 pub(crate) fn canonical_json(value: &Value) -> String {
     fn write(value: &Value, out: &mut String) {
         match value {
@@ -135,10 +136,10 @@ pub(crate) fn canonical_json(value: &Value) -> String {
                 out.push('{');
                 for (i, (key, item)) in entries.into_iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push_str(", ");
                     }
                     out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
+                    out.push_str(": ");
                     write(item, out);
                 }
                 out.push('}');
@@ -147,7 +148,7 @@ pub(crate) fn canonical_json(value: &Value) -> String {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push_str(", ");
                     }
                     write(item, out);
                 }

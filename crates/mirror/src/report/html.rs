@@ -102,10 +102,19 @@ fn ms(value: f64) -> String {
 }
 
 fn usd(value: f64) -> String {
+    let sign = if value < 0.0 { "-" } else { "" };
     if value.abs() >= 1.0 {
-        format!("${value:.2}")
+        format!("{sign}${:.2}", value.abs())
     } else {
-        format!("${value:.4}")
+        format!("{sign}${:.4}", value.abs())
+    }
+}
+
+fn signed_usd(value: f64) -> String {
+    if value < 0.0 {
+        usd(value)
+    } else {
+        format!("+{}", usd(value))
     }
 }
 
@@ -204,7 +213,7 @@ fn write_edge(out: &mut String, index: usize, edge: &PairSummary) -> std::fmt::R
     )?;
     card(
         out,
-        &format!("{:+.4} $", edge.cost_per_1k_diff),
+        &signed_usd(edge.cost_per_1k_diff),
         "cost diff per 1k req",
     )?;
     if let Some(noise) = &edge.noise {
@@ -266,13 +275,13 @@ fn write_side_table(out: &mut String, edge: &PairSummary) -> std::fmt::Result {
     let d = &edge.latency_diff_ms;
     writeln!(
         out,
-        "<tr><td>shadow &minus; primary</td><td></td><td></td><td>{:+.1} ms</td><td>{:+.1} ms</td><td>{:+.1} ms</td><td>{}</td><td></td><td></td><td>{}</td><td>{:+.4}</td></tr></table>",
+        "<tr><td>shadow &minus; primary</td><td></td><td></td><td>{:+.1} ms</td><td>{:+.1} ms</td><td>{:+.1} ms</td><td>{}</td><td></td><td></td><td>{}</td><td>{}</td></tr></table>",
         d.p50,
         d.p90,
         d.p99,
         if edge.ttft_diff_ms.count > 0 { format!("{:+.1} ms", edge.ttft_diff_ms.p50) } else { "–".to_owned() },
-        usd(edge.shadow.cost - edge.primary.cost),
-        edge.cost_per_1k_diff
+        signed_usd(edge.shadow.cost - edge.primary.cost),
+        signed_usd(edge.cost_per_1k_diff)
     )
 }
 
@@ -458,9 +467,14 @@ fn latency_chart(out: &mut String, edge: &PairSummary) -> std::fmt::Result {
     for tick in 0..=4 {
         let x = LEFT + plot_width * f64::from(tick) / 4.0;
         let value = (lo + (hi - lo) * f64::from(tick) / 4.0).exp();
+        let anchor = match tick {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
         writeln!(
             out,
-            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
             bottom + 16.0,
             esc(&ms(value))
         )?;
