@@ -250,6 +250,9 @@ async fn errors_have_openai_shape_and_status() {
     let url = format!("{}/v1/chat/completions", gateway.base);
 
     let bad_json = client().post(&url).body("{not json").send().await.unwrap();
+    // Even a request refused before routing gets ids.
+    assert!(bad_json.headers().contains_key("x-mirror-call-id"));
+    assert!(bad_json.headers().contains_key("x-mirror-trace-id"));
     assert_eq!(error_of(bad_json).await.0, 400);
     let missing = post(
         &gateway.base,
@@ -332,7 +335,9 @@ async fn master_key_guards_everything_but_health() {
         }
         request.send()
     };
-    let (status, body) = error_of(send(None).await.unwrap()).await;
+    let refused = send(None).await.unwrap();
+    assert!(refused.headers().contains_key("x-mirror-call-id"));
+    let (status, body) = error_of(refused).await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["type"], "authentication_error");
     let wrong = send(Some(("authorization", "Bearer sk-master-12345".to_owned())))

@@ -195,13 +195,21 @@ impl Provider for Mock {
             other => vec![other.to_string()],
         };
         let tokens: u64 = inputs.iter().map(|text| estimate_tokens(text)).sum();
+        let base64 = request.encoding_format.as_deref() == Some("base64");
         let data = inputs
             .iter()
             .enumerate()
-            .map(|(index, text)| Embedding {
-                object: "embedding".to_owned(),
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                embedding: Value::from(pseudo_embedding(text)),
+            .map(|(index, text)| {
+                let vector = pseudo_embedding(text);
+                Embedding {
+                    object: "embedding".to_owned(),
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    embedding: if base64 {
+                        Value::String(encode_base64(&vector))
+                    } else {
+                        Value::from(vector)
+                    },
+                }
             })
             .collect();
         Ok(EmbeddingsResponse {
@@ -215,6 +223,17 @@ impl Provider for Mock {
             extra: Map::new(),
         })
     }
+}
+
+/// OpenAI's `encoding_format: base64`: the little-endian float32 bytes, base64-encoded.
+fn encode_base64(vector: &[f64]) -> String {
+    use base64::Engine as _;
+    #[allow(clippy::cast_possible_truncation)]
+    let bytes: Vec<u8> = vector
+        .iter()
+        .flat_map(|value| (*value as f32).to_le_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Eight numbers in [-1, 1) derived from the text (FNV-1a), so equal inputs embed equally.
@@ -383,6 +402,34 @@ mod tests {
         let started = tokio::time::Instant::now();
         Mock::new().chat(&params, &conversation()).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(1500));
+    }
+
+    #[tokio::test]
+    async fn base64_embeddings_decode_to_the_float_vector() {
+        use base64::Engine as _;
+        let request: EmbeddingsRequest = serde_json::from_value(
+            json!({"model": "group", "input": "hi", "encoding_format": "base64"}),
+        )
+        .unwrap();
+        let plain: EmbeddingsRequest =
+            serde_json::from_value(json!({"model": "group", "input": "hi"})).unwrap();
+        let encoded = Mock::new().embeddings(&params(), &request).await.unwrap();
+        let floats = Mock::new().embeddings(&params(), &plain).await.unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.data[0].embedding.as_str().unwrap())
+            .unwrap();
+        let decoded: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|chunk| f32::from_le_bytes(chunk.try_into().unwrap()))
+            .collect();
+        let expected: Vec<f32> = floats.data[0]
+            .embedding
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(decoded, expected);
     }
 
     #[tokio::test]

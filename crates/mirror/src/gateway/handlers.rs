@@ -12,7 +12,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use mirror_core::{CallMeta, ChatRequest, EmbeddingsRequest, ErrorBody, OPT_OUT_METADATA_KEY};
+use mirror_core::{
+    CallId, CallMeta, ChatRequest, EmbeddingsRequest, ErrorBody, TraceId, OPT_OUT_METADATA_KEY,
+};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
@@ -53,7 +55,7 @@ pub(crate) async fn authenticate(
             .into();
         if !matches {
             state.metrics.observe_status(401);
-            return ApiError::unauthorized().into_response();
+            return with_ids(ApiError::unauthorized().into_response(), &fresh_ids());
         }
     }
     next.run(request).await
@@ -95,6 +97,11 @@ fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Va
             .get_or_insert_with(Map::new)
             .insert(OPT_OUT_METADATA_KEY.to_owned(), Value::Bool(true));
     }
+}
+
+/// Ids for a response refused before a call existed, so that every response carries them.
+fn fresh_ids() -> (String, String) {
+    (CallId::new().to_string(), TraceId::new().to_string())
 }
 
 fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
@@ -148,13 +155,16 @@ async fn chat_for(
     model: Option<String>,
 ) -> Response {
     let started = Instant::now();
+    let refuse = |error: ApiError| {
+        let response = with_ids(error.into_response(), &fresh_ids());
+        finish(&state, response, started, Default::default())
+    };
     let mut request: ChatRequest = match parse_with_model(body, model) {
         Ok(request) => request,
-        Err(error) => return finish(&state, error.into_response(), started, Default::default()),
+        Err(error) => return refuse(error),
     };
     if request.messages.is_empty() {
-        let error = ApiError::bad_request("`messages` must not be empty");
-        return finish(&state, error.into_response(), started, Default::default());
+        return refuse(ApiError::bad_request("`messages` must not be empty"));
     }
     apply_silent_header(&headers, &mut request.metadata);
     let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
@@ -280,7 +290,10 @@ async fn embeddings_for(
     let started = Instant::now();
     let mut request: EmbeddingsRequest = match parse_with_model(body, model) {
         Ok(request) => request,
-        Err(error) => return finish(&state, error.into_response(), started, Default::default()),
+        Err(error) => {
+            let response = with_ids(error.into_response(), &fresh_ids());
+            return finish(&state, response, started, Default::default());
+        }
     };
     apply_silent_header(&headers, &mut request.metadata);
     let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
@@ -330,9 +343,11 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): SharedState) -> Response {
-    let text = state
-        .metrics
-        .render(&state.router.mirror_stats(), &state.writer.stats());
+    let text = state.metrics.render(
+        &state.router.mirror_stats(),
+        &state.writer.stats(),
+        &state.router.shared_state_stats(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mirror_core::{CallRecord, CallStatus};
 use mirror_logging::SinkStats;
-use mirror_router::MirrorSnapshot;
+use mirror_router::{MirrorSnapshot, SharedStateStats};
 
 /// Bucket bounds in seconds for call latency.
 const CALL_BUCKETS: &[f64] = &[
@@ -157,7 +157,12 @@ impl Metrics {
     }
 
     /// Renders everything in the Prometheus text format.
-    pub(crate) fn render(&self, mirror: &MirrorSnapshot, sinks: &[SinkStats]) -> String {
+    pub(crate) fn render(
+        &self,
+        mirror: &MirrorSnapshot,
+        sinks: &[SinkStats],
+        shared: &SharedStateStats,
+    ) -> String {
         let mut out = String::with_capacity(8 * 1024);
         out.push_str(
             "# HELP mirror_calls_total Calls by model group, deployment, side and status.\n",
@@ -243,6 +248,7 @@ impl Metrics {
             ("opted_out", mirror.dropped_opted_out),
             ("switched_off", mirror.dropped_switched_off),
             ("shutdown", mirror.dropped_shutdown),
+            ("rate_capped", mirror.dropped_rate_capped),
         ] {
             let _ = writeln!(
                 out,
@@ -274,6 +280,59 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "mirror_sink_records_total{{sink=\"{name}\",outcome=\"{outcome}\"}} {value}"
+                );
+            }
+        }
+        if shared.enabled {
+            let gauges = [
+                (
+                    "mirror_shared_state_connected",
+                    "Whether the last exchange with Redis succeeded.",
+                    u64::from(shared.connected),
+                ),
+                (
+                    "mirror_shared_state_last_sync_age_ms",
+                    "Milliseconds since the last successful Redis sync.",
+                    shared.last_sync_age_ms.unwrap_or(u64::MAX),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                );
+            }
+            let counters = [
+                (
+                    "mirror_shared_state_errors_total",
+                    "Failed or timed-out exchanges with Redis.",
+                    shared.errors,
+                ),
+                (
+                    "mirror_shared_state_syncs_total",
+                    "Successful Redis syncs.",
+                    shared.syncs,
+                ),
+                (
+                    "mirror_shared_state_reservations_total",
+                    "Rate-limited requests decided by Redis.",
+                    shared.reservations,
+                ),
+                (
+                    "mirror_shared_state_reservations_refused_total",
+                    "Rate-limited requests Redis refused.",
+                    shared.reservations_refused,
+                ),
+                (
+                    "mirror_shared_state_local_decisions_total",
+                    "Rate-limited requests decided locally because Redis was unreachable.",
+                    shared.local_decisions,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
                 );
             }
         }
