@@ -1,5 +1,7 @@
 //! Project automation. `cargo xtask ci` runs exactly what CI runs.
 
+mod bench;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -9,6 +11,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("tidy") => tidy(&workspace_root()),
+        Some("bench") => bench::bench(&workspace_root(), &args[1..]),
         Some("python") => python_tests(
             &workspace_root(),
             &std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),

@@ -66,6 +66,7 @@ pub mod config;
 mod defaults;
 pub mod demo;
 pub mod gateway;
+pub mod mock_upstream;
 pub mod report;
 
 pub use defaults::{default_config, default_providers, router_builder, DEFAULT_CONFIG_YAML};

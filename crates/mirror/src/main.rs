@@ -39,6 +39,9 @@ enum Command {
     },
     /// Compare primary and silent calls from JSONL call logs: latency, cost, errors, agreement.
     Report(mirror::report::ReportArgs),
+    /// Serve a fast OpenAI-shaped mock upstream (configurable latency, failures, resets, SSE), for
+    /// benchmarks.
+    MockUpstream(mirror::mock_upstream::MockUpstreamArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -115,6 +118,9 @@ fn main() -> anyhow::Result<()> {
             if !mirror.is_balanced() {
                 anyhow::bail!("silent-call accounting does not balance: {mirror:?}");
             }
+        }
+        Command::MockUpstream(args) => {
+            mirror::mock_upstream::run(&args).context("the mock upstream failed")?;
         }
         Command::Report(args) => {
             runtime

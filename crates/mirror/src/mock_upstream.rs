@@ -1,0 +1,333 @@
+//! `mirror mock-upstream`: a fast OpenAI-shaped upstream for benchmarks and manual testing.
+//!
+//! It answers `POST /v1/chat/completions` (and `/chat/completions`) with a fixed completion, or with
+//! server-sent events when the body asks for `"stream": true`, after a configurable latency. A
+//! configurable fraction of calls fails with a 500, and another fraction is cut off mid-response
+//! (the connection is closed after the status line, as a crashed or reset upstream does).
+//! `GET /stats` returns how many calls it answered, failed and reset.
+//!
+//! It is deliberately not a model: it never parses the request beyond looking for the stream flag,
+//! and every answer is serialised once at start, so that it costs as little CPU as possible next to
+//! the gateway it is measuring.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+/// `mirror mock-upstream`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockUpstreamArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port to listen on; 0 picks a free one (the address is printed on stdout).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Delay before the answer (for streams, before the first chunk), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction of calls answered with a 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Fraction of calls whose connection is cut off after the status line.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Content chunks of a streamed answer (a final chunk with `finish_reason` follows).
+    #[arg(long, default_value_t = 8)]
+    pub stream_chunks: usize,
+    /// Delay between streamed chunks, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_interval_ms: u64,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+impl Default for MockUpstreamArgs {
+    fn default() -> Self {
+        MockUpstreamArgs {
+            host: "127.0.0.1".to_owned(),
+            port: 0,
+            latency_ms: 0,
+            failure_rate: 0.0,
+            reset_rate: 0.0,
+            stream_chunks: 8,
+            chunk_interval_ms: 0,
+            threads: 1,
+        }
+    }
+}
+
+/// What the mock has done so far.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    reset: AtomicU64,
+    streams: AtomicU64,
+}
+
+struct MockState {
+    latency: Duration,
+    chunk_interval: Duration,
+    failure_rate: f64,
+    reset_rate: f64,
+    completion: Bytes,
+    chunks: Vec<Bytes>,
+    usage_chunk: Bytes,
+    error: Bytes,
+    counters: Counters,
+}
+
+const MODEL: &str = "mock-upstream";
+const CREATED: u64 = 1_700_000_000;
+
+impl MockState {
+    fn new(args: &MockUpstreamArgs) -> Self {
+        let completion = serde_json::json!({
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": "This is a mock answer from the benchmark upstream."},
+                "finish_reason": "stop",
+            }],
+            "usage": {"prompt_tokens": 24, "completion_tokens": 10, "total_tokens": 34},
+        });
+        let chunk = |delta: serde_json::Value, finish: Option<&str>| {
+            let chunk = serde_json::json!({
+                "id": "chatcmpl-mock",
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": MODEL,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            });
+            Bytes::from(format!("data: {chunk}\n\n"))
+        };
+        let mut chunks = Vec::with_capacity(args.stream_chunks + 1);
+        for index in 0..args.stream_chunks {
+            let delta = if index == 0 {
+                serde_json::json!({"role": "assistant", "content": "token "})
+            } else {
+                serde_json::json!({"content": "token "})
+            };
+            chunks.push(chunk(delta, None));
+        }
+        chunks.push(chunk(serde_json::json!({}), Some("stop")));
+        let usage = serde_json::json!({
+            "id": "chatcmpl-mock",
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": MODEL,
+            "choices": [],
+            "usage": {"prompt_tokens": 24, "completion_tokens": args.stream_chunks, "total_tokens": 24 + args.stream_chunks},
+        });
+        let error = serde_json::json!({
+            "error": {"message": "mock failure (--failure-rate)", "type": "server_error", "code": null}
+        });
+        MockState {
+            latency: Duration::from_millis(args.latency_ms),
+            chunk_interval: Duration::from_millis(args.chunk_interval_ms),
+            failure_rate: args.failure_rate.clamp(0.0, 1.0),
+            reset_rate: args.reset_rate.clamp(0.0, 1.0),
+            completion: Bytes::from(completion.to_string()),
+            chunks,
+            usage_chunk: Bytes::from(format!("data: {usage}\n\n")),
+            error: Bytes::from(error.to_string()),
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// Binds, prints `mock-upstream listening on http://ADDRESS` on stdout, and serves until the process
+/// is stopped. Builds its own runtime with `args.threads` workers.
+///
+/// # Errors
+///
+/// When the runtime cannot start or the address cannot be bound.
+pub fn run(args: &MockUpstreamArgs) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await?;
+        let address = listener.local_addr()?;
+        // The benchmark reads this line to learn the port.
+        println!("mock-upstream listening on http://{address}");
+        serve(listener, args).await
+    })
+}
+
+/// Serves the mock on `listener` until the process is stopped.
+///
+/// # Errors
+///
+/// When accepting fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    args: &MockUpstreamArgs,
+) -> std::io::Result<()> {
+    let state = Arc::new(MockState::new(args));
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/stats", get(stats))
+        .with_state(state);
+    axum::serve(listener, app).await
+}
+
+async fn stats(State(state): State<Arc<MockState>>) -> Response {
+    let counters = &state.counters;
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "requests": load(&counters.requests),
+        "ok": load(&counters.ok),
+        "failed": load(&counters.failed),
+        "reset": load(&counters.reset),
+        "streams": load(&counters.streams),
+    });
+    json(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Whether a JSON body asks for a stream, without parsing it: compact (`"stream":true`) or Python's
+/// default separators (`"stream": true`).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    let counters = &state.counters;
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let stream = contains(&body, b"\"stream\":true") || contains(&body, b"\"stream\": true");
+    let roll = if state.failure_rate > 0.0 || state.reset_rate > 0.0 {
+        fastrand::f64()
+    } else {
+        1.0
+    };
+    if !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    if roll < state.failure_rate {
+        counters.failed.fetch_add(1, Ordering::Relaxed);
+        return json(StatusCode::INTERNAL_SERVER_ERROR, state.error.clone());
+    }
+    if roll < state.failure_rate + state.reset_rate {
+        counters.reset.fetch_add(1, Ordering::Relaxed);
+        // A body that fails before its first byte makes hyper close the connection: the client sees
+        // a response cut off, as from an upstream that crashed or reset the connection.
+        let cut = futures::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "mock reset (--reset-rate)",
+            ))
+        });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(cut))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    counters.ok.fetch_add(1, Ordering::Relaxed);
+    if !stream {
+        return json(StatusCode::OK, state.completion.clone());
+    }
+    counters.streams.fetch_add(1, Ordering::Relaxed);
+    let with_usage = contains(&body, b"include_usage");
+    let state = Arc::clone(&state);
+    let events = futures::stream::unfold(0usize, move |index| {
+        let state = Arc::clone(&state);
+        async move {
+            let event = if index < state.chunks.len() {
+                if index > 0 && !state.chunk_interval.is_zero() {
+                    tokio::time::sleep(state.chunk_interval).await;
+                }
+                state.chunks[index].clone()
+            } else if index == state.chunks.len() && with_usage {
+                state.usage_chunk.clone()
+            } else if index <= state.chunks.len() + 1 {
+                Bytes::from_static(b"data: [DONE]\n\n")
+            } else {
+                return None;
+            };
+            // Skip the usage slot when it is not wanted, so `[DONE]` is sent once.
+            let next = if index == state.chunks.len() && !with_usage {
+                state.chunks.len() + 2
+            } else {
+                index + 1
+            };
+            Some((Ok::<Bytes, Infallible>(event), next))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(events))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_stream_flag_in_either_spelling() {
+        assert!(contains(br#"{"stream":true}"#, b"\"stream\":true"));
+        assert!(contains(br#"{"stream": true}"#, b"\"stream\": true"));
+        assert!(!contains(br#"{"stream":false}"#, b"\"stream\":true"));
+    }
+
+    #[tokio::test]
+    async fn answers_a_completion_and_a_stream() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { serve(listener, &MockUpstreamArgs::default()).await });
+        let plain = raw_post(address, r#"{"model":"m","messages":[]}"#).await;
+        assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+        assert!(plain.contains("\"chat.completion\""), "{plain}");
+        let stream = raw_post(address, r#"{"model":"m","stream":true,"messages":[]}"#).await;
+        assert!(stream.contains("text/event-stream"), "{stream}");
+        assert_eq!(
+            stream.matches("chat.completion.chunk").count(),
+            9,
+            "{stream}"
+        );
+        assert_eq!(stream.matches("[DONE]").count(), 1, "{stream}");
+    }
+
+    async fn raw_post(address: std::net::SocketAddr, body: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        socket.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}
