@@ -1,19 +1,24 @@
-//! `mirror demo`: the built-in offline default, end to end.
+//! `mirror demo`: the built-in offline default, end to end, over real HTTP.
 //!
-//! It builds the router from the built-in configuration (mock providers, `primary` mirrored to
-//! `shadow`), logs every call to a JSONL file through the background log writer, sends a burst of
-//! requests, drains the silent calls, reads the log back and prints the primary-vs-shadow comparison.
+//! It starts the gateway in-process on a free loopback port with the built-in configuration (mock
+//! providers, `primary` mirrored to `shadow`, a JSONL log), sends a burst of HTTP requests through it
+//! with a progress bar, shuts it down (which drains the silent calls and flushes the log), reads the
+//! log back and prints the primary-vs-shadow comparison.
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use mirror_core::{CallRecord, ChatMessage, ChatRequest};
-use mirror_logging::{JsonlConfig, JsonlSink, LogWriter, WriterReport};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mirror_core::CallRecord;
+use mirror_logging::WriterReport;
 use mirror_router::MirrorSnapshot;
+use serde_json::json;
 
+use crate::config::GatewayConfig;
+use crate::gateway::Gateway;
 use crate::report::{compare, PairSummary};
 
 /// What to run.
@@ -50,45 +55,66 @@ pub struct DemoOutcome {
 ///
 /// # Errors
 ///
-/// Fails when the router or the log cannot be set up, or the log cannot be read back.
+/// Fails when the gateway or the log cannot be set up, or the log cannot be read back.
 pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + Send + Sync>> {
     if options.log_path.exists() {
         std::fs::remove_file(&options.log_path)?;
     }
-    let writer = Arc::new(
-        LogWriter::builder()
-            .sink(JsonlSink::new(JsonlConfig::new(&options.log_path)))
-            .start()?,
-    );
-    let records_writer = Arc::clone(&writer);
-    let router = crate::router_builder()?
-        .config(crate::default_config()?)
-        .origin("<built-in default>")
-        .records(move |record| records_writer.submit(record))
-        .build()?;
+    let mut config =
+        GatewayConfig::from_yaml_str(crate::DEFAULT_CONFIG_YAML, "<built-in default>")?;
+    config.mirror_settings.log_file = Some(options.log_path.clone());
+    let gateway = Gateway::from_config(&config)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/v1/chat/completions", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
 
+    let progress = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(options.requests as u64), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} requests {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let client = reqwest::Client::new();
     let started = Instant::now();
     let results: Vec<bool> = futures::stream::iter(0..options.requests)
         .map(|i| {
-            let router = router.clone();
+            let client = client.clone();
+            let base = base.clone();
+            let progress = progress.clone();
             async move {
-                let mut request = ChatRequest::new(
-                    "primary",
-                    vec![
-                        ChatMessage::new("system", "You are a terse assistant."),
-                        ChatMessage::user(format!("Question {i}: what is {i} squared?")),
+                let body = json!({
+                    "model": "primary",
+                    "user": format!("user-{}", i % 17),
+                    "messages": [
+                        {"role": "system", "content": "You are a terse assistant."},
+                        {"role": "user", "content": format!("Question {i}: what is {i} squared?")},
                     ],
-                );
-                request.user = Some(format!("user-{}", i % 17));
-                router.chat(request).await.is_ok()
+                });
+                let ok = match client.post(&base).json(&body).send().await {
+                    Ok(response) => {
+                        response.status().is_success() && response.bytes().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                progress.inc(1);
+                ok
             }
         })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
     let elapsed = started.elapsed();
-    let mirror = router.shutdown(Duration::from_secs(30)).await;
-    let writer_report = writer.shutdown(Duration::from_secs(10)).await;
+    progress.finish_and_clear();
+
+    // Shutting down drains the silent calls and flushes the log.
+    let _ = stop.send(());
+    let report = server.await??;
 
     let text = std::fs::read_to_string(&options.log_path)?;
     let records = text
@@ -101,8 +127,8 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
         primary_ok,
         primary_failed: results.len() - primary_ok,
         elapsed,
-        mirror,
-        writer: writer_report,
+        mirror: report.mirror,
+        writer: report.writer,
         records,
         summaries,
     })
