@@ -7,4 +7,5 @@ mod config;
 mod demo;
 mod gateway;
 mod report;
+mod scale_out;
 mod support;

@@ -333,6 +333,7 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
         "status": if shutting_down { "shutting_down" } else { "healthy" },
         "mirroring": state.router.is_mirroring(),
         "silent": state.router.mirror_stats(),
+        "shared_state": state.router.shared_state_stats(),
     });
     let mut response = json_response(&body);
     if shutting_down {
