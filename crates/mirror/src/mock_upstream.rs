@@ -20,6 +20,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 
 /// `mirror mock-upstream`.
 #[derive(Debug, Clone, clap::Args)]
@@ -184,6 +185,10 @@ pub async fn serve(
         .route("/chat/completions", post(chat))
         .route("/stats", get(stats))
         .with_state(state);
+    // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await
 }
 

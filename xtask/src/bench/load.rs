@@ -7,8 +7,8 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -49,7 +49,9 @@ pub(crate) struct LoadResult {
     pub(crate) latency: Histogram<u64>,
     /// Scheduled send to the first body byte (time to first token, for streams).
     pub(crate) first_byte: Histogram<u64>,
-    /// From the first schedule to the last response.
+    /// From the first scheduled send to the last actual send (plus one interval), or the planned
+    /// duration if longer: a generator held up by slow answers stretches it, so the achieved rate
+    /// falls; the latency of the last answers does not.
     pub(crate) elapsed: Duration,
 }
 
@@ -74,8 +76,9 @@ struct Shared {
     spec: LoadSpec,
     next: AtomicU64,
     total: u64,
-    start: Instant,
-    end: Instant,
+    /// Set once every worker has its connection open, so connecting is not measured.
+    start: OnceLock<Instant>,
+    ready: AtomicUsize,
     missed: AtomicU64,
 }
 
@@ -86,20 +89,18 @@ struct WorkerResult {
     first_error: Option<String>,
     latency: Histogram<u64>,
     first_byte: Histogram<u64>,
-    last: Instant,
+    last_send: Instant,
 }
 
 /// Runs the load and waits for every response.
 pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
     let total = (spec.rate * spec.duration.as_secs_f64()).round().max(1.0) as u64;
-    // Give the workers a moment to start before the first request is due.
-    let start = Instant::now() + Duration::from_millis(20);
     let shared = Arc::new(Shared {
         spec: spec.clone(),
         next: AtomicU64::new(0),
         total,
-        start,
-        end: start + spec.duration,
+        start: OnceLock::new(),
+        ready: AtomicUsize::new(0),
         missed: AtomicU64::new(0),
     });
     let results = Arc::new(Mutex::new(Vec::new()));
@@ -124,6 +125,13 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
             }
         }
     }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shared.ready.load(Ordering::Acquire) < handles.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Give the workers a moment to see the start before the first request is due.
+    let start = Instant::now() + Duration::from_millis(20);
+    let _ = shared.start.set(start);
     for handle in handles {
         let _ = handle.join();
     }
@@ -154,10 +162,11 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
         if out.first_error.is_none() {
             out.first_error = result.first_error;
         }
-        last = last.max(result.last);
+        last = last.max(result.last_send);
     }
     out.statuses.sort_unstable();
-    out.elapsed = last.saturating_duration_since(start).max(spec.duration);
+    let interval = Duration::from_secs_f64(1.0 / spec.rate);
+    out.elapsed = (last.saturating_duration_since(start) + interval).max(spec.duration);
     out
 }
 
@@ -176,25 +185,39 @@ fn worker(shared: &Shared) -> WorkerResult {
         first_error: None,
         latency: histogram(),
         first_byte: histogram(),
-        last: shared.start,
+        last_send: Instant::now(),
     };
-    let mut connection: Option<Connection> = None;
+    let mut connection = match Connection::open(spec.address, spec.timeout) {
+        Ok(open) => Some(open),
+        Err(err) => {
+            result.first_error = Some(err.to_string());
+            None
+        }
+    };
+    shared.ready.fetch_add(1, Ordering::Release);
+    let start = loop {
+        if let Some(start) = shared.start.get() {
+            break *start;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let end = start + spec.duration;
     let interval_nanos = 1e9 / spec.rate;
     loop {
         let ticket = shared.next.fetch_add(1, Ordering::Relaxed);
         if ticket >= shared.total {
             break;
         }
-        let scheduled =
-            shared.start + Duration::from_nanos((ticket as f64 * interval_nanos) as u64);
+        let scheduled = start + Duration::from_nanos((ticket as f64 * interval_nanos) as u64);
         let now = Instant::now();
-        if now > shared.end + GRACE {
+        if now > end + GRACE {
             shared.missed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         if scheduled > now {
             std::thread::sleep(scheduled - now);
         }
+        result.last_send = result.last_send.max(Instant::now());
         let outcome = match connection.as_mut() {
             Some(open) => open.call(&spec.request),
             None => match Connection::open(spec.address, spec.timeout) {
@@ -203,7 +226,6 @@ fn worker(shared: &Shared) -> WorkerResult {
             },
         };
         let done = Instant::now();
-        result.last = result.last.max(done);
         match outcome {
             Ok(answer) => {
                 if (200..300).contains(&answer.status) {
