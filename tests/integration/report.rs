@@ -1,6 +1,6 @@
 //! `mirror report` end to end: logs written by the real JSONL sink (or by the real router with mock
 //! providers), read back, paired and compared; the judge through the router; the HTML page in a
-//! real headless Chromium.
+//! real headless Chromium; logs written by the real S3 sink to s3s-fs and read back from the prefix.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -393,6 +393,9 @@ async fn noise_baseline_from_a_copy_of_the_primary() {
 fn args(logs: Vec<PathBuf>) -> ReportArgs {
     ReportArgs {
         logs,
+        s3_prefix: None,
+        s3_bucket: None,
+        s3_endpoint: None,
         format: OutputFormat::Json,
         html: None,
         window: 100_000,
@@ -706,5 +709,227 @@ async fn html_renders_in_headless_chromium_without_script_errors() {
     if let Ok(keep) = std::env::var("MIRROR_KEEP_SCREENSHOT") {
         std::fs::copy(&screenshot, keep).unwrap();
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// s3s-fs as `crates/mirror-logging/tests/start-s3.sh` exports it: endpoint, access key, secret,
+/// bucket. `None` only when S3 tests are skipped on purpose (`MIRROR_SKIP_S3_TESTS=1`).
+fn s3_server() -> Option<[String; 4]> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("MIRROR_TEST_S3_ENDPOINT") else {
+        if var("MIRROR_SKIP_S3_TESTS").as_deref() == Some("1") {
+            eprintln!("MIRROR_SKIP_S3_TESTS=1: skipping an S3 test");
+            return None;
+        }
+        panic!(
+            "MIRROR_TEST_S3_ENDPOINT is not set. Run `eval \"$(crates/mirror-logging/tests/start-s3.sh)\"` \
+             from the repository root, or set MIRROR_SKIP_S3_TESTS=1 to skip the S3 tests."
+        );
+    };
+    let required = |name: &str| {
+        var(name).unwrap_or_else(|| panic!("{name} is not set; start-s3.sh exports it"))
+    };
+    Some([
+        endpoint,
+        required("MIRROR_TEST_S3_ACCESS_KEY"),
+        required("MIRROR_TEST_S3_SECRET_KEY"),
+        required("MIRROR_TEST_S3_BUCKET"),
+    ])
+}
+
+/// Writes `records` with the real S3 sink (one object per call, or per batch) under `prefix`.
+async fn write_s3(params: &mirror::logging::S3Config, records: &[CallRecord]) {
+    use mirror::logging::{LogWriter, S3Sink, SinkOptions};
+    let options = SinkOptions::default()
+        .with_batch_size(16)
+        .with_flush_interval(std::time::Duration::from_millis(20));
+    let writer = LogWriter::builder()
+        .sink_with(S3Sink::new(params.clone()).unwrap(), options)
+        .start()
+        .unwrap();
+    for record in records {
+        writer.submit(record.clone());
+    }
+    let report = writer.shutdown(std::time::Duration::from_secs(30)).await;
+    assert_eq!(report.sinks[0].written, records.len() as u64, "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_an_s3_prefix_written_by_the_s3_sink() {
+    let Some([endpoint, access_key, secret_key, bucket]) = s3_server() else {
+        return;
+    };
+    let dir = temp_dir("s3");
+    let root = format!("mirror-tests/report-{}", fastrand_suffix());
+    // 30 primaries, one second apart; 25 with a shadow 10 ms later (3 of them failed).
+    let mut records = Vec::new();
+    for i in 0..30_u32 {
+        let text = format!("answer {i}");
+        let mut p = primary("gpt-4o", "gpt-4o", 0.2 + f64::from(i) / 100.0, &text);
+        p.id = format!("chatcmpl-p{i}");
+        p.start_time += f64::from(i);
+        records.push(p.clone());
+        if i >= 25 {
+            continue;
+        }
+        let answer = if i % 2 == 0 {
+            text
+        } else {
+            format!("other {i}")
+        };
+        let mut s = shadow(&p, "mini", "gpt-4o-mini", 0.1, &answer);
+        s.id = format!("chatcmpl-s{i}");
+        s.start_time = p.start_time + 0.01;
+        if i < 3 {
+            s = failed(s, "rate_limited");
+        }
+        records.push(s);
+    }
+    let params = |prefix: &str, batch: bool| {
+        let mut config = mirror::logging::S3Config::new(&bucket);
+        config.s3_endpoint_url = Some(endpoint.clone());
+        config.s3_aws_access_key_id = Some(access_key.clone());
+        config.s3_aws_secret_access_key = Some(mirror::core::SecretString::new(secret_key.clone()));
+        config.s3_path = Some(prefix.to_owned());
+        config.s3_batch_file_upload = Some(batch);
+        config
+    };
+    write_s3(&params(&format!("{root}/calls"), false), &records).await;
+    write_s3(&params(&format!("{root}/batches"), true), &records).await;
+    let file = write_log(&dir, "calls.jsonl", records.clone()).await;
+    let from_file = analyze_paths(&[file], &options(), false).unwrap();
+
+    let check = |report: &Report, how: &str| {
+        let t = &report.totals;
+        assert_eq!(
+            (t.records, t.primaries, t.shadows),
+            (55, 30, 25),
+            "{how}: {t:?}"
+        );
+        assert_eq!((t.malformed_lines, t.duplicates), (0, 0), "{how}: {t:?}");
+        assert!(t.unmatched_shadows.is_empty(), "{how}: {t:?}");
+        let e = edge(report, "gpt-4o", "mini");
+        assert_eq!((e.primaries, e.pairs, e.missing), (30, 25, 5), "{how}");
+        assert_eq!((e.shadow_failed, e.primary_failed), (3, 0), "{how}");
+        assert_eq!(e.agreement.comparable, 22, "{how}");
+        assert_eq!(e.agreement.exact, 11, "{how}");
+        // The same statistics as from the file; sums may differ in the last bit when batches
+        // come back in another order, so means and costs are compared with a tolerance.
+        let f = edge(&from_file, "gpt-4o", "mini");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(1.0);
+        let same_percentiles = |a: &mirror::report::Percentiles,
+                                b: &mirror::report::Percentiles| {
+            (a.count, a.p50, a.p90, a.p99) == (b.count, b.p50, b.p90, b.p99)
+                && close(a.mean, b.mean)
+        };
+        for (side, file_side) in [(&e.primary, &f.primary), (&e.shadow, &f.shadow)] {
+            assert_eq!(
+                (
+                    side.calls,
+                    side.failures,
+                    side.prompt_tokens,
+                    side.completion_tokens
+                ),
+                (
+                    file_side.calls,
+                    file_side.failures,
+                    file_side.prompt_tokens,
+                    file_side.completion_tokens
+                ),
+                "{how}"
+            );
+            assert_eq!(side.errors_by_class, file_side.errors_by_class, "{how}");
+            assert!(
+                same_percentiles(&side.latency_ms, &file_side.latency_ms),
+                "{how}"
+            );
+            assert!(close(side.cost, file_side.cost), "{how}");
+        }
+        assert!(
+            same_percentiles(&e.latency_diff_ms, &f.latency_diff_ms),
+            "{how}"
+        );
+        assert_eq!(e.agreement.normalized, f.agreement.normalized, "{how}");
+        assert!(
+            close(e.agreement.mean_similarity, f.agreement.mean_similarity),
+            "{how}"
+        );
+    };
+    check(&from_file, "file");
+
+    // `s3://bucket/prefix` with the parameters from `--config` (LiteLLM's s3_callback_params).
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "litellm_settings:\n  callbacks: [\"s3_v2\"]\n  s3_callback_params:\n    \
+             s3_bucket_name: {bucket}\n    s3_endpoint_url: {endpoint}\n    \
+             s3_aws_access_key_id: {access_key}\n    s3_aws_secret_access_key: {secret_key}\n    \
+             s3_path: {root}/calls\n"
+        ),
+    )
+    .unwrap();
+    let report = run(
+        &ReportArgs {
+            config: Some(config.clone()),
+            ..args(vec![PathBuf::from(format!("s3://{bucket}/{root}/calls/"))])
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap();
+    check(&report, "one object per call, s3:// URL");
+
+    // `--s3-prefix` in the configured bucket, batched JSON-lines objects, the table output.
+    let mut table = Vec::new();
+    let report = run(
+        &ReportArgs {
+            config: Some(config.clone()),
+            s3_prefix: Some(format!("{root}/batches/")),
+            format: OutputFormat::Table,
+            ..args(Vec::new())
+        },
+        &mut table,
+    )
+    .await
+    .unwrap();
+    check(&report, "batch objects, --s3-prefix");
+    assert!(
+        String::from_utf8(table).unwrap().contains("gpt-4o -> mini"),
+        "the table names the group pair"
+    );
+
+    // The library call, with a reader and small listing pages (continuation tokens).
+    let reader = mirror::logging::S3Reader::new(params("", false))
+        .unwrap()
+        .with_page_size(7);
+    let report = mirror::report::analyze_s3(&reader, &format!("{root}/calls/"), &options())
+        .await
+        .unwrap();
+    check(&report, "analyze_s3, pages of 7");
+
+    // A wrong secret: the read fails and names the prefix, not the secret.
+    let mut wrong = params("", false);
+    wrong.s3_aws_secret_access_key = Some(mirror::core::SecretString::new("not-the-secret"));
+    let reader = mirror::logging::S3Reader::new(wrong).unwrap();
+    let err = mirror::report::analyze_s3(&reader, &root, &options())
+        .await
+        .unwrap_err();
+    let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(chain.contains(&format!("s3://{bucket}/{root}")), "{chain}");
+    assert!(chain.contains("403"), "{chain}");
+    assert!(!chain.contains("not-the-secret"), "{chain}");
+
+    // No bucket anywhere: refused before anything is read.
+    let err = run(
+        &ReportArgs {
+            s3_prefix: Some("x/".into()),
+            ..args(Vec::new())
+        },
+        &mut Vec::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no bucket"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

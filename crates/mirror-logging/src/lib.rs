@@ -11,6 +11,8 @@
 //! - [`S3Sink`]: one JSON object per call in an S3 bucket (or an S3-compatible server), laid out as
 //!   LiteLLM's S3 logger lays them out.
 //!
+//! [`S3Reader`] lists and reads those objects back (for `mirror report`), with the sink's parameters.
+//!
 //! Implement [`LogSink`] to add your own.
 //!
 //! This crate does not produce records, read the gateway's `config.yaml`, or know about the router: the
@@ -34,6 +36,8 @@ pub use jsonl::{JsonlConfig, JsonlSink};
 pub use langfuse::{
     LangfuseConfig, LangfuseMode, LangfuseSink, LANGFUSE_DEFAULT_HOST, SILENT_EXPERIMENT_TAG,
 };
-pub use s3::{S3Config, S3Partition, S3Sink};
+pub use s3::{
+    ListPage, ObjectInfo, ObjectStream, S3Config, S3Partition, S3ReadError, S3Reader, S3Sink,
+};
 pub use sink::{ContentPolicy, LogSink, RetryPolicy, SinkOptions, REDACTED};
 pub use writer::{DroppedStats, LogWriter, LogWriterBuilder, SinkStats, WriterReport};

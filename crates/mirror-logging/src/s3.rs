@@ -1,19 +1,12 @@
 //! `S3Sink`: one JSON object per call, keyed as LiteLLM's S3 logger keys them, PUT with SigV4.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    sign, PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use futures::StreamExt;
 use mirror_core::{deserialize_env_string, CallRecord, SecretString};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+#[cfg(test)]
 use reqwest::Url;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -23,14 +16,11 @@ use crate::jsonl::encode_lines;
 use crate::time_fmt::{date, time_of_day, utc};
 use crate::{http, LogSink, RetryPolicy, SinkError, SinkOptions};
 
-/// Characters left as they are in an object key: RFC 3986 unreserved ones and `/`, as Python's
-/// `quote(key, safe="/")` leaves them.
-const KEY_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
+mod client;
+mod reader;
+
+use client::S3Client;
+pub use reader::{ListPage, ObjectInfo, ObjectStream, S3ReadError, S3Reader};
 
 /// How object keys are partitioned by time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -215,17 +205,9 @@ impl S3Config {
 /// each batch as one JSON-lines object with `s3_batch_file_upload`.
 #[derive(Debug)]
 pub struct S3Sink {
-    client: reqwest::Client,
-    /// The endpoint without a trailing slash, e.g. `http://127.0.0.1:9000`.
-    endpoint: Url,
-    bucket: String,
-    region: String,
-    access_key_id: String,
-    secret_access_key: SecretString,
-    session_token: Option<SecretString>,
+    client: S3Client,
     prefix: String,
     partition: S3Partition,
-    virtual_hosted: bool,
     batch_file: bool,
     concurrency: usize,
     options: SinkOptions,
@@ -239,38 +221,7 @@ impl S3Sink {
     /// Returns [`SinkError::Config`] when the bucket or the credentials are missing, or the endpoint
     /// is not an http(s) URL.
     pub fn new(config: S3Config) -> Result<Self, SinkError> {
-        let bucket = config
-            .s3_bucket_name
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| SinkError::config("s3_bucket_name is required"))?;
-        let region = config
-            .s3_region_name
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let access_key_id = config
-            .s3_aws_access_key_id
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                SinkError::config("s3_aws_access_key_id (or AWS_ACCESS_KEY_ID) is required")
-            })?;
-        let secret_access_key = config
-            .s3_aws_secret_access_key
-            .filter(|k| !k.expose().is_empty())
-            .ok_or_else(|| {
-                SinkError::config("s3_aws_secret_access_key (or AWS_SECRET_ACCESS_KEY) is required")
-            })?;
-        let endpoint = match config.s3_endpoint_url.filter(|e| !e.is_empty()) {
-            Some(raw) => http::parse_url("s3_endpoint_url", raw.trim_end_matches('/'))?,
-            None => http::parse_url(
-                "the S3 endpoint",
-                &format!("https://s3.{region}.amazonaws.com"),
-            )?,
-        };
-        if !endpoint.username().is_empty() || endpoint.password().is_some() {
-            return Err(SinkError::config(
-                "s3_endpoint_url must not hold credentials; use s3_aws_access_key_id and s3_aws_secret_access_key",
-            ));
-        }
+        let client = S3Client::new(&config, http::client(Duration::from_secs(30))?)?;
         let mut options = SinkOptions::default()
             .with_batch_size(config.s3_batch_size.unwrap_or(512).max(1))
             .with_flush_interval(seconds(config.s3_flush_interval, 10.0))
@@ -284,19 +235,12 @@ impl S3Sink {
             options = options.with_queue_capacity(capacity.max(1));
         }
         Ok(S3Sink {
-            client: http::client(Duration::from_secs(30))?,
-            endpoint,
-            bucket,
-            region,
-            access_key_id,
-            secret_access_key,
-            session_token: config.s3_aws_session_token,
+            client,
             prefix: config
                 .s3_path
                 .map(|p| p.trim_matches('/').to_owned())
                 .unwrap_or_default(),
             partition: config.s3_partition_granularity.unwrap_or_default(),
-            virtual_hosted: config.s3_use_virtual_hosted_style.unwrap_or(false),
             batch_file: config.s3_batch_file_upload.unwrap_or(false),
             concurrency: config.s3_max_concurrent_uploads.unwrap_or(8).max(1),
             options,
@@ -352,32 +296,20 @@ impl S3Sink {
     }
 
     /// The URL of an object; the key is percent-encoded once, and this exact URL is signed and sent.
+    #[cfg(test)]
     fn object_url(&self, key: &str) -> Result<Url, SinkError> {
-        let encoded = utf8_percent_encode(key, KEY_ENCODE_SET).to_string();
-        let mut url = self.endpoint.clone();
-        let base_path = url.path().trim_end_matches('/').to_owned();
-        if self.virtual_hosted {
-            let host = url
-                .host_str()
-                .ok_or_else(|| SinkError::config("the S3 endpoint has no host"))?;
-            let host = format!("{}.{host}", self.bucket);
-            url.set_host(Some(&host)).map_err(|err| {
-                SinkError::config(format!("invalid virtual-hosted S3 host: {err}"))
-            })?;
-            url.set_path(&format!("{base_path}/{encoded}"));
-        } else {
-            let bucket = utf8_percent_encode(&self.bucket, KEY_ENCODE_SET);
-            url.set_path(&format!("{base_path}/{bucket}/{encoded}"));
-        }
-        Ok(url)
+        self.client.object_url(key)
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), SinkError> {
-        let url = self.object_url(key)?;
+        let url = self.client.object_url(key)?;
         let endpoint = http::display_endpoint(&url);
-        let signed = self.sign_put(&url, &body, content_type)?;
+        let signed = self
+            .client
+            .sign("PUT", &url, &[("content-type", content_type)], &body)?;
         let mut request = self
             .client
+            .http()
             .put(url)
             .header(reqwest::header::CONTENT_TYPE, content_type);
         for (name, value) in signed {
@@ -394,52 +326,15 @@ impl S3Sink {
 
     /// The SigV4 headers for a PUT of `body` to `url` (`authorization`, `x-amz-date`,
     /// `x-amz-content-sha256`, and `x-amz-security-token` with a session token).
+    #[cfg(test)]
     fn sign_put(
         &self,
         url: &Url,
         body: &[u8],
         content_type: &str,
     ) -> Result<Vec<(&'static str, String)>, SinkError> {
-        let sign_error =
-            |err: Box<dyn std::error::Error + Send + Sync>| SinkError::Sign { source: err };
-        let identity: Identity = Credentials::new(
-            self.access_key_id.clone(),
-            self.secret_access_key.expose().to_owned(),
-            self.session_token.as_ref().map(|t| t.expose().to_owned()),
-            None,
-            "mirror-s3-sink",
-        )
-        .into();
-        let mut settings = SigningSettings::default();
-        // S3 wants the path encoded once and not normalized: sign exactly the URL that is sent.
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|err| sign_error(Box::new(err)))?
-            .into();
-        let headers = [("content-type", content_type)];
-        let signable = SignableRequest::new(
-            "PUT",
-            url.as_str(),
-            headers.into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|err| sign_error(Box::new(err)))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|err| sign_error(Box::new(err)))?
-            .into_parts();
-        let (headers, _query) = instructions.into_parts();
-        Ok(headers
-            .into_iter()
-            .map(|header| (header.name(), header.value().to_owned()))
-            .collect())
+        self.client
+            .sign("PUT", url, &[("content-type", content_type)], body)
     }
 }
 

@@ -3,8 +3,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use mirror_logging::{S3Config, S3ReadError, S3Reader};
+
 use super::input::feed_paths;
 use super::judge::judge;
+use super::s3::{feed_s3, parse_s3_url, reader_config, s3_progress};
 use super::{render_html, Analyzer, Report, ReportOptions, Table};
 
 /// How `mirror report` prints its result.
@@ -17,12 +20,24 @@ pub enum OutputFormat {
     Json,
 }
 
-/// `mirror report`: compare primary and silent calls from JSONL call logs.
+/// `mirror report`: compare primary and silent calls from JSONL call logs, in files or in S3.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReportArgs {
-    /// JSONL call logs (rotated files in order; `-` reads standard input).
-    #[arg(required = true, value_name = "LOGS")]
+    /// JSONL call logs (rotated files in order; `-` reads standard input), or S3 prefixes
+    /// `s3://BUCKET/PREFIX` written by the S3 sink (credentials and endpoint from `--config`,
+    /// `--s3-endpoint` and `AWS_*`).
+    #[arg(required_unless_present = "s3_prefix", value_name = "LOGS")]
     pub logs: Vec<PathBuf>,
+    /// Also read every object under this key prefix of the S3 bucket in `--config`
+    /// (`litellm_settings.s3_callback_params`) or `--s3-bucket`, after the LOGS.
+    #[arg(long, value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// The bucket `--s3-prefix` reads, instead of the configured `s3_bucket_name`.
+    #[arg(long, value_name = "BUCKET", requires = "s3_prefix")]
+    pub s3_bucket: Option<String>,
+    /// The S3 endpoint (an S3-compatible server), instead of the configured `s3_endpoint_url`.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
     /// Output on standard output.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
@@ -39,7 +54,8 @@ pub struct ReportArgs {
     /// `--config`.
     #[arg(long, value_name = "MODEL_GROUP", requires = "config")]
     pub judge: Option<String>,
-    /// The LiteLLM-style config (`model_list`, `router_settings`) that defines the judge's group.
+    /// The LiteLLM-style config: `model_list` and `router_settings` define the judge's group,
+    /// `litellm_settings.s3_callback_params` the S3 parameters for S3 logs.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Pairs judged per group pair at most (a uniform sample).
@@ -83,6 +99,24 @@ pub enum ReportError {
         /// Why.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Listing or reading an S3 prefix failed.
+    #[error("cannot read `{location}`")]
+    S3 {
+        /// `s3://bucket/prefix`.
+        location: String,
+        /// Why.
+        #[source]
+        source: S3ReadError,
+    },
+    /// The S3 parameters are missing or unusable.
+    #[error("cannot read logs from S3: {message}")]
+    S3Config {
+        /// What is wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The judge's group is not in its configuration.
     #[error("the judge's model group `{group}` is not in `{}`", path.display())]
@@ -132,15 +166,97 @@ fn judge_router(path: &PathBuf, group: &str) -> Result<mirror_router::Router, Re
         .map_err(|err| error(Box::new(err)))
 }
 
+/// Where records are read from, in order.
+enum Source {
+    /// Local files (or standard input), read with one progress bar.
+    Files(Vec<PathBuf>),
+    /// Every object under a key prefix of a bucket.
+    S3 {
+        reader: Box<S3Reader>,
+        prefix: String,
+        /// `s3://bucket/prefix`, for messages.
+        location: String,
+    },
+}
+
+/// The sources `args` name, with an S3 reader per S3 prefix (set up before anything is read, so
+/// bad parameters fail early).
+fn sources(args: &ReportArgs) -> Result<Vec<Source>, ReportError> {
+    /// A file, or a bucket (`None`: the configured one) and a key prefix.
+    enum Wanted {
+        File(PathBuf),
+        S3(Option<String>, String),
+    }
+    let mut wanted = Vec::new();
+    for path in &args.logs {
+        match path.to_str().filter(|p| p.starts_with("s3://")) {
+            Some(location) => {
+                let (bucket, prefix) =
+                    parse_s3_url(location).ok_or_else(|| ReportError::S3Config {
+                        message: format!("`{location}` names no bucket (s3://BUCKET/PREFIX)"),
+                        source: None,
+                    })?;
+                wanted.push(Wanted::S3(Some(bucket), prefix));
+            }
+            None => wanted.push(Wanted::File(path.clone())),
+        }
+    }
+    if let Some(prefix) = &args.s3_prefix {
+        wanted.push(Wanted::S3(args.s3_bucket.clone(), prefix.clone()));
+    }
+    let mut params: Option<Option<S3Config>> = None;
+    let mut sources = Vec::new();
+    for source in wanted {
+        match source {
+            Wanted::File(path) => match sources.last_mut() {
+                Some(Source::Files(paths)) => paths.push(path),
+                _ => sources.push(Source::Files(vec![path])),
+            },
+            Wanted::S3(bucket, prefix) => {
+                if params.is_none() {
+                    params = Some(s3_params(args)?);
+                }
+                let base = params.as_ref().and_then(Option::as_ref);
+                let config = reader_config(base, bucket.as_deref(), args.s3_endpoint.as_deref())?;
+                let reader = S3Reader::new(config).map_err(|err| ReportError::S3Config {
+                    message: "the S3 parameters are unusable".to_owned(),
+                    source: Some(Box::new(err)),
+                })?;
+                let location = format!("s3://{}/{prefix}", reader.bucket());
+                sources.push(Source::S3 {
+                    reader: Box::new(reader),
+                    prefix,
+                    location,
+                });
+            }
+        }
+    }
+    Ok(sources)
+}
+
+/// `litellm_settings.s3_callback_params` of `--config`, if both are there.
+fn s3_params(args: &ReportArgs) -> Result<Option<S3Config>, ReportError> {
+    let Some(path) = &args.config else {
+        return Ok(None);
+    };
+    let config =
+        crate::config::GatewayConfig::from_file(path).map_err(|err| ReportError::S3Config {
+            message: format!("cannot read the S3 parameters from `{}`", path.display()),
+            source: Some(Box::new(err)),
+        })?;
+    Ok(config.litellm_settings.s3_callback_params)
+}
+
 /// Runs `mirror report`: reads the logs, optionally asks the judge, prints the table or JSON to `out`
 /// and writes the HTML file.
 ///
-/// Reading is blocking I/O on the calling thread (the CLI runs it under `block_on`); only the judge
-/// awaits.
+/// Reading files is blocking I/O on the calling thread (the CLI runs it under `block_on`); S3
+/// prefixes and the judge await.
 ///
 /// # Errors
 ///
-/// Fails when a log cannot be read, the judge cannot be set up, or the output cannot be written.
+/// Fails when a log cannot be read, the S3 parameters or the judge cannot be set up, or the output
+/// cannot be written.
 /// Failed judge calls are counted, not raised.
 pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Report, ReportError> {
     let options = args.options();
@@ -149,8 +265,27 @@ pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Repo
         (Some(group), Some(path)) => Some((group.as_str(), judge_router(path, group)?)),
         _ => None,
     };
+    let sources = sources(args)?;
     let mut analyzer = Analyzer::new(options.clone());
-    feed_paths(&args.logs, &mut analyzer, !args.no_progress)?;
+    for source in &sources {
+        match source {
+            Source::Files(paths) => feed_paths(paths, &mut analyzer, !args.no_progress)?,
+            Source::S3 {
+                reader,
+                prefix,
+                location,
+            } => {
+                let progress = s3_progress(!args.no_progress);
+                feed_s3(reader, prefix, &mut analyzer, &progress)
+                    .await
+                    .map_err(|source| ReportError::S3 {
+                        location: location.clone(),
+                        source,
+                    })?;
+                progress.finish_and_clear();
+            }
+        }
+    }
     let (mut report, samples) = analyzer.finish_with_samples();
     if let Some((group, router)) = &judge_setup {
         for (i, (edge, samples)) in report.edges.iter_mut().zip(samples).enumerate() {

@@ -1,8 +1,9 @@
 //! `mirror report`: pairs primary and silent records and compares them, group pair by group pair.
 //!
 //! Records are paired by `metadata.mirror_of` (the primary's call id), or by the shared `trace_id`
-//! when a silent record has no `mirror_of`. Logs are read line by line; memory is bounded by the
-//! pairing window ([`ReportOptions::window`]), never by the size of the log. See `docs/report.md`.
+//! when a silent record has no `mirror_of`. Logs are read line by line, from files or from an S3
+//! prefix written by the S3 sink ([`analyze_s3`]); memory is bounded by the pairing window
+//! ([`ReportOptions::window`]), never by the size of the log. See `docs/report.md`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +20,7 @@ mod cli;
 mod html;
 mod input;
 mod judge;
+mod s3;
 mod stats;
 mod table;
 
@@ -33,6 +35,7 @@ pub use cli::{run, OutputFormat, ReportArgs, ReportError};
 pub use html::render_html;
 pub use input::{analyze_paths, analyze_reader};
 pub use judge::{judge_prompt, parse_verdict, JudgeOutcome, JudgeVerdict};
+pub use s3::analyze_s3;
 pub use stats::{Percentiles, SideStats};
 pub use table::Table;
 
