@@ -37,7 +37,8 @@ enum Command {
         #[arg(long, default_value = "mirror-demo.jsonl")]
         log: PathBuf,
     },
-    /// Compare primary and silent calls from JSONL call logs: latency, cost, errors, agreement.
+    /// Compare primary and silent calls from JSONL call logs or an S3 prefix: latency, cost,
+    /// errors, agreement.
     Report(mirror::report::ReportArgs),
     /// Serve a fast OpenAI-shaped mock upstream (configurable latency, failures, resets, SSE), for
     /// benchmarks.
