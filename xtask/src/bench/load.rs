@@ -8,7 +8,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -76,8 +76,9 @@ struct Shared {
     spec: LoadSpec,
     next: AtomicU64,
     total: u64,
-    /// Set once every worker has its connection open, so connecting is not measured.
-    start: OnceLock<Instant>,
+    /// Set once every worker has its connection open, so connecting is not measured; workers wait
+    /// on the condition variable rather than poll, which would cost thousands of wake-ups.
+    start: (Mutex<Option<Instant>>, Condvar),
     ready: AtomicUsize,
     missed: AtomicU64,
 }
@@ -99,7 +100,7 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
         spec: spec.clone(),
         next: AtomicU64::new(0),
         total,
-        start: OnceLock::new(),
+        start: (Mutex::new(None), Condvar::new()),
         ready: AtomicUsize::new(0),
         missed: AtomicU64::new(0),
     });
@@ -131,7 +132,8 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
     }
     // Give the workers a moment to see the start before the first request is due.
     let start = Instant::now() + Duration::from_millis(20);
-    let _ = shared.start.set(start);
+    *shared.start.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
+    shared.start.1.notify_all();
     for handle in handles {
         let _ = handle.join();
     }
@@ -195,11 +197,15 @@ fn worker(shared: &Shared) -> WorkerResult {
         }
     };
     shared.ready.fetch_add(1, Ordering::Release);
-    let start = loop {
-        if let Some(start) = shared.start.get() {
-            break *start;
+    let start = {
+        let (lock, ready) = &shared.start;
+        let mut start = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(start) = *start {
+                break start;
+            }
+            start = ready.wait(start).unwrap_or_else(|e| e.into_inner());
         }
-        std::thread::sleep(Duration::from_millis(1));
     };
     let end = start + spec.duration;
     let interval_nanos = 1e9 / spec.rate;
