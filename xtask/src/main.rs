@@ -18,13 +18,16 @@ fn main() -> ExitCode {
             &BTreeMap::new(),
         ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|tidy|python>");
+            eprintln!("usage: cargo xtask <ci|tidy|python|bench>");
             eprintln!(
                 "  ci    set up test servers, then fmt, clippy, tests, docs and tidy, as CI does"
             );
             eprintln!("  tidy  check that crate dependencies point the way ARCHITECTURE.md says");
             eprintln!(
                 "  python  build the gateway and run tests/python with $MIRROR_TEST_PYTHON (the ci step)"
+            );
+            eprintln!(
+                "  bench [--quick] [--duration SECS] [--peer NAME=URL]  release benchmarks; writes docs/benchmarks.md"
             );
             return ExitCode::from(2);
         }

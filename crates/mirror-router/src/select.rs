@@ -59,51 +59,31 @@ impl Group {
         let tier = candidates.iter().map(|d| d.order).min().unwrap_or(0);
         candidates.retain(|d| d.order == tier);
 
+        // Each deployment's load is read once: other tasks change it concurrently, and filtering on a
+        // second read could leave no candidate at all.
         let picked = match strategy {
             RoutingStrategy::SimpleShuffle => weighted(&candidates, |d| d.weight),
-            RoutingStrategy::LeastBusy => {
-                let least = candidates
-                    .iter()
-                    .map(|d| d.state.in_flight.load(Ordering::Relaxed))
-                    .min()
-                    .unwrap_or(0);
-                candidates.retain(|d| d.state.in_flight.load(Ordering::Relaxed) == least);
-                uniform(&candidates)
-            }
+            RoutingStrategy::LeastBusy => lowest(
+                &candidates,
+                |d| d.state.in_flight.load(Ordering::Relaxed),
+                |least| least,
+            ),
             RoutingStrategy::LatencyBasedRouting => {
-                // Deployments without a sample yet are tried first, so every one gets measured.
-                let unmeasured: Vec<&Arc<Deployment>> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|d| d.state.latency_us() == 0)
-                    .collect();
-                if unmeasured.is_empty() {
-                    let fastest = candidates
-                        .iter()
-                        .map(|d| d.state.latency_us())
-                        .min()
-                        .unwrap_or(0);
-                    let buffer = latency_buffer.unwrap_or(DEFAULT_LATENCY_BUFFER).max(0.0);
-                    #[allow(
-                        clippy::cast_precision_loss,
-                        clippy::cast_possible_truncation,
-                        clippy::cast_sign_loss
-                    )]
-                    let limit = (fastest as f64 * (1.0 + buffer)) as u64;
-                    candidates.retain(|d| d.state.latency_us() <= limit);
-                    uniform(&candidates)
-                } else {
-                    uniform(&unmeasured)
-                }
+                let buffer = latency_buffer.unwrap_or(DEFAULT_LATENCY_BUFFER).max(0.0);
+                // Deployments without a sample yet (latency 0) come first, so every one gets measured.
+                #[allow(
+                    clippy::cast_precision_loss,
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss
+                )]
+                lowest(
+                    &candidates,
+                    |d| d.state.latency_us(),
+                    |fastest| (fastest as f64 * (1.0 + buffer)) as u64,
+                )
             }
             RoutingStrategy::UsageBasedRouting => {
-                let least = candidates
-                    .iter()
-                    .map(|d| d.state.usage(minute).1)
-                    .min()
-                    .unwrap_or(0);
-                candidates.retain(|d| d.state.usage(minute).1 == least);
-                uniform(&candidates)
+                lowest(&candidates, |d| d.state.usage(minute).1, |least| least)
             }
         };
         Ok(Arc::clone(picked))
@@ -112,6 +92,24 @@ impl Group {
 
 fn uniform<'a>(candidates: &[&'a Arc<Deployment>]) -> &'a Arc<Deployment> {
     candidates[fastrand::usize(..candidates.len())]
+}
+
+/// Picks uniformly among the deployments whose `key`, read once each, is at most `limit(lowest key)`.
+/// The deployment with the lowest key always qualifies, so the choice is never empty.
+fn lowest<'a>(
+    candidates: &[&'a Arc<Deployment>],
+    key: impl Fn(&Deployment) -> u64,
+    limit: impl Fn(u64) -> u64,
+) -> &'a Arc<Deployment> {
+    let keyed: Vec<(u64, &'a Arc<Deployment>)> = candidates.iter().map(|d| (key(d), *d)).collect();
+    let least = keyed.iter().map(|(k, _)| *k).min().unwrap_or(0);
+    let bound = limit(least).max(least);
+    let within: Vec<&'a Arc<Deployment>> = keyed
+        .iter()
+        .filter(|(k, _)| *k <= bound)
+        .map(|(_, d)| *d)
+        .collect();
+    uniform(&within)
 }
 
 fn weighted<'a>(

@@ -386,3 +386,37 @@ async fn unknown_model_suggests_the_nearest_group() {
     let err = router.chat(request("gpt-4p")).await.unwrap_err();
     assert!(err.to_string().contains("did you mean `gpt-4o`"), "{err}");
 }
+
+/// Load-aware strategies read each deployment's load once per pick: under contention, filtering on a
+/// second read once left no candidate and panicked (found by the router benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_aware_strategies_never_run_out_of_candidates_under_contention() {
+    for strategy in [
+        RoutingStrategy::LeastBusy,
+        RoutingStrategy::LatencyBasedRouting,
+        RoutingStrategy::UsageBasedRouting,
+    ] {
+        let (builder, _records) = builder();
+        let router = builder
+            .deployment(mock_deployment("busy", "busy-a"))
+            .deployment(mock_deployment("busy", "busy-b"))
+            .deployment(mock_deployment("busy", "busy-c"))
+            .settings(settings(|s| s.routing_strategy = strategy))
+            .build()
+            .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let router = router.clone();
+                tokio::spawn(async move {
+                    for _ in 0..1_500 {
+                        router.chat(request("busy")).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            // A panic inside selection surfaces here as a JoinError.
+            task.await.unwrap();
+        }
+    }
+}
