@@ -44,6 +44,18 @@ pub struct Routed<T> {
     pub deployment_id: String,
 }
 
+impl<T> Routed<T> {
+    fn new(response: T, meta: &CallMeta, deployment: &Deployment) -> Self {
+        Routed {
+            response,
+            call_id: meta.call_id,
+            trace_id: meta.trace_id.clone(),
+            model_group: deployment.group.clone(),
+            deployment_id: deployment.id.clone(),
+        }
+    }
+}
+
 /// Spend split by whose it is. Shadow spend never counts against the caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct SpendSnapshot {
@@ -1009,13 +1021,7 @@ impl Inner {
                     Some(end),
                     end,
                 );
-                Ok(Routed {
-                    response,
-                    call_id: meta.call_id,
-                    trace_id: meta.trace_id.clone(),
-                    model_group: deployment.group.clone(),
-                    deployment_id: deployment.id.clone(),
-                })
+                Ok(Routed::new(response, &meta, &deployment))
             }
             Err((error, deployment)) => {
                 self.emit_failure(&context, deployment.as_deref(), &attempts, request, &error);
@@ -1135,13 +1141,7 @@ impl Inner {
                     Some(end),
                     end,
                 );
-                Ok(Routed {
-                    response,
-                    call_id: meta.call_id,
-                    trace_id: meta.trace_id.clone(),
-                    model_group: deployment.group.clone(),
-                    deployment_id: deployment.id.clone(),
-                })
+                Ok(Routed::new(response, &meta, &deployment))
             }
             Err((error, deployment)) => {
                 self.emit_failure(
