@@ -18,7 +18,7 @@ use load::{fetch, request_bytes, LoadResult, LoadSpec};
 use procs::{start_gateway, start_mock, Managed, MockOptions};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--peer NAME=URL]... \
-[--only S1,S3,...] [--out FILE] [--no-build]
+[--only S1,S3,...] [--out FILE] [--no-build] [--workers N]
 
   --quick          1,000 RPS and the maximum only, short runs (under two minutes)
   --duration SECS  seconds per measured rate (default 10; --quick 3)
@@ -27,7 +27,8 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--pee
                    ratio columns; MIRROR_BENCH_PEER_KEY is sent as its bearer key
   --only LIST      run only these scenarios (the table is still written)
   --out FILE       where to write the report (default docs/benchmarks.md)
-  --no-build       use the release binary already built";
+  --no-build       use the release binary already built
+  --workers N      start the gateway with `mirror serve --workers N` (default: one per CPU)";
 
 /// Fixed mock ports when a peer gateway has to find them.
 const PEER_PRIMARY_PORT: u16 = 18101;
@@ -41,6 +42,7 @@ struct Options {
     only: Option<Vec<String>>,
     out: Option<PathBuf>,
     build: bool,
+    workers: Option<u16>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -51,6 +53,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         only: None,
         out: None,
         build: true,
+        workers: None,
     };
     let mut duration = None;
     let mut it = args.iter();
@@ -84,6 +87,15 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 options.only = Some(text.split(',').map(|s| s.trim().to_owned()).collect());
             }
             "--out" => options.out = Some(PathBuf::from(value("--out")?)),
+            "--workers" => {
+                let text = value("--workers")?;
+                let workers = text
+                    .parse()
+                    .ok()
+                    .filter(|n: &u16| *n > 0)
+                    .ok_or_else(|| format!("--workers: `{text}` is not a positive number"))?;
+                options.workers = Some(workers);
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -396,7 +408,7 @@ fn run_scenario(ctx: &Context<'_>, scenario: &Scenario) -> Result<Vec<Row>, Stri
             std::fs::write(&config, gateway_config(primary, shadow, scenario.queue))
                 .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
             let log = ctx.work.join(format!("gateway-{}.log", scenario.id));
-            let (gateway, address) = start_gateway(ctx.binary, &config, &log)?;
+            let (gateway, address) = start_gateway(ctx.binary, &config, &log, ctx.options.workers)?;
             endpoints.push(Endpoint {
                 target: "mirror".to_owned(),
                 address,

@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// The port to listen on.
     #[arg(long, default_value_t = 4000)]
     pub port: u16,
+    /// Runtime worker threads; defaults to one per CPU. Every request and silent call shares them.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 }
 
 /// `mirror check`.

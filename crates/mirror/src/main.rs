@@ -59,7 +59,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(mirror::cli::ServeArgs {
+        workers: Some(workers),
+        ..
+    }) = &cli.command
+    {
+        builder.worker_threads(usize::from(*workers));
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the Tokio runtime")?;

@@ -119,6 +119,7 @@ pub(crate) fn start_gateway(
     binary: &Path,
     config: &Path,
     log: &Path,
+    workers: Option<u16>,
 ) -> Result<(Managed, SocketAddr), String> {
     let mut last_error = String::new();
     // A free port can be taken between the check and the bind: try a few.
@@ -130,6 +131,7 @@ pub(crate) fn start_gateway(
             .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
             .arg("--config")
             .arg(config)
+            .args(workers.map(|n| format!("--workers={n}")))
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
