@@ -14,6 +14,7 @@ mod error;
 mod http;
 mod mock;
 mod openai;
+mod transport;
 
 use std::pin::Pin;
 
