@@ -12,6 +12,8 @@ use mirror_core::{ChatChunk, ErrorBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+#[cfg(feature = "test-util")]
+use crate::transport::Proxies;
 use crate::transport::{Choice, Response, Transport};
 use crate::{ChunkStream, ProviderError};
 
@@ -61,6 +63,29 @@ impl HttpClient {
         Ok(HttpClient {
             transport: Transport::build(choice)?,
         })
+    }
+
+    /// Test support: the direct client, whatever the environment says.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the TLS backend cannot be initialised.
+    #[cfg(feature = "test-util")]
+    pub fn direct() -> Result<Self, ProviderError> {
+        Self::with_choice(Choice::Direct)
+    }
+
+    /// Test support: the reqwest client (the one used behind a proxy), sending every request
+    /// through `proxy` when given, else through none, whatever the environment says.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the TLS backend cannot be initialised or `proxy` is not a proxy URL.
+    #[cfg(feature = "test-util")]
+    pub fn reqwest(proxy: Option<&str>) -> Result<Self, ProviderError> {
+        Self::with_choice(Choice::Reqwest(
+            proxy.map_or(Proxies::Off, |proxy| Proxies::All(proxy.to_owned())),
+        ))
     }
 
     /// Posts a JSON body and reads a JSON answer, within `timeout` for the whole exchange.

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use futures::future::Either;
 use futures::{Stream, TryStreamExt};
 use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use http::uri::{Scheme, Uri};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyDataStream, BodyExt, Either, Full};
+use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -61,10 +62,20 @@ pub(crate) enum Transport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Choice {
     Direct,
-    /// reqwest, with the proxies of the environment, or only this proxy when one is given.
-    Reqwest {
-        proxy: Option<String>,
-    },
+    Reqwest(Proxies),
+}
+
+/// The proxies of a reqwest client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Proxies {
+    /// The environment's, as reqwest reads them.
+    FromEnv,
+    /// None: tests of the reqwest plumbing must not depend on the environment.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    Off,
+    /// Every request through this proxy.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    All(String),
 }
 
 impl Choice {
@@ -75,7 +86,7 @@ impl Choice {
             .iter()
             .any(|name| var(name).is_some_and(|value| !value.is_empty()));
         if proxied {
-            Choice::Reqwest { proxy: None }
+            Choice::Reqwest(Proxies::FromEnv)
         } else {
             Choice::Direct
         }
@@ -86,7 +97,7 @@ impl Transport {
     pub(crate) fn build(choice: Choice) -> Result<Self, ProviderError> {
         match choice {
             Choice::Direct => direct_client().map(|client| Transport::Direct(Arc::new(client))),
-            Choice::Reqwest { proxy } => reqwest_client(proxy.as_deref()).map(Transport::Reqwest),
+            Choice::Reqwest(proxies) => reqwest_client(&proxies).map(Transport::Reqwest),
         }
     }
 
@@ -124,22 +135,22 @@ impl Transport {
                 Ok(Response {
                     status: parts.status,
                     headers: parts.headers,
-                    body: Either::Left(body),
+                    body: Body::Direct(body),
                 })
             }
             Transport::Reqwest(client) => {
-                let response = client
+                let mut response = client
                     .post(url)
                     .headers(headers)
                     .body(body)
                     .send()
                     .await
                     .map_err(|err| transport_error(Stage::Send, Box::new(err)))?;
-                let (parts, body) = http::Response::from(response).into_parts();
                 Ok(Response {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body: Either::Right(body),
+                    status: response.status(),
+                    headers: std::mem::take(response.headers_mut()),
+                    // Read through reqwest's own methods, which word body errors as before.
+                    body: Body::Reqwest(response),
                 })
             }
         }
@@ -150,22 +161,43 @@ impl Transport {
 pub(crate) struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
-    body: Either<Incoming, reqwest::Body>,
+    body: Body,
+}
+
+enum Body {
+    Direct(Incoming),
+    Reqwest(reqwest::Response),
 }
 
 impl Response {
     /// The whole body.
     pub(crate) async fn bytes(self) -> Result<Bytes, ProviderError> {
-        self.body
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .map_err(|err| transport_error(Stage::Body, err))
+        match self.body {
+            Body::Direct(body) => body
+                .collect()
+                .await
+                .map(http_body_util::Collected::to_bytes)
+                .map_err(|err| transport_error(Stage::Body, Box::new(err))),
+            Body::Reqwest(response) => response
+                .bytes()
+                .await
+                .map_err(|err| transport_error(Stage::Body, Box::new(err))),
+        }
     }
 
     /// The body's data as it arrives.
     pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
-        BodyDataStream::new(self.body).map_err(|err| transport_error(Stage::Body, err))
+        let body_error = |err| transport_error(Stage::Body, err);
+        match self.body {
+            Body::Direct(body) => Either::Left(
+                BodyDataStream::new(body).map_err(move |err| body_error(Box::new(err))),
+            ),
+            Body::Reqwest(response) => Either::Right(
+                response
+                    .bytes_stream()
+                    .map_err(move |err| body_error(Box::new(err))),
+            ),
+        }
     }
 }
 
@@ -206,7 +238,7 @@ fn direct_client() -> Result<DirectClient, ProviderError> {
     )
 }
 
-fn reqwest_client(proxy: Option<&str>) -> Result<reqwest::Client, ProviderError> {
+fn reqwest_client(proxies: &Proxies) -> Result<reqwest::Client, ProviderError> {
     let cannot_build = |err: reqwest::Error| ProviderError::Transport {
         message: "cannot build the HTTP client".to_owned(),
         source: Some(Box::new(err.without_url())),
@@ -216,10 +248,14 @@ fn reqwest_client(proxy: Option<&str>) -> Result<reqwest::Client, ProviderError>
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .tcp_nodelay(true);
-    if let Some(proxy) = proxy {
-        builder = builder
-            .no_proxy()
-            .proxy(reqwest::Proxy::all(proxy).map_err(cannot_build)?);
+    match proxies {
+        Proxies::FromEnv => {}
+        Proxies::Off => builder = builder.no_proxy(),
+        Proxies::All(proxy) => {
+            builder = builder
+                .no_proxy()
+                .proxy(reqwest::Proxy::all(proxy).map_err(cannot_build)?);
+        }
     }
     builder.build().map_err(cannot_build)
 }
@@ -420,7 +456,7 @@ mod tests {
 
     #[test]
     fn a_proxy_variable_selects_reqwest() {
-        let reqwest = Choice::Reqwest { proxy: None };
+        let reqwest = Choice::Reqwest(Proxies::FromEnv);
         check_choice(&[], &Choice::Direct);
         for name in PROXY_VARIABLES {
             check_choice(&[(name, "http://proxy.internal:3128")], &reqwest);
