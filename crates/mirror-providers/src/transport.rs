@@ -209,7 +209,7 @@ fn direct_client() -> Result<DirectClient, ProviderError> {
     let tls = HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(provider)
         .map_err(|err| ProviderError::Transport {
-            message: format!("cannot build the HTTP client: {err}"),
+            message: "cannot build the HTTP client".to_owned(),
             source: Some(Box::new(err)),
         })?
         .https_or_http()
