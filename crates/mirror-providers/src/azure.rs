@@ -1,11 +1,11 @@
 //! Azure OpenAI.
 
 use async_trait::async_trait;
+use http::HeaderMap;
 use mirror_core::{
     ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
     SecretString,
 };
-use reqwest::header::HeaderMap;
 
 use crate::http::{insert_header, public_base, HttpClient};
 use crate::{timeouts, ChunkStream, Provider, ProviderError};
@@ -133,7 +133,7 @@ impl Provider for AzureOpenAi {
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), false);
         self.http
-            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout)
             .await
     }
 
@@ -146,7 +146,7 @@ impl Provider for AzureOpenAi {
         let (timeout, idle) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), true);
         self.http
-            .post_sse(&url, self.headers(deployment)?, &body, timeout, idle)
+            .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
             .await
     }
 
@@ -159,7 +159,7 @@ impl Provider for AzureOpenAi {
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name());
         self.http
-            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout)
             .await
     }
 }

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use mirror_core::{ChatChunk, ErrorBody};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+#[cfg(feature = "test-util")]
+use crate::transport::Proxies;
+use crate::transport::{Choice, Response, Transport};
 use crate::{ChunkStream, ProviderError};
 
 /// Used when a deployment sets no `timeout` (LiteLLM's default is far longer; ten minutes is already
@@ -21,53 +24,84 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Used when a deployment sets no `stream_timeout`: the longest wait for the next chunk of a stream.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The longest wait for a TCP (and TLS) connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How much of an unexpected body goes into an error message.
 const EXCERPT_CHARS: usize = 200;
 
-/// One pooled HTTP client shared by every adapter (rustls, no OpenSSL). Cloning it is cheap and shares
-/// the pool; never build one per request.
-#[derive(Debug, Clone)]
+/// One pooled HTTP client shared by every adapter (rustls with the webpki roots, no OpenSSL; HTTP/1.1,
+/// and HTTP/2 where the server offers it over TLS). Cloning it is cheap and shares the pool; never
+/// build one per request.
+///
+/// Proxies: when any of `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` (or their lowercase forms) is set
+/// and not empty at [`HttpClient::new`], requests go through reqwest, which applies them with
+/// `NO_PROXY` as it always has. Otherwise they go straight over hyper's pooled client, which spends
+/// less per request. The choice is made once, for the life of the client.
+#[derive(Clone)]
 pub struct HttpClient {
-    inner: reqwest::Client,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for HttpClient {
+    // Not derived: a reqwest client's `Debug` may print proxy URLs, credentials included.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("transport", &self.transport.name())
+            .finish()
+    }
 }
 
 impl HttpClient {
-    /// Builds the client.
+    /// Builds the client, through reqwest when the environment names a proxy (see the type's docs).
     ///
     /// # Errors
     ///
     /// Fails when the TLS backend cannot be initialised.
     pub fn new() -> Result<Self, ProviderError> {
-        let inner = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|err| ProviderError::Transport {
-                message: "cannot build the HTTP client".to_owned(),
-                source: Some(Box::new(err)),
-            })?;
-        Ok(HttpClient { inner })
+        Self::with_choice(Choice::from_env(|name| std::env::var_os(name)))
+    }
+
+    pub(crate) fn with_choice(choice: Choice) -> Result<Self, ProviderError> {
+        Ok(HttpClient {
+            transport: Transport::build(choice)?,
+        })
+    }
+
+    /// Test support: the direct client, whatever the environment says.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the TLS backend cannot be initialised.
+    #[cfg(feature = "test-util")]
+    pub fn direct() -> Result<Self, ProviderError> {
+        Self::with_choice(Choice::Direct)
+    }
+
+    /// Test support: the reqwest client (the one used behind a proxy), sending every request
+    /// through `proxy` when given, else through none, whatever the environment says.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the TLS backend cannot be initialised or `proxy` is not a proxy URL.
+    #[cfg(feature = "test-util")]
+    pub fn reqwest(proxy: Option<&str>) -> Result<Self, ProviderError> {
+        Self::with_choice(Choice::Reqwest(
+            proxy.map_or(Proxies::Off, |proxy| Proxies::All(proxy.to_owned())),
+        ))
     }
 
     /// Posts a JSON body and reads a JSON answer, within `timeout` for the whole exchange.
     pub(crate) async fn post_json<B: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
-        url: &str,
+        url: String,
         headers: HeaderMap,
         body: &B,
         timeout: Duration,
     ) -> Result<R, ProviderError> {
         let secrets = Secrets::from_headers(&headers);
         let exchange = async {
-            let response = self.send(url, headers, body).await?;
-            let status = response.status();
-            let response_headers = response.headers().clone();
-            let bytes = response.bytes().await.map_err(transport_error)?;
+            let mut response = self.send(url, headers, body).await?;
+            let status = response.status;
+            let response_headers = std::mem::take(&mut response.headers);
+            let bytes = response.bytes().await?;
             if !status.is_success() {
                 return Err(error_from_response(
                     status.as_u16(),
@@ -88,28 +122,27 @@ impl HttpClient {
     /// the response headers; `idle_timeout` bounds the wait for each next event.
     pub(crate) async fn post_sse(
         &self,
-        url: &str,
+        url: String,
         headers: HeaderMap,
         body: &(impl Serialize + ?Sized),
         timeout: Duration,
         idle_timeout: Duration,
     ) -> Result<ChunkStream, ProviderError> {
         let secrets = Secrets::from_headers(&headers);
-        let response = tokio::time::timeout(timeout, self.send(url, headers, body))
+        let mut response = tokio::time::timeout(timeout, self.send(url, headers, body))
             .await
             .map_err(|_| ProviderError::Timeout { after: timeout })??;
-        let status = response.status();
+        let status = response.status;
         let is_json = response
-            .headers()
+            .headers
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.trim_start().starts_with("application/json"));
         if !status.is_success() || is_json {
-            let response_headers = response.headers().clone();
+            let response_headers = std::mem::take(&mut response.headers);
             let bytes = tokio::time::timeout(timeout, response.bytes())
                 .await
-                .map_err(|_| ProviderError::Timeout { after: timeout })?
-                .map_err(transport_error)?;
+                .map_err(|_| ProviderError::Timeout { after: timeout })??;
             let bytes = secrets.scrub_bytes(&bytes);
             let err = if status.is_success() {
                 // A server that ignored `stream: true` (or a proxy answering for it).
@@ -122,7 +155,7 @@ impl HttpClient {
         // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
         // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
         let events = response
-            .bytes_stream()
+            .into_stream()
             .chain(futures::stream::once(async {
                 Ok(bytes::Bytes::from_static(b"\n"))
             }))
@@ -135,23 +168,17 @@ impl HttpClient {
 
     async fn send<B: Serialize + ?Sized>(
         &self,
-        url: &str,
+        url: String,
         mut headers: HeaderMap,
         body: &B,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<Response, ProviderError> {
         let body = serde_json::to_vec(body).map_err(|err| ProviderError::BadRequest {
             status: 400,
             message: format!("request cannot be serialized: {err}"),
             code: None,
         })?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        self.inner
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(transport_error)
+        self.transport.post(url, headers, body).await
     }
 }
 
@@ -174,27 +201,6 @@ pub(crate) fn insert_header(
     Ok(())
 }
 
-fn transport_error(err: reqwest::Error) -> ProviderError {
-    if err.is_timeout() {
-        // The client's only own timeout is the connect timeout; the others are ours.
-        return ProviderError::Timeout {
-            after: CONNECT_TIMEOUT,
-        };
-    }
-    let err = err.without_url();
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    ProviderError::Transport {
-        message,
-        source: Some(Box::new(err)),
-    }
-}
-
 fn malformed(message: &str, body: &[u8]) -> ProviderError {
     ProviderError::MalformedResponse {
         message: message.to_owned(),
@@ -212,6 +218,10 @@ fn excerpt(body: &[u8]) -> String {
 /// A base URL as it may appear in records and logs: without the `user:password@` some configurations
 /// put in it. Other URLs are returned unchanged.
 pub(crate) fn public_base(base: &str) -> String {
+    if !base.contains('@') {
+        // No credentials; parsing would only cost time (this runs for the record of every call).
+        return base.to_owned();
+    }
     match reqwest::Url::parse(base) {
         Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
             // Setting them cannot fail on a URL that had them.
@@ -301,7 +311,7 @@ fn sse_to_chunks<S>(
     secrets: Secrets,
 ) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
 where
-    S: Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
+    S: Stream<Item = Result<eventsource_stream::Event, EventStreamError<ProviderError>>>
         + Send
         + 'static,
 {
@@ -328,9 +338,9 @@ where
     })
 }
 
-fn stream_error(err: EventStreamError<reqwest::Error>) -> ProviderError {
+fn stream_error(err: EventStreamError<ProviderError>) -> ProviderError {
     match err {
-        EventStreamError::Transport(err) => match transport_error(err) {
+        EventStreamError::Transport(err) => match err {
             ProviderError::Transport { message, source } => ProviderError::Transport {
                 message: format!("stream broke: {message}"),
                 source,

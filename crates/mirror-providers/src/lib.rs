@@ -8,12 +8,18 @@
 //!
 //! This crate does not pick deployments, retry, or mirror: that is the router's job. It never logs or
 //! returns a key.
+//!
+//! Every adapter sends through one [`HttpClient`]: hyper's pooled client over rustls (webpki roots,
+//! HTTP/2 where a TLS server offers it), or, when `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` (or a
+//! lowercase form) is set and not empty when the client is built, reqwest, which applies them and
+//! `NO_PROXY`. Proxy variables set after the client is built have no effect.
 
 mod azure;
 mod error;
 mod http;
 mod mock;
 mod openai;
+mod transport;
 
 use std::pin::Pin;
 

@@ -1,11 +1,11 @@
 //! OpenAI, and every OpenAI-compatible server reached through `api_base`.
 
 use async_trait::async_trait;
+use http::HeaderMap;
 use mirror_core::{
     ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
     SecretString,
 };
-use reqwest::header::HeaderMap;
 
 use crate::http::{insert_header, public_base, HttpClient};
 use crate::{timeouts, ChunkStream, Provider, ProviderError};
@@ -83,7 +83,7 @@ impl Provider for OpenAi {
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), false);
         self.http
-            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout)
             .await
     }
 
@@ -96,7 +96,7 @@ impl Provider for OpenAi {
         let (timeout, idle) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), true);
         self.http
-            .post_sse(&url, self.headers(deployment)?, &body, timeout, idle)
+            .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
             .await
     }
 
@@ -109,7 +109,7 @@ impl Provider for OpenAi {
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name());
         self.http
-            .post_json(&url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout)
             .await
     }
 }

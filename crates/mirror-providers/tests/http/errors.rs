@@ -8,7 +8,9 @@ use mirror_providers::{AzureOpenAi, HttpClient, OpenAi, Provider, ProviderError}
 use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::support::{assert_no_secret, deployment, hello, raw, sse, Ending, Upstream, KEY};
+use crate::support::{
+    assert_no_secret, clients, deployment, hello, raw, sse, Ending, Upstream, KEY,
+};
 
 fn render(err: &ProviderError) -> String {
     format!(
@@ -22,7 +24,7 @@ fn render(err: &ProviderError) -> String {
 }
 
 /// Answers `status` with `headers` and `body` and checks the error of `chat` and of `chat_stream`
-/// (both must agree) through the OpenAI adapter.
+/// (both must agree) through the OpenAI adapter, on each transport (all must agree).
 async fn check(
     status: u16,
     headers: &'static [(&'static str, &'static str)],
@@ -33,15 +35,19 @@ async fn check(
         Upstream::start(move |_| async move { raw(status, "application/json", headers, body) })
             .await;
     let params = deployment("openai/gpt-4o-mini", &upstream.base);
-    let openai = OpenAi::new(HttpClient::new().unwrap());
+    let mut rendered = Vec::new();
+    for (transport, client) in clients() {
+        let openai = OpenAi::new(client);
+        let chat = openai.chat(&params, &hello()).await.unwrap_err();
+        let stream = openai.chat_stream(&params, &hello()).await.err().unwrap();
 
-    let chat = openai.chat(&params, &hello()).await.unwrap_err();
-    let stream = openai.chat_stream(&params, &hello()).await.err().unwrap();
-
-    assert_no_secret(&chat);
-    assert_no_secret(&stream);
-    assert_eq!(render(&chat), render(&stream));
-    expect.assert_eq(&render(&chat));
+        assert_no_secret(&chat);
+        assert_no_secret(&stream);
+        assert_eq!(render(&chat), render(&stream), "{transport}");
+        rendered.push(render(&chat));
+    }
+    assert_eq!(rendered[0], rendered[1], "the transports disagree");
+    expect.assert_eq(&rendered[0]);
 }
 
 #[tokio::test]
@@ -328,24 +334,26 @@ async fn a_server_that_never_answers_times_out() {
     .await;
     let mut params = deployment("openai/gpt-4o-mini", &upstream.base);
     params.timeout = Some(0.2);
-    let openai = OpenAi::new(HttpClient::new().unwrap());
+    for (transport, client) in clients() {
+        let openai = OpenAi::new(client);
 
-    let chat = openai.chat(&params, &hello()).await.unwrap_err();
-    let stream = openai.chat_stream(&params, &hello()).await.err().unwrap();
-    let embeddings = openai
-        .embeddings(
-            &params,
-            &serde_json::from_value(json!({"model": "e", "input": "x"})).unwrap(),
-        )
-        .await
-        .unwrap_err();
+        let chat = openai.chat(&params, &hello()).await.unwrap_err();
+        let stream = openai.chat_stream(&params, &hello()).await.err().unwrap();
+        let embeddings = openai
+            .embeddings(
+                &params,
+                &serde_json::from_value(json!({"model": "e", "input": "x"})).unwrap(),
+            )
+            .await
+            .unwrap_err();
 
-    for err in [chat, stream, embeddings] {
-        assert!(
-            matches!(err, ProviderError::Timeout { after } if after == Duration::from_millis(200)),
-            "{err:?}"
-        );
-        assert!(err.is_retryable());
+        for err in [chat, stream, embeddings] {
+            assert!(
+                matches!(err, ProviderError::Timeout { after } if after == Duration::from_millis(200)),
+                "{transport}: {err:?}"
+            );
+            assert!(err.is_retryable());
+        }
     }
     // (How many requests the upstream recorded is not asserted: under load the client may give up
     // before the upstream has read a body.)
@@ -364,9 +372,14 @@ async fn timeout_covers_a_body_that_never_finishes() {
     .await;
     let mut params = deployment("openai/gpt-4o-mini", &upstream.base);
     params.timeout = Some(0.2);
-    let openai = OpenAi::new(HttpClient::new().unwrap());
-    let err = openai.chat(&params, &hello()).await.unwrap_err();
-    assert!(matches!(err, ProviderError::Timeout { .. }), "{err:?}");
+    for (transport, client) in clients() {
+        let openai = OpenAi::new(client);
+        let err = openai.chat(&params, &hello()).await.unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Timeout { .. }),
+            "{transport}: {err:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -375,12 +388,24 @@ async fn connection_refused_is_transport() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let params = deployment("openai/gpt-4o-mini", &base);
-    let openai = OpenAi::new(HttpClient::new().unwrap());
-    let err = openai.chat(&params, &hello()).await.unwrap_err();
-    assert!(matches!(err, ProviderError::Transport { .. }), "{err:?}");
-    assert!(err.is_retryable());
-    assert!(std::error::Error::source(&err).is_some());
-    assert_no_secret(&err);
+    for (transport, client) in clients() {
+        let openai = OpenAi::new(client);
+        let err = openai.chat(&params, &hello()).await.unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Transport { .. }),
+            "{transport}: {err:?}"
+        );
+        assert!(err.is_retryable());
+        assert!(std::error::Error::source(&err).is_some());
+        assert_no_secret(&err);
+        // The cause chain is in the message, as reqwest words it.
+        assert!(
+            err.to_string().starts_with(
+                "transport error: error sending request: client error (Connect): tcp connect error: "
+            ),
+            "{transport}: {err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -392,10 +417,16 @@ async fn credentials_in_api_base_are_not_reported() {
         "openai/gpt-4o-mini",
         &format!("http://user:{KEY}@{addr}/v1"),
     );
-    let openai = OpenAi::new(HttpClient::new().unwrap());
-    let err = openai.chat(&params, &hello()).await.unwrap_err();
-    assert_no_secret(&err);
-    assert_eq!(openai.api_base(&params), format!("http://{addr}/v1"));
+    for (transport, client) in clients() {
+        let openai = OpenAi::new(client);
+        let err = openai.chat(&params, &hello()).await.unwrap_err();
+        assert!(
+            matches!(err, ProviderError::Transport { .. }),
+            "{transport}: {err:?}"
+        );
+        assert_no_secret(&err);
+        assert_eq!(openai.api_base(&params), format!("http://{addr}/v1"));
+    }
 }
 
 #[tokio::test]

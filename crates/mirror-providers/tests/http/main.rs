@@ -9,3 +9,4 @@ mod errors;
 mod openai;
 mod streams;
 mod support;
+mod transports;

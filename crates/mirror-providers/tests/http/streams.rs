@@ -10,7 +10,8 @@ use mirror_providers::{AzureOpenAi, HttpClient, OpenAi, Provider, ProviderError}
 use tokio::sync::Notify;
 
 use crate::support::{
-    assert_no_secret, chop, collect, deployment, events, hello, json, sse, Ending, Upstream,
+    assert_no_secret, chop, clients, collect, deployment, events, hello, json, sse, Ending,
+    Upstream,
 };
 
 const OPENAI_STREAM: &[&str] = &[
@@ -37,7 +38,8 @@ fn stream_deployment(base: &str) -> DeploymentParams {
     params
 }
 
-/// Streams `body` (in `piece`-byte writes, then `ending`) through the OpenAI adapter.
+/// Streams `body` (in `piece`-byte writes, then `ending`) through the OpenAI adapter, on each
+/// transport; they must agree, and the direct client's result is returned.
 async fn openai_stream(
     body: String,
     piece: usize,
@@ -50,15 +52,26 @@ async fn openai_stream(
         async move { sse(chop(&body, piece), ending) }
     })
     .await;
-    let openai = OpenAi::new(HttpClient::new().unwrap());
-    let stream = openai
-        .chat_stream(&params(&upstream.base), &hello())
-        .await
-        .unwrap();
-    // Generous: a hang fails the test instead of blocking it.
-    tokio::time::timeout(Duration::from_secs(20), collect(stream))
-        .await
-        .expect("the stream neither ended nor failed")
+    let params = params(&upstream.base);
+    let mut results = Vec::new();
+    for (transport, client) in clients() {
+        let openai = OpenAi::new(client);
+        let stream = openai.chat_stream(&params, &hello()).await.unwrap();
+        // Generous: a hang fails the test instead of blocking it.
+        let result = tokio::time::timeout(Duration::from_secs(20), collect(stream))
+            .await
+            .expect("the stream neither ended nor failed");
+        results.push((transport, result));
+    }
+    let render = |(chunks, err): &(Vec<ChatChunk>, Option<ProviderError>)| {
+        let err = err.as_ref().map(|err| format!("{} {err}", err.class()));
+        format!("{chunks:?}\n{err:?}")
+    };
+    let (_, direct) = results.remove(0);
+    for (transport, result) in &results {
+        assert_eq!(render(result), render(&direct), "{transport} disagrees");
+    }
+    direct
 }
 
 /// The streamed text and usage, as the accumulator rebuilds them.
@@ -214,8 +227,27 @@ async fn error_event_mid_stream_is_an_error_item() {
     assert_no_secret(&err);
 }
 
-/// Sends `body`, lets the client read `read` chunks, then drops the connection.
+/// Sends `body`, lets the client read `read` chunks, then drops the connection, on each transport;
+/// they must agree, and the direct client's error is returned.
 async fn dropped_after(body: String, piece: usize, read: usize) -> ProviderError {
+    let mut errors = Vec::new();
+    for (transport, client) in clients() {
+        let err = dropped_after_on(client, body.clone(), piece, read).await;
+        errors.push((transport, format!("{} {err}", err.class()), err));
+    }
+    let (_, direct, err) = errors.remove(0);
+    for (transport, rendered, _) in &errors {
+        assert_eq!(rendered, &direct, "{transport} disagrees");
+    }
+    err
+}
+
+async fn dropped_after_on(
+    client: HttpClient,
+    body: String,
+    piece: usize,
+    read: usize,
+) -> ProviderError {
     let abort = Arc::new(Notify::new());
     let upstream = Upstream::start({
         let abort = Arc::clone(&abort);
@@ -226,7 +258,7 @@ async fn dropped_after(body: String, piece: usize, read: usize) -> ProviderError
         }
     })
     .await;
-    let openai = OpenAi::new(HttpClient::new().unwrap());
+    let openai = OpenAi::new(client);
     let mut stream = openai
         .chat_stream(&stream_deployment(&upstream.base), &hello())
         .await

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use mirror_core::{ChatRequest, DeploymentParams, ModelRef, SecretString};
+use mirror_providers::HttpClient;
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -223,6 +224,15 @@ pub(crate) fn events(events: &[&str]) -> String {
         .iter()
         .map(|event| format!("data: {event}\n\n"))
         .collect()
+}
+
+/// The client on each transport, whatever the environment says: the direct one `HttpClient::new`
+/// uses without proxy variables, and reqwest (here without a proxy), which it uses with them.
+pub(crate) fn clients() -> [(&'static str, HttpClient); 2] {
+    [
+        ("direct", HttpClient::direct().unwrap()),
+        ("reqwest", HttpClient::reqwest(None).unwrap()),
+    ]
 }
 
 /// A deployment of `model` at `base` with the test key.

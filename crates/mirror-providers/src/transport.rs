@@ -1,0 +1,552 @@
+//! How requests reach an upstream: hyper-util's pooled client straight over rustls, or reqwest when
+//! the environment names a proxy.
+//!
+//! The direct client is the hot path: it takes an `http::Uri` (no WHATWG URL parsing, no IDNA) and
+//! has none of reqwest's per-request layers (redirects, retries, URL re-parsing), which Mirror does
+//! not use. reqwest stays for proxies, whose rules (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
+//! `NO_PROXY`, proxy credentials, CONNECT tunnels) it already implements.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::future::Either;
+use futures::{Stream, TryStreamExt};
+use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
+use http::uri::{Scheme, Uri};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::{BoxError, ProviderError};
+
+/// The longest wait for a TCP (and TLS) connection.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an unused pooled connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How many unused connections are kept per host.
+const POOL_MAX_IDLE_PER_HOST: usize = 256;
+
+/// The environment variables that make reqwest send through a proxy (`NO_PROXY` alone does not).
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+type DirectClient = hyper_util::client::legacy::Client<ConnectTimeout, Full<Bytes>>;
+
+/// Which client sends the requests.
+#[derive(Clone)]
+pub(crate) enum Transport {
+    /// hyper-util's pooled client over rustls: no proxy support. (In an `Arc`: the client is a few
+    /// hundred bytes and every adapter holds a clone.)
+    Direct(Arc<DirectClient>),
+    /// reqwest, which applies the proxy variables of the environment.
+    Reqwest(reqwest::Client),
+}
+
+/// Which transport to build; [`Choice::from_env`] is what `HttpClient::new` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Direct,
+    Reqwest(Proxies),
+}
+
+/// The proxies of a reqwest client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Proxies {
+    /// The environment's, as reqwest reads them.
+    FromEnv,
+    /// None: tests of the reqwest plumbing must not depend on the environment.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    Off,
+    /// Every request through this proxy.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    All(String),
+}
+
+impl Choice {
+    /// reqwest when any proxy variable is set (and not empty), else the direct client. `var` reads
+    /// one variable, so tests can decide without touching the process environment.
+    pub(crate) fn from_env(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let proxied = PROXY_VARIABLES
+            .iter()
+            .any(|name| var(name).is_some_and(|value| !value.is_empty()));
+        if proxied {
+            Choice::Reqwest(Proxies::FromEnv)
+        } else {
+            Choice::Direct
+        }
+    }
+}
+
+impl Transport {
+    pub(crate) fn build(choice: Choice) -> Result<Self, ProviderError> {
+        match choice {
+            Choice::Direct => direct_client().map(|client| Transport::Direct(Arc::new(client))),
+            Choice::Reqwest(proxies) => reqwest_client(&proxies).map(Transport::Reqwest),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Transport::Direct(_) => "direct",
+            Transport::Reqwest(_) => "reqwest",
+        }
+    }
+
+    /// Posts `body` with `headers` (which must include the content type) and returns the response
+    /// once its headers arrived.
+    pub(crate) async fn post(
+        &self,
+        url: String,
+        mut headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Response, ProviderError> {
+        match self {
+            Transport::Direct(client) => {
+                let uri = request_uri(url, &mut headers)?;
+                // What reqwest sends by default; some servers and proxies expect an `Accept`.
+                headers
+                    .entry(ACCEPT)
+                    .or_insert(HeaderValue::from_static("*/*"));
+                let mut request = Request::new(Full::new(Bytes::from(body)));
+                *request.method_mut() = Method::POST;
+                *request.uri_mut() = uri;
+                *request.headers_mut() = headers;
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|err| transport_error(Stage::Send, Box::new(err)))?;
+                let (parts, body) = response.into_parts();
+                Ok(Response {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: Body::Direct(body),
+                })
+            }
+            Transport::Reqwest(client) => {
+                let mut response = client
+                    .post(url)
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|err| transport_error(Stage::Send, Box::new(err)))?;
+                Ok(Response {
+                    status: response.status(),
+                    headers: std::mem::take(response.headers_mut()),
+                    // Read through reqwest's own methods, which word body errors as before.
+                    body: Body::Reqwest(response),
+                })
+            }
+        }
+    }
+}
+
+/// A response whose headers arrived; the body follows.
+pub(crate) struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    body: Body,
+}
+
+enum Body {
+    Direct(Incoming),
+    Reqwest(reqwest::Response),
+}
+
+impl Response {
+    /// The whole body.
+    pub(crate) async fn bytes(self) -> Result<Bytes, ProviderError> {
+        match self.body {
+            Body::Direct(body) => body
+                .collect()
+                .await
+                .map(http_body_util::Collected::to_bytes)
+                .map_err(|err| transport_error(Stage::Body, Box::new(err))),
+            Body::Reqwest(response) => response
+                .bytes()
+                .await
+                .map_err(|err| transport_error(Stage::Body, Box::new(err))),
+        }
+    }
+
+    /// The body's data as it arrives.
+    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Bytes, ProviderError>> + Send {
+        let body_error = |err| transport_error(Stage::Body, err);
+        match self.body {
+            Body::Direct(body) => Either::Left(
+                BodyDataStream::new(body).map_err(move |err| body_error(Box::new(err))),
+            ),
+            Body::Reqwest(response) => Either::Right(
+                response
+                    .bytes_stream()
+                    .map_err(move |err| body_error(Box::new(err))),
+            ),
+        }
+    }
+}
+
+fn direct_client() -> Result<DirectClient, ProviderError> {
+    // Like reqwest: a process-wide provider if the application installed one, else ring.
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+    let tls = HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(provider)
+        .map_err(|err| ProviderError::Transport {
+            message: "cannot build the HTTP client".to_owned(),
+            source: Some(Box::new(err)),
+        })?
+        .https_or_http()
+        .enable_all_versions();
+    let mut http = HttpConnector::new();
+    // The TLS layer above handles `https`.
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    // reqwest's defaults, so that dead connections are noticed the same way.
+    http.set_keepalive(Some(Duration::from_secs(15)));
+    http.set_keepalive_interval(Some(Duration::from_secs(15)));
+    http.set_keepalive_retries(Some(3));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
+    let connector = ConnectTimeout {
+        inner: tls.wrap_connector(http),
+    };
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(connector),
+    )
+}
+
+fn reqwest_client(proxies: &Proxies) -> Result<reqwest::Client, ProviderError> {
+    let cannot_build = |err: reqwest::Error| ProviderError::Transport {
+        message: "cannot build the HTTP client".to_owned(),
+        source: Some(Box::new(err.without_url())),
+    };
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .tcp_nodelay(true);
+    match proxies {
+        Proxies::FromEnv => {}
+        Proxies::Off => builder = builder.no_proxy(),
+        Proxies::All(proxy) => {
+            builder = builder
+                .no_proxy()
+                .proxy(reqwest::Proxy::all(proxy).map_err(cannot_build)?);
+        }
+    }
+    builder.build().map_err(cannot_build)
+}
+
+/// `url` as a request URI. Credentials in it (`user:password@`) become a basic `Authorization`
+/// header unless the call sets its own, as reqwest does; they are never sent in the URI (HTTP/2
+/// would put them in `:authority`).
+fn request_uri(url: String, headers: &mut HeaderMap) -> Result<Uri, ProviderError> {
+    // The usual case: a plain absolute URL, parsed without copying it.
+    if let Ok(uri) = Uri::try_from(url.as_str()) {
+        if let Some(authority) = uri.authority() {
+            if !authority.as_str().contains('@') {
+                check_scheme(&uri)?;
+                return Ok(uri);
+            }
+        }
+    }
+    // Credentials, or what only a WHATWG parser accepts (e.g. an internationalized host name).
+    let mut parsed = reqwest::Url::parse(&url).map_err(|err| builder_error(Box::new(err)))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad_scheme());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+        };
+        let username = decode(parsed.username());
+        let password = parsed.password().map(decode).and_then(Result::ok);
+        // Cannot fail on a URL that has credentials.
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        // Like reqwest, credentials that are not UTF-8 once decoded are dropped.
+        if let (Ok(username), false) = (username, headers.contains_key(AUTHORIZATION)) {
+            let credentials = format!("{username}:{}", password.unwrap_or_default());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+            if let Ok(mut value) = HeaderValue::try_from(format!("Basic {encoded}")) {
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+        }
+    }
+    let uri = Uri::try_from(parsed.as_str()).map_err(|err| builder_error(Box::new(err)))?;
+    check_scheme(&uri)?;
+    Ok(uri)
+}
+
+fn check_scheme(uri: &Uri) -> Result<(), ProviderError> {
+    match uri.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS => Ok(()),
+        _ => Err(bad_scheme()),
+    }
+}
+
+fn bad_scheme() -> ProviderError {
+    builder_error("URL scheme is not allowed".into())
+}
+
+fn builder_error(source: BoxError) -> ProviderError {
+    transport_error(Stage::Build, source)
+}
+
+/// Where an exchange failed, worded as reqwest words it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stage {
+    Build,
+    Send,
+    Body,
+}
+
+/// A failure of the direct client, with its cause as the source.
+#[derive(Debug)]
+struct HttpError {
+    stage: Stage,
+    source: BoxError,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.stage {
+            Stage::Build => "builder error",
+            Stage::Send => "error sending request",
+            Stage::Body => "error decoding response body",
+        })
+    }
+}
+
+impl std::error::Error for HttpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// Maps a failure of either client. The message holds the whole cause chain (connection refused,
+/// reset, TLS failures), never a URL; a timed-out connection is [`ProviderError::Timeout`].
+pub(crate) fn transport_error(stage: Stage, err: BoxError) -> ProviderError {
+    let err: BoxError = match err.downcast::<reqwest::Error>() {
+        Ok(err) => Box::new(err.without_url()),
+        Err(err) => Box::new(HttpError { stage, source: err }),
+    };
+    if is_timeout(&*err) {
+        // The clients' only own timeout is the connect timeout; the others are ours.
+        return ProviderError::Timeout {
+            after: CONNECT_TIMEOUT,
+        };
+    }
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    ProviderError::Transport {
+        message,
+        source: Some(err),
+    }
+}
+
+/// reqwest's `is_timeout`, for both clients.
+fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(err) = err.downcast_ref::<reqwest::Error>() {
+            if err.is_timeout() {
+                return true;
+            }
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            return true;
+        }
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|err| err.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Bounds TCP connect and TLS handshake together by [`CONNECT_TIMEOUT`], as reqwest's
+/// `connect_timeout` does (the TCP connector's own timeout does not cover the handshake).
+#[derive(Clone)]
+pub(crate) struct ConnectTimeout {
+    inner: HttpsConnector<HttpConnector>,
+}
+
+type Connecting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl tower_service::Service<Uri> for ConnectTimeout {
+    type Response = <HttpsConnector<HttpConnector> as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Connecting<Self::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                Ok(connected) => connected,
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                )) as BoxError),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+
+    use super::*;
+
+    #[track_caller]
+    fn check_choice(vars: &[(&str, &str)], expected: &Choice) {
+        let vars: HashMap<&str, OsString> = vars
+            .iter()
+            .map(|(name, value)| (*name, OsString::from(value)))
+            .collect();
+        assert_eq!(
+            &Choice::from_env(|name| vars.get(name).cloned()),
+            expected,
+            "{vars:?}"
+        );
+    }
+
+    #[test]
+    fn a_proxy_variable_selects_reqwest() {
+        let reqwest = Choice::Reqwest(Proxies::FromEnv);
+        check_choice(&[], &Choice::Direct);
+        for name in PROXY_VARIABLES {
+            check_choice(&[(name, "http://proxy.internal:3128")], &reqwest);
+            // An empty value is no proxy, as for reqwest.
+            check_choice(&[(name, "")], &Choice::Direct);
+        }
+        // `NO_PROXY` alone changes nothing: there is no proxy to bypass.
+        check_choice(
+            &[("NO_PROXY", "localhost"), ("no_proxy", "*")],
+            &Choice::Direct,
+        );
+        check_choice(
+            &[("NO_PROXY", "localhost"), ("HTTPS_PROXY", "http://p:1")],
+            &reqwest,
+        );
+    }
+
+    #[track_caller]
+    fn check_uri(url: &str, expected_uri: &str, expected_authorization: Option<&str>) {
+        let mut headers = HeaderMap::new();
+        let uri = request_uri(url.to_owned(), &mut headers).unwrap();
+        assert_eq!(uri.to_string(), expected_uri);
+        let authorization = headers.get(AUTHORIZATION);
+        assert_eq!(
+            authorization.and_then(|value| value.to_str().ok()),
+            expected_authorization
+        );
+        assert!(authorization.is_none_or(HeaderValue::is_sensitive));
+    }
+
+    #[test]
+    fn request_uris() {
+        check_uri(
+            "https://api.openai.com/v1/chat/completions",
+            "https://api.openai.com/v1/chat/completions",
+            None,
+        );
+        check_uri(
+            "http://127.0.0.1:8000/openai/deployments/d/chat/completions?api-version=2024-10-21",
+            "http://127.0.0.1:8000/openai/deployments/d/chat/completions?api-version=2024-10-21",
+            None,
+        );
+        // Credentials move to a basic `Authorization` header (percent-decoded first).
+        check_uri(
+            "http://user:p%40ss@127.0.0.1:8000/v1/chat/completions",
+            "http://127.0.0.1:8000/v1/chat/completions",
+            Some("Basic dXNlcjpwQHNz"),
+        );
+        check_uri(
+            "http://user@example.com/v1",
+            "http://example.com/v1",
+            Some("Basic dXNlcjo="),
+        );
+        // What only a WHATWG parser takes.
+        check_uri(
+            "https://bücher.example/v1/chat/completions",
+            "https://xn--bcher-kva.example/v1/chat/completions",
+            None,
+        );
+    }
+
+    #[test]
+    fn the_call_s_own_authorization_wins_over_url_credentials() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer sk-1"));
+        let uri = request_uri("http://u:p@example.com/v1".to_owned(), &mut headers).unwrap();
+        assert_eq!(uri.to_string(), "http://example.com/v1");
+        assert_eq!(headers[AUTHORIZATION], "Bearer sk-1");
+    }
+
+    #[track_caller]
+    fn check_bad_uri(url: &str, expected: &str) {
+        let err = request_uri(url.to_owned(), &mut HeaderMap::new()).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        assert!(matches!(err, ProviderError::Transport { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn unusable_urls_are_builder_errors_without_the_url() {
+        check_bad_uri(
+            "not a url/chat/completions",
+            "transport error: builder error: relative URL without a base",
+        );
+        check_bad_uri(
+            "ftp://example.com/chat/completions",
+            "transport error: builder error: URL scheme is not allowed",
+        );
+        check_bad_uri(
+            "localhost:8000/v1/chat/completions",
+            "transport error: builder error: URL scheme is not allowed",
+        );
+    }
+}
