@@ -86,6 +86,26 @@ fn a_misspelled_key_names_file_line_column_and_the_right_name() {
 }
 
 #[test]
+fn the_silent_queue_byte_bound_is_read_and_zero_is_refused_with_where() {
+    let config = parse("mirror_settings:\n  silent_queue_max_bytes: 1048576\n").unwrap();
+    assert_eq!(
+        config.mirror_settings.mirror_settings().queue_max_bytes,
+        1_048_576
+    );
+    let default = parse("mirror_settings: {}\n").unwrap();
+    assert_eq!(
+        default.mirror_settings.mirror_settings().queue_max_bytes,
+        32 * 1024 * 1024
+    );
+    let err = parse("mirror_settings:\n  silent_queue_max_bytes: 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("silent_queue_max_bytes"), "{err}");
+    assert!(err.contains("greater than 0"), "{err}");
+    assert!(err.contains("line 2 column"), "{err}");
+}
+
+#[test]
 fn a_missing_environment_variable_is_named_with_where_it_was_used() {
     let err = parse(
         "model_list:\n  - model_name: a\n    litellm_params:\n      model: openai/x\n      api_key: os.environ/MIRROR_TEST_DEFINITELY_UNSET\n",

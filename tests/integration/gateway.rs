@@ -434,3 +434,65 @@ async fn shutdown_finishes_in_flight_requests_and_flushes_the_log() {
     assert_eq!(records.len(), 1, "the held call was logged before exit");
     assert_eq!(report.writer.dropped(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_shadow_trips_its_breaker_and_metrics_show_the_unhealthy_drops() {
+    let gateway = RunningGateway::start(
+        r#"
+model_list:
+  - model_name: primary
+    litellm_params: {model: mock/primary, silent_model: shadow}
+  - model_name: shadow
+    litellm_params: {model: mock/shadow, mock_failure_rate: 1.0}
+router_settings: {num_retries: 0, allowed_fails: 1, cooldown_time: 60}
+mirror_settings:
+  log_file: null
+  silent_queue_max_bytes: 1048576
+"#,
+    )
+    .await;
+    let metrics = || async {
+        client()
+            .get(format!("{}/metrics", gateway.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let response = post(&gateway.base, "/v1/chat/completions", &chat_body("primary")).await;
+    assert_eq!(response.status(), 200);
+    // The first copy fails and trips the breaker (`allowed_fails: 1`).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Waits for the copy to end too (the breaker opens just before the copy is counted failed).
+    loop {
+        let text = metrics().await;
+        if text.contains("mirror_silent_breakers_open 1")
+            && text.contains("mirror_silent_in_flight 0")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..2 {
+        let response = post(&gateway.base, "/v1/chat/completions", &chat_body("primary")).await;
+        assert_eq!(response.status(), 200);
+    }
+    let text = metrics().await;
+    for line in [
+        "mirror_silent_mirrored_total 3",
+        "mirror_silent_failed_total 1",
+        "mirror_silent_dropped_total{reason=\"unhealthy\"} 2",
+        "mirror_silent_in_flight 0",
+        "mirror_silent_queued_bytes 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    gateway.stop().await;
+}

@@ -532,6 +532,12 @@ pub struct MirrorSettings {
     /// Silent copies waiting for a free slot; beyond this they are dropped and counted.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// At most this many bytes of silent copies waiting for a slot (default 32 MiB), estimated
+    /// from their content: message texts and parts, tool calls, metadata. A copy that would go
+    /// over is dropped and counted as `dropped_queue_full`, like one that finds `queue_size`
+    /// copies waiting. Must be greater than 0.
+    #[serde(default = "default_queue_max_bytes")]
+    pub queue_max_bytes: u64,
     /// Silent calls running at once.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
@@ -555,6 +561,9 @@ pub struct MirrorSettings {
 fn default_queue_size() -> usize {
     1024
 }
+fn default_queue_max_bytes() -> u64 {
+    32 * 1024 * 1024
+}
 fn default_max_in_flight() -> usize {
     128
 }
@@ -569,6 +578,7 @@ impl Default for MirrorSettings {
     fn default() -> Self {
         MirrorSettings {
             queue_size: default_queue_size(),
+            queue_max_bytes: default_queue_max_bytes(),
             max_in_flight: default_max_in_flight(),
             default_sample_rate: default_sample_rate(),
             sample_key: None,

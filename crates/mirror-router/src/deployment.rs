@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirror_core::{DeploymentParams, ModelInfo, SilentTargets};
+use mirror_core::{DeploymentParams, ModelInfo};
 use mirror_providers::{Provider, ProviderError};
 use tokio::time::Instant;
 
@@ -15,7 +15,8 @@ pub(crate) struct Deployment {
     pub(crate) params: DeploymentParams,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) api_base: String,
-    pub(crate) silent: Option<SilentTargets>,
+    /// The silent groups requests routed here are mirrored to (empty: none), resolved once.
+    pub(crate) silent: Box<[SilentTarget]>,
     pub(crate) sample_rate: f64,
     pub(crate) weight: f64,
     pub(crate) order: u32,
@@ -35,6 +36,14 @@ impl std::fmt::Debug for Deployment {
             .field("api_base", &self.api_base)
             .finish_non_exhaustive()
     }
+}
+
+/// One `silent_model` entry: the name as configured (a group or an alias; the copy is addressed to
+/// it) and the index of the group it resolves to, so mirroring needs no lookup by name.
+#[derive(Debug)]
+pub(crate) struct SilentTarget {
+    pub(crate) name: String,
+    pub(crate) group: usize,
 }
 
 /// Milliseconds since the router's epoch, so times fit in atomics.

@@ -1,9 +1,9 @@
 //! The silent dispatch scheduler: bounded, never awaited by the primary path, and fully counted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mirror_core::{ChatRequest, MirrorCopy};
+use mirror_core::{ChatRequest, MessageContent, MirrorCopy};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
-    /// The queue was full.
+    /// The queue was full: it held `queue_size` copies, or taking this one would have put more than
+    /// `queue_max_bytes` (estimated) in it.
     QueueFull,
     /// Sampling left it out.
     SampledOut,
@@ -22,6 +23,9 @@ pub enum DropReason {
     /// The silent group had its `max_mirrors_per_minute` this minute (across instances that share
     /// state).
     RateCapped,
+    /// The silent group was failing: every one of its deployments was cooling down, or its silent
+    /// breaker was open (see [`crate::Router::mirror_stats`] and `docs/mirroring.md`).
+    Unhealthy,
     /// The router shut down before it ran or finished.
     Shutdown,
 }
@@ -41,6 +45,11 @@ pub struct MirrorStats {
     begun: AtomicU64,
     ended: AtomicU64,
     counts: Counts,
+    /// Estimated bytes of the queued copies; reserved before a copy is made, released when it
+    /// leaves the queue.
+    queued_bytes: AtomicU64,
+    /// Silent groups whose breaker is open (or half-open).
+    breakers_open: AtomicU64,
 }
 
 /// One atomic per field of [`MirrorSnapshot`].
@@ -54,6 +63,7 @@ struct Counts {
     dropped_opted_out: AtomicU64,
     dropped_switched_off: AtomicU64,
     dropped_rate_capped: AtomicU64,
+    dropped_unhealthy: AtomicU64,
     dropped_shutdown: AtomicU64,
     queued: AtomicU64,
     running: AtomicU64,
@@ -75,6 +85,7 @@ impl Counts {
             DropReason::OptedOut => &self.dropped_opted_out,
             DropReason::SwitchedOff => &self.dropped_switched_off,
             DropReason::RateCapped => &self.dropped_rate_capped,
+            DropReason::Unhealthy => &self.dropped_unhealthy,
             DropReason::Shutdown => &self.dropped_shutdown,
         });
     }
@@ -90,9 +101,12 @@ impl Counts {
             dropped_opted_out: load(&self.dropped_opted_out),
             dropped_switched_off: load(&self.dropped_switched_off),
             dropped_rate_capped: load(&self.dropped_rate_capped),
+            dropped_unhealthy: load(&self.dropped_unhealthy),
             dropped_shutdown: load(&self.dropped_shutdown),
             queued: load(&self.queued),
             running: load(&self.running),
+            queued_bytes: 0,
+            breakers_open: 0,
         }
     }
 }
@@ -116,12 +130,20 @@ pub struct MirrorSnapshot {
     pub dropped_switched_off: u64,
     /// Dropped because the silent group reached `max_mirrors_per_minute`.
     pub dropped_rate_capped: u64,
+    /// Dropped because the silent group was failing (all deployments cooling down, or its silent
+    /// breaker open).
+    pub dropped_unhealthy: u64,
     /// Dropped at shutdown.
     pub dropped_shutdown: u64,
     /// Waiting in the queue.
     pub queued: u64,
     /// Running now.
     pub running: u64,
+    /// Estimated bytes of the copies waiting in the queue (a gauge; not part of the balance).
+    pub queued_bytes: u64,
+    /// Silent groups whose breaker is open: their copies are dropped as unhealthy but for a probe
+    /// (a gauge; `Router::silent_breakers` names them).
+    pub breakers_open: u64,
 }
 
 impl MirrorSnapshot {
@@ -132,6 +154,7 @@ impl MirrorSnapshot {
             + self.dropped_opted_out
             + self.dropped_switched_off
             + self.dropped_rate_capped
+            + self.dropped_unhealthy
             + self.dropped_shutdown
     }
 
@@ -159,8 +182,10 @@ impl MirrorStats {
             let ended = self.ended.load(Ordering::SeqCst);
             let begun = self.begun.load(Ordering::SeqCst);
             if begun == ended {
-                let snapshot = self.counts.read();
+                let mut snapshot = self.counts.read();
                 if self.begun.load(Ordering::SeqCst) == begun {
+                    snapshot.queued_bytes = self.queued_bytes.load(Ordering::Relaxed);
+                    snapshot.breakers_open = self.breakers_open.load(Ordering::Relaxed);
                     return snapshot;
                 }
             }
@@ -180,6 +205,15 @@ impl MirrorStats {
         self.ended.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A silent breaker opened (`true`) or closed.
+    pub(crate) fn breaker_moved(&self, opened: bool) {
+        if opened {
+            self.breakers_open.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.breakers_open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// A copy was eligible and is dropped at once.
     pub(crate) fn mirrored_and_dropped(&self, reason: DropReason) {
         self.update(|counts| {
@@ -193,6 +227,8 @@ impl MirrorStats {
 #[derive(Debug)]
 pub(crate) struct MirrorJob {
     pub(crate) copy: MirrorCopy,
+    /// The silent group's index in the router, for its health.
+    pub(crate) group: usize,
 }
 
 /// Tracks one queued copy; whatever happens to it, exactly one terminal counter is bumped.
@@ -200,6 +236,8 @@ pub(crate) struct MirrorJob {
 pub(crate) struct JobTicket {
     stats: Arc<MirrorStats>,
     state: TicketState,
+    /// Estimated bytes this copy holds in the queue, released when it leaves the queue.
+    bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,8 +256,9 @@ enum Outcome {
 }
 
 impl JobTicket {
-    /// A copy accepted into the queue: counted as mirrored and queued in one step.
-    fn queued(stats: &Arc<MirrorStats>) -> Self {
+    /// A copy accepted into the queue: counted as mirrored and queued in one step. Its `bytes` are
+    /// already reserved.
+    fn queued(stats: &Arc<MirrorStats>, bytes: u64) -> Self {
         stats.update(|counts| {
             Counts::add(&counts.mirrored);
             Counts::add(&counts.queued);
@@ -227,11 +266,22 @@ impl JobTicket {
         JobTicket {
             stats: Arc::clone(stats),
             state: TicketState::Queued,
+            bytes,
+        }
+    }
+
+    fn release_bytes(&mut self) {
+        if self.bytes > 0 {
+            self.stats
+                .queued_bytes
+                .fetch_sub(self.bytes, Ordering::Relaxed);
+            self.bytes = 0;
         }
     }
 
     pub(crate) fn start(&mut self) {
         if self.state == TicketState::Queued {
+            self.release_bytes();
             self.stats.update(|counts| {
                 Counts::sub(&counts.queued);
                 Counts::add(&counts.running);
@@ -254,6 +304,7 @@ impl JobTicket {
             TicketState::Running => |counts: &Counts| Counts::sub(&counts.running),
             TicketState::Done => return,
         };
+        self.release_bytes();
         self.stats.update(|counts| {
             gauge(counts);
             match outcome {
@@ -277,6 +328,7 @@ impl Drop for JobTicket {
 #[derive(Debug)]
 pub(crate) struct MirrorQueue {
     sender: mpsc::Sender<(MirrorJob, JobTicket)>,
+    max_bytes: u64,
     pub(crate) stats: Arc<MirrorStats>,
     pub(crate) enabled: AtomicBool,
     pub(crate) closed: AtomicBool,
@@ -285,11 +337,13 @@ pub(crate) struct MirrorQueue {
 impl MirrorQueue {
     pub(crate) fn new(
         capacity: usize,
+        max_bytes: u64,
         enabled: bool,
     ) -> (Self, mpsc::Receiver<(MirrorJob, JobTicket)>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let queue = MirrorQueue {
             sender,
+            max_bytes,
             stats: Arc::new(MirrorStats::default()),
             enabled: AtomicBool::new(enabled),
             closed: AtomicBool::new(false),
@@ -297,14 +351,34 @@ impl MirrorQueue {
         (queue, receiver)
     }
 
-    /// Queues a copy without waiting: full or closed means dropped and counted.
-    pub(crate) fn offer(&self, job: MirrorJob) {
+    /// Makes room for a copy of about `bytes` before it is made, so a copy that would be dropped
+    /// is never made. `None` means dropped, and already counted: shut down, or the queue is full by
+    /// count or by bytes.
+    ///
+    /// Only atomics: the count check reads the channel's free slots (`try_send` in
+    /// [`MirrorQueue::send`] still decides), the byte check adds first and takes back on overflow,
+    /// so admitted copies never hold more than `max_bytes` together.
+    pub(crate) fn reserve(&self, bytes: u64) -> Option<JobTicket> {
         if self.closed.load(Ordering::Acquire) {
             self.stats.mirrored_and_dropped(DropReason::Shutdown);
-            return;
+            return None;
         }
-        // Count it queued before it is visible to the worker, so the gauges never go negative.
-        let ticket = JobTicket::queued(&self.stats);
+        if self.sender.capacity() == 0 {
+            self.stats.mirrored_and_dropped(DropReason::QueueFull);
+            return None;
+        }
+        let before = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max_bytes {
+            self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.stats.mirrored_and_dropped(DropReason::QueueFull);
+            return None;
+        }
+        // Counted queued before it is visible to the worker, so the gauges never go negative.
+        Some(JobTicket::queued(&self.stats, bytes))
+    }
+
+    /// Queues a copy without waiting: full or closed means dropped and counted.
+    pub(crate) fn send(&self, job: MirrorJob, ticket: JobTicket) {
         match self.sender.try_send((job, ticket)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full((_job, mut ticket))) => {
@@ -313,6 +387,123 @@ impl MirrorQueue {
             // The ticket's drop counts it as dropped at shutdown.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+}
+
+/// The silent breaker of one model group: stops sending copies to a silent group that keeps failing,
+/// and probes it until it answers again.
+///
+/// Deployment cooldowns never apply to the only deployment of a group (that would fail every
+/// primary call with nothing to fail over to), so they cannot protect the gateway from a broken
+/// one-deployment shadow. This breaker is separate: only silent calls feed it and only
+/// `fire_mirrors` reads it, so primary calls to the same group are never refused by it.
+///
+/// - Closed (`open_until_ms == 0`): every copy is sent. `threshold` consecutive failed silent calls
+///   (after their retries and fallbacks; a success resets the count) open it for `open_ms`.
+/// - Open (`now < open_until_ms`): copies are dropped as [`DropReason::Unhealthy`] before they are
+///   made.
+/// - Half-open (`now >= open_until_ms`): the first copy to move `open_until_ms` forward by `open_ms`
+///   is the probe, and the others keep being dropped. The probe's success closes the breaker; its
+///   failure reopens it. A probe that never reports (dropped from a full queue, cut at shutdown)
+///   only delays the next probe by `open_ms`, so the breaker cannot stick half-open.
+///
+/// Every step is a load or one read-modify-write on an atomic: no lock, no allocation.
+#[derive(Debug, Default)]
+pub(crate) struct SilentBreaker {
+    failures: AtomicU32,
+    open_until_ms: AtomicU64,
+    /// When a failed silent call of this group was last logged, and how many failed since.
+    last_warn_ms: AtomicU64,
+    unlogged: AtomicU64,
+}
+
+/// How often, at most, a failed silent call of one group is logged; the others are counted in the
+/// next line (and always in the metrics).
+pub(crate) const SILENT_WARN_INTERVAL_MS: u64 = 10_000;
+
+impl SilentBreaker {
+    /// Whether a copy may be sent now (closed, or this copy is the half-open probe).
+    pub(crate) fn admits(&self, now_ms: u64, open_ms: u64) -> bool {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        if now_ms < until {
+            return false;
+        }
+        self.open_until_ms
+            .compare_exchange(
+                until,
+                now_ms + open_ms.max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// A silent call of this group succeeded; returns whether that closed an open breaker.
+    pub(crate) fn record_success(&self) -> bool {
+        // Loads first: a healthy group's calls only read these cache lines.
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+        self.open_until_ms.load(Ordering::Relaxed) != 0
+            && self.open_until_ms.swap(0, Ordering::Relaxed) != 0
+    }
+
+    /// A silent call of this group failed in a way that says the group is unhealthy; returns the
+    /// consecutive failures when this failure opened a closed breaker.
+    pub(crate) fn record_failure(&self, now_ms: u64, threshold: u32, open_ms: u64) -> Option<u32> {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let reopen = now_ms + open_ms.max(1);
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until != 0 {
+            // Open or half-open: a failed probe (or a call that was running when it opened) keeps it
+            // open.
+            self.open_until_ms.fetch_max(reopen, Ordering::Relaxed);
+            return None;
+        }
+        if failures < threshold.max(1) {
+            return None;
+        }
+        self.open_until_ms
+            .compare_exchange(0, reopen, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+            .then_some(failures)
+    }
+
+    /// Whether it is open or half-open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_until_ms.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether this failure should be logged now; returns the failures not logged since the last
+    /// line, or `None` to count it silently.
+    pub(crate) fn should_log_failure(&self, now_ms: u64) -> Option<u64> {
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        // The first failure is always logged (`last == 0` before any).
+        if last != 0 && now_ms.saturating_sub(last) < SILENT_WARN_INTERVAL_MS {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        // `max(1)` keeps "never logged" distinct from a log at clock zero.
+        if self
+            .last_warn_ms
+            .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.unlogged.swap(0, Ordering::Relaxed))
+    }
+
+    /// Failures not logged yet (reported when the group recovers).
+    pub(crate) fn take_unlogged(&self) -> u64 {
+        self.unlogged.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -365,6 +556,87 @@ impl MinuteBudget {
         self.remote.store(copies, Ordering::Relaxed);
         self.remote_minute.store(minute, Ordering::Relaxed);
     }
+}
+
+/// Roughly the heap bytes a silent copy of `request` holds: every string in it (message texts, content
+/// parts such as base64 images, tool calls and definitions, metadata) plus a fixed allowance per
+/// message, part and JSON node for the structs, map entries and allocator slack.
+///
+/// One pass over the request, no serialization and no allocation; computed once per client request
+/// and used for every target. It is an estimate for a memory bound, not an exact size: it errs on
+/// the high side for small messages.
+pub(crate) fn approx_copy_bytes(request: &ChatRequest) -> u64 {
+    /// The request struct, its small fields and the metadata the copy gains.
+    const PER_REQUEST: usize = 512;
+    /// A message struct, its role and its allocations' slack.
+    const PER_MESSAGE: usize = 160;
+    /// A content part or tool call struct.
+    const PER_PART: usize = 96;
+    let mut bytes =
+        PER_REQUEST + request.model.len() + request.user.as_ref().map_or(0, String::len);
+    for message in &request.messages {
+        bytes += PER_MESSAGE + message.role.len();
+        match &message.content {
+            Some(MessageContent::Text(text)) => bytes += text.len(),
+            Some(MessageContent::Parts(parts)) => {
+                for part in parts {
+                    bytes += PER_PART
+                        + part.kind.len()
+                        + part.text.as_ref().map_or(0, String::len)
+                        + map_bytes(&part.extra);
+                }
+            }
+            None => {}
+        }
+        bytes += message.name.as_ref().map_or(0, String::len);
+        bytes += message.tool_call_id.as_ref().map_or(0, String::len);
+        for call in message.tool_calls.iter().flatten() {
+            bytes += PER_PART
+                + call.id.len()
+                + call.kind.len()
+                + call.function.name.len()
+                + call.function.arguments.len()
+                + map_bytes(&call.extra);
+        }
+        bytes += map_bytes(&message.extra);
+    }
+    for tool in request.tools.iter().flatten() {
+        bytes += PER_PART + tool.kind.len() + tool.function.as_ref().map_or(0, value_bytes);
+        bytes += map_bytes(&tool.extra);
+    }
+    for value in [
+        &request.stop,
+        &request.tool_choice,
+        &request.response_format,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        bytes += value_bytes(value);
+    }
+    bytes += request.metadata.as_ref().map_or(0, map_bytes);
+    bytes += map_bytes(&request.extra);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// A JSON node's allowance beyond its strings.
+const PER_JSON_NODE: usize = 32;
+
+fn map_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    map.iter()
+        .map(|(key, value)| key.len() + value_bytes(value))
+        .sum()
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    PER_JSON_NODE
+        + match value {
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(value_bytes).sum(),
+            Value::Object(map) => map_bytes(map),
+        }
 }
 
 /// Decides whether a request routed to a deployment with rate `rate` is mirrored.
@@ -442,6 +714,65 @@ mod tests {
         assert_eq!(budget.local(8), 2);
         // Their count of an older minute does not apply.
         assert_eq!((0..10).filter(|_| budget.try_take(9, 4)).count(), 4);
+    }
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_probes_once_and_closes_on_success() {
+        let breaker = SilentBreaker::default();
+        let (threshold, open_ms) = (3, 5_000);
+        assert!(breaker.admits(0, open_ms));
+        assert_eq!(breaker.record_failure(10, threshold, open_ms), None);
+        // A success in between resets the count.
+        assert!(!breaker.record_success());
+        assert_eq!(breaker.record_failure(20, threshold, open_ms), None);
+        assert_eq!(breaker.record_failure(30, threshold, open_ms), None);
+        assert_eq!(breaker.record_failure(40, threshold, open_ms), Some(3));
+        assert!(!breaker.admits(41, open_ms));
+        assert!(!breaker.admits(5_039, open_ms));
+        // Half-open: exactly one probe per window.
+        assert!(breaker.admits(5_040, open_ms));
+        assert!(!breaker.admits(5_041, open_ms));
+        // The probe failed: open again for a full window.
+        assert_eq!(breaker.record_failure(6_000, threshold, open_ms), None);
+        assert!(!breaker.admits(10_999, open_ms));
+        // A lost probe only delays the next one.
+        assert!(breaker.admits(11_000, open_ms));
+        assert!(breaker.admits(16_000, open_ms));
+        assert!(breaker.record_success());
+        assert!(!breaker.is_open());
+        assert!(breaker.admits(16_001, open_ms) && breaker.admits(16_002, open_ms));
+    }
+
+    #[test]
+    fn failure_logs_are_one_per_interval_with_the_count_in_between() {
+        let breaker = SilentBreaker::default();
+        assert_eq!(breaker.should_log_failure(0), Some(0));
+        assert_eq!(breaker.should_log_failure(1), None);
+        assert_eq!(
+            breaker.should_log_failure(SILENT_WARN_INTERVAL_MS - 1),
+            None
+        );
+        assert_eq!(
+            breaker.should_log_failure(SILENT_WARN_INTERVAL_MS + 1),
+            Some(2)
+        );
+        assert_eq!(
+            breaker.should_log_failure(SILENT_WARN_INTERVAL_MS + 2),
+            None
+        );
+        assert_eq!(breaker.take_unlogged(), 1);
+    }
+
+    #[test]
+    fn copy_size_grows_with_message_content() {
+        let small = ChatRequest::new("m", vec![mirror_core::ChatMessage::user("hi")]);
+        let large = ChatRequest::new(
+            "m",
+            vec![mirror_core::ChatMessage::user("x".repeat(100_000))],
+        );
+        let small_bytes = approx_copy_bytes(&small);
+        assert!((512..2_048).contains(&small_bytes), "{small_bytes}");
+        assert!(approx_copy_bytes(&large) >= 100_000 + small_bytes - 2);
     }
 
     #[test]

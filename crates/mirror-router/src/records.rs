@@ -9,6 +9,15 @@ use mirror_core::CallRecord;
 pub trait RecordConsumer: Send + Sync + 'static {
     /// Takes one record.
     fn consume(&self, record: CallRecord);
+
+    /// Whether records should carry the payloads: the request's `messages` and the `response`.
+    ///
+    /// Asked once, when the router is built. A consumer that only counts (metrics without a log
+    /// sink) returns false, and the router then skips copying every response into its record; every
+    /// other field is the same. Default: true.
+    fn wants_payloads(&self) -> bool {
+        true
+    }
 }
 
 impl<F> RecordConsumer for F

@@ -1,6 +1,7 @@
 //! The router: resolves a model group, picks deployments, retries and falls back, fires silent copies,
 //! and emits one record per call.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,19 +11,20 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use mirror_core::{
     epoch_seconds, CallId, CallMeta, CallRecord, CallStatus, CallType, ChatRequest, ChatResponse,
-    EmbeddingsRequest, EmbeddingsResponse, ErrorInformation, RecordMetadata, RoutingStamp,
-    SpendKind, TraceId, Usage, PER_CALL_METADATA_KEYS,
+    EmbeddingsRequest, EmbeddingsResponse, ErrorInformation, RecordMetadata, SpendKind, TraceId,
+    Usage, PER_CALL_METADATA_KEYS,
 };
 use mirror_providers::{Provider, ProviderError};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::{MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
-use crate::deployment::{prices, Clock, Deployment, DeploymentState};
+use crate::config::{GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
+use crate::deployment::{prices, Clock, Deployment, DeploymentState, SilentTarget};
 use crate::error::{nearest, ConfigError, RouterError};
 use crate::mirror::{
-    sample_key, sampled_in, DropReason, JobTicket, MinuteBudget, MirrorJob, MirrorQueue,
-    MirrorSnapshot,
+    approx_copy_bytes, sample_key, sampled_in, DropReason, JobTicket, MinuteBudget, MirrorJob,
+    MirrorQueue, MirrorSnapshot,
 };
 use crate::records::RecordConsumer;
 use crate::select::Group;
@@ -88,24 +90,30 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups: Vec<&str> = self.inner.groups.iter().map(|g| g.name.as_str()).collect();
         f.debug_struct("Router")
-            .field("groups", &self.inner.groups.keys().collect::<Vec<_>>())
+            .field("groups", &groups)
             .finish_non_exhaustive()
     }
 }
 
 pub(crate) struct Inner {
-    groups: HashMap<String, Arc<Group>>,
-    aliases: HashMap<String, String>,
+    /// Every model group, sorted by name. Deployments name their silent groups by index here.
+    groups: Vec<Arc<Group>>,
+    /// Group names and aliases, to indexes in `groups`.
+    ///
+    /// FxHash instead of SipHash: keys are fixed when the router is built, and a caller's model
+    /// name is only ever looked up, never inserted, so crafted names cannot degrade the map.
+    names: FxHashMap<String, usize>,
     settings: RouterSettings,
     mirror_settings: MirrorSettings,
     clock: Clock,
     mirror: MirrorQueue,
     records: Option<Arc<dyn RecordConsumer>>,
+    /// Whether records carry messages and responses (`RecordConsumer::wants_payloads`).
+    record_payloads: bool,
     spend: SpendStats,
     hard_stop: watch::Sender<bool>,
-    /// Silent copies per silent group this minute, for `max_mirrors_per_minute`.
-    budgets: HashMap<String, Arc<MinuteBudget>>,
     /// State shared with other instances through Redis; None keeps everything in memory.
     shared: Option<Arc<SharedState>>,
 }
@@ -252,9 +260,8 @@ impl Router {
 
     /// The model groups, sorted.
     pub fn model_groups(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.groups.keys().cloned().collect();
-        names.sort();
-        names
+        // `groups` is sorted by name.
+        self.inner.groups.iter().map(|g| g.name.clone()).collect()
     }
 
     /// Every deployment as `(model group, deployment id)`, sorted; ids are the configured
@@ -263,7 +270,7 @@ impl Router {
         let mut all: Vec<(String, String)> = self
             .inner
             .groups
-            .values()
+            .iter()
             .flat_map(|group| group.deployments.iter())
             .map(|d| (d.group.clone(), d.id.clone()))
             .collect();
@@ -273,18 +280,36 @@ impl Router {
 
     /// The groups a group mirrors to (through any of its deployments), sorted.
     pub fn silent_targets(&self, group: &str) -> Vec<String> {
-        let mut targets: Vec<String> = self
-            .inner
-            .groups
-            .get(group)
+        let groups = &self.inner.groups;
+        let mut targets: Vec<String> = groups
+            .binary_search_by(|g| g.name.as_str().cmp(group))
+            .ok()
+            .map(|index| &groups[index])
             .into_iter()
             .flat_map(|group| group.deployments.iter())
-            .filter_map(|d| d.silent.as_ref())
-            .flat_map(|targets| targets.groups().iter().cloned())
+            .flat_map(|d| d.silent.iter().map(|target| target.name.clone()))
             .collect();
         targets.sort();
         targets.dedup();
         targets
+    }
+
+    /// Every silent group (a group some deployment mirrors to), sorted, with whether its silent
+    /// breaker is open (copies to it are dropped as unhealthy, but for one probe per
+    /// `cooldown_time`). For the gateway's `/metrics`.
+    pub fn silent_breakers(&self) -> Vec<(String, bool)> {
+        let groups = &self.inner.groups;
+        let mut targets: Vec<usize> = groups
+            .iter()
+            .flat_map(|group| group.deployments.iter())
+            .flat_map(|d| d.silent.iter().map(|target| target.group))
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        targets
+            .into_iter()
+            .map(|index| (groups[index].name.clone(), groups[index].breaker.is_open()))
+            .collect()
     }
 
     /// Stops taking silent copies, lets queued and running ones finish until `deadline`, and counts
@@ -378,11 +403,27 @@ impl RouterBuilder {
         let mirror_settings = self.mirror;
         check_rate(mirror_settings.default_sample_rate)
             .map_err(|m| invalid("mirror_settings.default_sample_rate".to_owned(), m))?;
+        if mirror_settings.queue_max_bytes == 0 {
+            return Err(invalid(
+                "mirror_settings.queue_max_bytes".to_owned(),
+                "must be greater than 0 (it bounds the bytes of queued silent copies)".to_owned(),
+            ));
+        }
 
         let mut group_sizes: HashMap<&str, usize> = HashMap::new();
         for entry in &model_list {
             *group_sizes.entry(entry.model_name.as_str()).or_default() += 1;
         }
+        // Groups get indexes in name order; silent targets are resolved to them once, here.
+        let mut sorted_names: Vec<&str> = group_sizes.keys().copied().collect();
+        sorted_names.sort_unstable();
+        let index_of = |name: &str| {
+            let name = settings
+                .model_group_alias
+                .get(name)
+                .map_or(name, GroupAlias::target);
+            sorted_names.binary_search(&name).ok()
+        };
         let mut groups: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
         let mut ids: HashMap<String, usize> = HashMap::new();
         let mut prefixes: Vec<&str> = self.providers.keys().map(String::as_str).collect();
@@ -456,7 +497,18 @@ impl RouterBuilder {
                 group: entry.model_name.clone(),
                 api_base: provider.api_base(&params),
                 provider: Arc::clone(provider),
-                silent: params.silent_model.clone(),
+                // A name that resolves to no group is left out here and refused below.
+                silent: params
+                    .silent_model
+                    .iter()
+                    .flat_map(|targets| targets.groups())
+                    .filter_map(|name| {
+                        index_of(name).map(|group| SilentTarget {
+                            name: name.clone(),
+                            group,
+                        })
+                    })
+                    .collect(),
                 sample_rate: params
                     .silent_sample_rate
                     .unwrap_or(mirror_settings.default_sample_rate),
@@ -545,16 +597,25 @@ impl RouterBuilder {
             }
         }
 
-        let groups: HashMap<String, Arc<Group>> = groups
-            .into_iter()
-            .map(|(name, deployments)| {
-                let group = Group {
-                    name: name.clone(),
-                    deployments,
-                };
-                (name, Arc::new(group))
+        let mut names: FxHashMap<String, usize> = FxHashMap::default();
+        let groups: Vec<Arc<Group>> = sorted_names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                names.insert((*name).to_owned(), index);
+                Arc::new(Group {
+                    name: (*name).to_owned(),
+                    deployments: groups.remove(*name).unwrap_or_default(),
+                    budget: Arc::new(MinuteBudget::default()),
+                    breaker: crate::mirror::SilentBreaker::default(),
+                })
             })
             .collect();
+        for (alias, target) in &aliases {
+            if let Some(&index) = names.get(target) {
+                names.insert(alias.clone(), index);
+            }
+        }
         let shared = SharedState::from_settings(&settings)
             .map_err(|(location, message)| invalid(location, message))?
             .map(Arc::new);
@@ -564,41 +625,44 @@ impl RouterBuilder {
         } else {
             Clock::new()
         };
-        let budgets: HashMap<String, Arc<MinuteBudget>> = groups
-            .keys()
-            .map(|name| (name.clone(), Arc::new(MinuteBudget::default())))
-            .collect();
         if let Some(shared) = &shared {
             let deployments = groups
-                .values()
+                .iter()
                 .flat_map(|group| group.deployments.iter().cloned())
                 .collect();
             // Only budgets that can be used are synced.
             let budgets = if mirror_settings.max_mirrors_per_minute.is_some() {
-                budgets
+                groups
                     .iter()
-                    .map(|(name, budget)| (name.clone(), Arc::clone(budget)))
+                    .map(|group| (group.name.clone(), Arc::clone(&group.budget)))
                     .collect()
             } else {
                 Vec::new()
             };
             shared.spawn_sync(&handle, deployments, budgets, clock);
         }
-        let (mirror, receiver) =
-            MirrorQueue::new(mirror_settings.queue_size, mirror_settings.enabled);
+        let (mirror, receiver) = MirrorQueue::new(
+            mirror_settings.queue_size,
+            mirror_settings.queue_max_bytes,
+            mirror_settings.enabled,
+        );
+        let record_payloads = self
+            .records
+            .as_ref()
+            .is_some_and(|records| records.wants_payloads());
         let (hard_stop, _) = watch::channel(false);
         let max_in_flight = mirror_settings.max_in_flight.max(1);
         let inner = Arc::new(Inner {
             groups,
-            aliases,
+            names,
             settings,
             mirror_settings,
             clock,
             mirror,
             records: self.records,
+            record_payloads,
             spend: SpendStats::default(),
             hard_stop,
-            budgets,
             shared,
         });
         handle.spawn(dispatch_loop(
@@ -705,19 +769,13 @@ pub(crate) struct CallContext<'a> {
 
 impl Inner {
     fn resolve(&self, model: &str) -> Result<&Arc<Group>, RouterError> {
-        let name = self.aliases.get(model).map_or(model, String::as_str);
-        self.groups
-            .get(name)
-            .ok_or_else(|| RouterError::UnknownModel {
+        match self.names.get(model) {
+            Some(&index) => Ok(&self.groups[index]),
+            None => Err(RouterError::UnknownModel {
                 model: model.to_owned(),
-                suggestion: nearest(
-                    model,
-                    self.groups
-                        .keys()
-                        .map(String::as_str)
-                        .chain(self.aliases.keys().map(String::as_str)),
-                ),
-            })
+                suggestion: nearest(model, self.names.keys().map(String::as_str)),
+            }),
+        }
     }
 
     fn fallback_groups(&self, group: &str, error: &RouterError) -> Vec<String> {
@@ -774,7 +832,7 @@ impl Inner {
                 .find_map(|d| d.params.num_retries)
                 .unwrap_or(self.settings.num_retries);
             let mut error: Option<RouterError> = None;
-            let mut avoid: Option<String> = None;
+            let mut avoid: Option<Arc<Deployment>> = None;
             for attempt in 0..=retries {
                 let deployment = match self.pick(&group, avoid.as_deref()).await {
                     Ok(deployment) => deployment,
@@ -786,15 +844,8 @@ impl Inner {
                         break;
                     }
                 };
-                meta.routing = Some(RoutingStamp {
-                    deployment_id: deployment.id.clone(),
-                    deployment_tags: deployment.params.tags.clone(),
-                    decision: format!(
-                        "{} attempt {}",
-                        self.settings.routing_strategy.name(),
-                        attempts.count + 1
-                    ),
-                });
+                // `meta.routing` is left unset: nothing reads it, and building it cost three
+                // allocations and a `format!` per attempt.
                 if let Some(hook) = on_first_pick.take() {
                     hook(&deployment, meta);
                 }
@@ -814,7 +865,7 @@ impl Inner {
                         self.note_failure(&deployment, &err, meta);
                         let retry = err.is_retryable() && attempt < retries;
                         let wait = self.backoff(attempt, err.retry_after());
-                        avoid = Some(deployment.id.clone());
+                        avoid = Some(Arc::clone(&deployment));
                         error = Some(RouterError::Provider {
                             group: group.name.clone(),
                             deployment: deployment.id.clone(),
@@ -855,7 +906,11 @@ impl Inner {
     /// Picks a deployment of `group`. A deployment with an `rpm` limit is admitted by Redis when
     /// state is shared, so the limit holds across instances; one that Redis finds full is skipped
     /// and another picked.
-    async fn pick(&self, group: &Group, avoid: Option<&str>) -> Result<Arc<Deployment>, Duration> {
+    async fn pick(
+        &self,
+        group: &Group,
+        avoid: Option<&Deployment>,
+    ) -> Result<Arc<Deployment>, Duration> {
         let mut refused = 0;
         loop {
             let deployment = group.select(
@@ -940,41 +995,112 @@ impl Inner {
     }
 
     fn fire_mirrors(&self, deployment: &Deployment, request: &ChatRequest, meta: &CallMeta) {
-        let Some(targets) = &deployment.silent else {
+        if deployment.silent.is_empty() {
             return;
-        };
+        }
         // A silent call never mirrors, whatever its deployment says: no shadow of a shadow.
         if meta.is_silent_experiment {
             return;
         }
         let stats = &self.mirror.stats;
         let key = sample_key(request, self.mirror_settings.sample_key.as_deref());
-        for target in targets.groups() {
+        // Estimated once per request, and only when a copy gets that far.
+        let mut bytes = None;
+        for target in &deployment.silent {
+            let group = &self.groups[target.group];
             if meta.mirror_opt_out {
                 stats.mirrored_and_dropped(DropReason::OptedOut);
             } else if !self.mirror.enabled.load(Ordering::Acquire) {
                 stats.mirrored_and_dropped(DropReason::SwitchedOff);
             } else if !sampled_in(deployment.sample_rate, key) {
                 stats.mirrored_and_dropped(DropReason::SampledOut);
-            } else if !self.mirror_budget_admits(target) {
+            } else if !self.is_silent_group_healthy(group) {
+                stats.mirrored_and_dropped(DropReason::Unhealthy);
+            } else if !self.mirror_budget_admits(group) {
                 stats.mirrored_and_dropped(DropReason::RateCapped);
             } else {
-                self.mirror.offer(MirrorJob {
-                    copy: request.to_mirror(meta, target),
-                });
+                let bytes = *bytes.get_or_insert_with(|| approx_copy_bytes(request));
+                // Room is reserved before the copy is made: a copy that would be dropped is not made.
+                if let Some(ticket) = self.mirror.reserve(bytes) {
+                    let job = MirrorJob {
+                        copy: request.to_mirror(meta, &target.name),
+                        group: target.group,
+                    };
+                    self.mirror.send(job, ticket);
+                }
             }
         }
     }
 
+    /// Whether copies to `group` are worth making: its silent breaker admits them (closed, or this
+    /// copy is the half-open probe) and not every one of its deployments is cooling down.
+    fn is_silent_group_healthy(&self, group: &Group) -> bool {
+        let now_ms = self.clock.now_ms();
+        !group.is_cooling_down(now_ms) && group.breaker.admits(now_ms, self.silent_open_ms())
+    }
+
+    /// How long a tripped silent breaker stays open: the router's `cooldown_time`.
+    fn silent_open_ms(&self) -> u64 {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = (self.settings.cooldown_time.max(0.0) * 1000.0) as u64;
+        ms.max(1)
+    }
+
     /// Takes one copy from the silent group's `max_mirrors_per_minute`, if one is set.
-    fn mirror_budget_admits(&self, target: &str) -> bool {
+    fn mirror_budget_admits(&self, group: &Group) -> bool {
         let Some(cap) = self.mirror_settings.max_mirrors_per_minute else {
             return true;
         };
-        let group = self.aliases.get(target).map_or(target, String::as_str);
-        self.budgets
-            .get(group)
-            .is_none_or(|budget| budget.try_take(self.clock.minute(), cap))
+        group.budget.try_take(self.clock.minute(), cap)
+    }
+
+    /// Feeds a finished silent call to its group's breaker, and logs a failure at most once per
+    /// `SILENT_WARN_INTERVAL_MS` per group (with how many were not logged since); every failure is
+    /// counted in `MirrorSnapshot::failed` and the metrics either way.
+    fn note_silent_result(&self, group: &Group, result: &Result<(), RouterError>) {
+        let breaker = &group.breaker;
+        let err = match result {
+            Ok(()) => {
+                if breaker.record_success() {
+                    self.mirror.stats.breaker_moved(false);
+                    tracing::info!(
+                        group = %group.name,
+                        failed_unlogged = breaker.take_unlogged(),
+                        "Silent model group answers again; copies flow again."
+                    );
+                }
+                return;
+            }
+            Err(err) => err,
+        };
+        let now_ms = self.clock.now_ms();
+        if !self.settings.disable_cooldowns && counts_against_silent_group(err) {
+            if let Some(failures) =
+                breaker.record_failure(now_ms, self.settings.allowed_fails, self.silent_open_ms())
+            {
+                self.mirror.stats.breaker_moved(true);
+                tracing::warn!(
+                    group = %group.name,
+                    consecutive_failures = failures,
+                    open_secs = self.settings.cooldown_time,
+                    "Silent model group keeps failing; its copies are dropped (as unhealthy) until a probe succeeds."
+                );
+            }
+        }
+        if let Some(unlogged) = breaker.should_log_failure(now_ms) {
+            let deployment = match err {
+                RouterError::Provider { deployment, .. } => deployment.as_str(),
+                _ => "",
+            };
+            tracing::warn!(
+                group = %group.name,
+                deployment = %deployment,
+                error_class = err.class(),
+                error = %err,
+                failed_unlogged = unlogged,
+                "Silent call failed."
+            );
+        }
     }
 
     async fn chat(
@@ -987,10 +1113,9 @@ impl Inner {
             self.fire_mirrors(deployment, &request, meta);
         };
         let request_ref = &request;
-        let model = request.model.clone();
         let (result, attempts) = self
             .with_retries(
-                &model,
+                &request.model,
                 &mut meta,
                 Some(&mut fire),
                 |deployment| async move {
@@ -1016,7 +1141,7 @@ impl Inner {
                     &deployment,
                     &attempts,
                     request,
-                    Some(response.clone()),
+                    Some(Cow::Borrowed(&response)),
                     response.usage.as_ref(),
                     Some(end),
                     end,
@@ -1158,8 +1283,7 @@ impl Inner {
 
     /// Runs one silent copy through the router; returns whether it succeeded. Never raises.
     async fn run_silent(self: Arc<Self>, job: MirrorJob) -> bool {
-        let MirrorJob { copy } = job;
-        let group = copy.meta.model_group.clone();
+        let MirrorJob { copy, group } = job;
         let result = if copy.request.is_stream() {
             match Arc::clone(&self).chat_stream(copy.request, copy.meta).await {
                 Ok(routed) => {
@@ -1171,32 +1295,15 @@ impl Inner {
                             break;
                         }
                     }
-                    failure.map_or(Ok(routed.deployment_id), Err)
+                    failure.map_or(Ok(()), Err)
                 }
                 Err(err) => Err(err),
             }
         } else {
-            self.chat(copy.request, copy.meta)
-                .await
-                .map(|routed| routed.deployment_id)
+            self.chat(copy.request, copy.meta).await.map(|_| ())
         };
-        match result {
-            Ok(_) => true,
-            Err(err) => {
-                let deployment = match &err {
-                    RouterError::Provider { deployment, .. } => deployment.as_str(),
-                    _ => "",
-                };
-                tracing::warn!(
-                    group = %group,
-                    deployment = %deployment,
-                    error_class = err.class(),
-                    error = %err,
-                    "Silent call failed."
-                );
-                false
-            }
-        }
+        self.note_silent_result(&self.groups[group], &result);
+        result.is_ok()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1206,7 +1313,7 @@ impl Inner {
         deployment: &Deployment,
         attempts: &Attempts,
         request: ChatRequest,
-        response: Option<ChatResponse>,
+        response: Option<Cow<'_, ChatResponse>>,
         usage: Option<&Usage>,
         first_token: Option<Instant>,
         end: Instant,
@@ -1223,19 +1330,21 @@ impl Inner {
         let cost = deployment.cost(prompt, completion);
         self.count_spend(context.meta.is_silent_experiment, cost, total);
         let Some(records) = &self.records else { return };
-        let mut record = self.base_record(context, Some(deployment), attempts, request, end);
-        record.id = response
-            .as_ref()
-            .map(|r| r.id.clone())
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| context.meta.call_id.to_string());
+        let id = response
+            .as_deref()
+            .map(|r| r.id.as_str())
+            .filter(|id| !id.is_empty());
+        let mut record = self.base_record(context, Some(deployment), attempts, request, end, id);
         record.status = CallStatus::Success;
         record.completion_start_time = first_token.map(|t| wall_at(context, t));
         record.prompt_tokens = prompt;
         record.completion_tokens = completion;
         record.total_tokens = total;
         record.response_cost = cost;
-        record.response = response;
+        // The one deep copy of a response, made only for a consumer that keeps it.
+        record.response = response
+            .filter(|_| self.record_payloads)
+            .map(Cow::into_owned);
         records.consume(record);
     }
 
@@ -1252,7 +1361,8 @@ impl Inner {
         if matches!(error, RouterError::UnknownModel { .. }) {
             return;
         }
-        let mut record = self.base_record(context, deployment, attempts, request, Instant::now());
+        let mut record =
+            self.base_record(context, deployment, attempts, request, Instant::now(), None);
         record.status = CallStatus::Failure;
         let message = error_chain(error);
         record.error_information = Some(ErrorInformation {
@@ -1287,6 +1397,7 @@ impl Inner {
         attempts: &Attempts,
         request: ChatRequest,
         end: Instant,
+        id: Option<&str>,
     ) -> CallRecord {
         let meta = context.meta;
         let mut requester_metadata = request.metadata.unwrap_or_default();
@@ -1294,7 +1405,7 @@ impl Inner {
         let start_time = epoch_seconds(context.start_wall);
         let end_time = wall_at(context, end);
         CallRecord {
-            id: meta.call_id.to_string(),
+            id: id.map_or_else(|| call_id_text(meta.call_id), str::to_owned),
             trace_id: meta.trace_id.clone(),
             call_id: meta.call_id,
             call_type: context.call_type,
@@ -1317,7 +1428,8 @@ impl Inner {
             completion_tokens: 0,
             total_tokens: 0,
             response_cost: 0.0,
-            messages: (!request.messages.is_empty()).then_some(request.messages),
+            messages: (self.record_payloads && !request.messages.is_empty())
+                .then_some(request.messages),
             response: None,
             error_str: None,
             error_information: None,
@@ -1336,6 +1448,28 @@ impl Inner {
             request_tags: meta.tags.clone(),
             end_user: request.user,
         }
+    }
+}
+
+/// The call id as text, as `Display` writes it, without the formatting machinery.
+fn call_id_text(id: CallId) -> String {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    id.as_uuid()
+        .hyphenated()
+        .encode_lower(&mut buffer)
+        .to_owned()
+}
+
+/// Whether a failed silent call says its group is unhealthy (what trips the silent breaker): the
+/// same provider errors that count against a deployment, and finding no deployment to call.
+fn counts_against_silent_group(error: &RouterError) -> bool {
+    match error {
+        RouterError::Provider { source, .. } => source.counts_against_deployment(),
+        RouterError::NoHealthyDeployment { .. } => true,
+        RouterError::UnknownModel { .. }
+        | RouterError::BlockingInRuntime
+        | RouterError::ShuttingDown
+        | RouterError::Cancelled => false,
     }
 }
 

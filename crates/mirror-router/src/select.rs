@@ -6,18 +6,32 @@ use std::time::Duration;
 
 use crate::config::RoutingStrategy;
 use crate::deployment::{Clock, Deployment};
+use crate::mirror::{MinuteBudget, SilentBreaker};
 
 /// A model group: the deployments that serve one `model_name`.
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: String,
     pub(crate) deployments: Vec<Arc<Deployment>>,
+    /// Silent copies sent to this group this minute, for `max_mirrors_per_minute`.
+    pub(crate) budget: Arc<MinuteBudget>,
+    /// Whether silent copies to this group are worth sending.
+    pub(crate) breaker: SilentBreaker,
 }
 
 /// Default share-the-load buffer of latency-based routing.
 const DEFAULT_LATENCY_BUFFER: f64 = 0.1;
 
 impl Group {
+    /// Whether every deployment is cooling down at `now_ms` (false for a group without any).
+    pub(crate) fn is_cooling_down(&self, now_ms: u64) -> bool {
+        !self.deployments.is_empty()
+            && self
+                .deployments
+                .iter()
+                .all(|d| d.state.is_cooling_down(now_ms))
+    }
+
     /// Picks a deployment, or says how long until one is available.
     ///
     /// `avoid` is the deployment that just failed: it is skipped when another one is available.
@@ -26,10 +40,17 @@ impl Group {
         strategy: RoutingStrategy,
         latency_buffer: Option<f64>,
         clock: &Clock,
-        avoid: Option<&str>,
+        avoid: Option<&Deployment>,
     ) -> Result<Arc<Deployment>, Duration> {
         let now_ms = clock.now_ms();
         let minute = clock.minute();
+        // One deployment (the common case): nothing to choose, so no candidate list.
+        if let [only] = self.deployments.as_slice() {
+            if only.is_available(now_ms, minute) {
+                return Ok(Arc::clone(only));
+            }
+            return Err(unavailable_for(only, now_ms));
+        }
         let mut candidates: Vec<&Arc<Deployment>> = self
             .deployments
             .iter()
@@ -39,21 +60,15 @@ impl Group {
             let wait = self
                 .deployments
                 .iter()
-                .map(|d| {
-                    if d.state.is_cooling_down(now_ms) {
-                        d.state.cooldown_remaining(now_ms)
-                    } else {
-                        // Over a per-minute limit: wait for the next minute.
-                        Duration::from_millis(60_000 - now_ms % 60_000)
-                    }
-                })
+                .map(|d| unavailable_for(d, now_ms))
                 .min()
                 .unwrap_or(Duration::from_secs(1));
             return Err(wait);
         }
         if let Some(avoid) = avoid {
-            if candidates.iter().any(|d| d.id != avoid) {
-                candidates.retain(|d| d.id != avoid);
+            let is_avoided = |d: &&Arc<Deployment>| std::ptr::eq(Arc::as_ptr(d), avoid);
+            if candidates.iter().any(|d| !is_avoided(d)) {
+                candidates.retain(|d| !is_avoided(d));
             }
         }
         let tier = candidates.iter().map(|d| d.order).min().unwrap_or(0);
@@ -87,6 +102,16 @@ impl Group {
             }
         };
         Ok(Arc::clone(picked))
+    }
+}
+
+/// How long until an unavailable deployment may be available again.
+fn unavailable_for(deployment: &Deployment, now_ms: u64) -> Duration {
+    if deployment.state.is_cooling_down(now_ms) {
+        deployment.state.cooldown_remaining(now_ms)
+    } else {
+        // Over a per-minute limit: wait for the next minute.
+        Duration::from_millis(60_000 - now_ms % 60_000)
     }
 }
 

@@ -85,7 +85,7 @@ impl ChatStream {
                     deployment,
                     &attempts,
                     state.request,
-                    Some(response),
+                    Some(std::borrow::Cow::Owned(response)),
                     usage.as_ref(),
                     self.first_token,
                     end,

@@ -156,6 +156,13 @@ pub struct MirrorSection {
     /// Silent copies waiting for a slot.
     #[serde(default = "default_queue_size")]
     pub silent_queue_size: usize,
+    /// At most this many bytes (estimated) of silent copies waiting for a slot; a copy that would
+    /// go over is dropped and counted as `queue_full`.
+    #[serde(
+        default = "default_queue_max_bytes",
+        deserialize_with = "deserialize_positive_bytes"
+    )]
+    pub silent_queue_max_bytes: u64,
     /// Silent calls running at once.
     #[serde(default = "default_max_in_flight")]
     pub silent_max_in_flight: usize,
@@ -186,6 +193,9 @@ fn default_log_file() -> Option<PathBuf> {
 fn default_queue_size() -> usize {
     MirrorSettings::default().queue_size
 }
+fn default_queue_max_bytes() -> u64 {
+    MirrorSettings::default().queue_max_bytes
+}
 fn default_max_in_flight() -> usize {
     MirrorSettings::default().max_in_flight
 }
@@ -202,6 +212,19 @@ fn default_shutdown_seconds() -> f64 {
     30.0
 }
 
+/// A byte count that must be greater than 0 (0 would drop every copy).
+fn deserialize_positive_bytes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
+    let bytes = u64::deserialize(deserializer)?;
+    if bytes == 0 {
+        return Err(serde::de::Error::custom(
+            "`silent_queue_max_bytes` must be greater than 0 (a number of bytes, e.g. 33554432 for 32 MiB)",
+        ));
+    }
+    Ok(bytes)
+}
+
 fn deserialize_env_path<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<PathBuf>, D::Error> {
@@ -215,6 +238,7 @@ impl Default for MirrorSection {
             log_max_bytes: None,
             log_daily_rotation: false,
             silent_queue_size: default_queue_size(),
+            silent_queue_max_bytes: default_queue_max_bytes(),
             silent_max_in_flight: default_max_in_flight(),
             default_sample_rate: default_sample_rate(),
             sample_key: None,
@@ -233,6 +257,7 @@ impl MirrorSection {
         #[allow(clippy::needless_update)]
         MirrorSettings {
             queue_size: self.silent_queue_size,
+            queue_max_bytes: self.silent_queue_max_bytes,
             max_in_flight: self.silent_max_in_flight,
             default_sample_rate: self.default_sample_rate,
             sample_key: self.sample_key.clone(),

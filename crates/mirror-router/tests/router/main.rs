@@ -8,6 +8,7 @@ mod config;
 mod mirroring;
 mod routing;
 mod shared_state;
+mod silent_health;
 mod support;
 
 /// `Router` and the futures of its calls can move between threads.

@@ -682,3 +682,58 @@ async fn every_snapshot_is_balanced_while_copies_move_between_counters() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_consumer_that_wants_no_payloads_gets_records_without_messages_and_response() {
+    struct NoPayloads(tokio::sync::mpsc::UnboundedSender<mirror_core::CallRecord>);
+    impl mirror_router::RecordConsumer for NoPayloads {
+        fn consume(&self, record: mirror_core::CallRecord) {
+            let _ = self.0.send(record);
+        }
+        fn wants_payloads(&self) -> bool {
+            false
+        }
+    }
+    let upstream = Upstream::start("primary").await;
+    let deployment = with_retries(http_deployment("prod", "prod-1", &upstream), 0);
+    let (sender, mut lean) = tokio::sync::mpsc::unbounded_channel();
+    let lean_router = mirror_router::Router::builder()
+        .provider(support::openai())
+        .records(NoPayloads(sender))
+        .deployment(deployment.clone())
+        .build()
+        .unwrap();
+    let (builder, mut full) = builder();
+    let full_router = builder.deployment(deployment).build().unwrap();
+
+    let routed = lean_router.chat(request("prod")).await.unwrap();
+    let record = next_record(&mut lean).await;
+    assert_eq!(
+        (record.messages.as_ref(), record.response.as_ref()),
+        (None, None)
+    );
+    // Everything else is as it always was: the response's id names the record, usage is counted.
+    assert_eq!(record.id, routed.response.id);
+    assert_eq!(record.call_id, routed.call_id);
+    assert_eq!(record.total_tokens, 8);
+
+    full_router.chat(request("prod")).await.unwrap();
+    let record = next_record(&mut full).await;
+    assert_eq!(record.messages.as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        record.response.as_ref().and_then(|r| r.text()).as_deref(),
+        Some("hello from primary")
+    );
+
+    // A failed call's record is named by its call id, written as the id displays.
+    upstream.script([Behaviour::server_error()]);
+    let meta = mirror_core::CallMeta::for_request("prod", None);
+    let call_id = meta.call_id;
+    full_router
+        .chat_with_meta(request("prod"), meta)
+        .await
+        .unwrap_err();
+    let record = next_record(&mut full).await;
+    assert_eq!(record.status, CallStatus::Failure);
+    assert_eq!(record.id, call_id.to_string());
+}

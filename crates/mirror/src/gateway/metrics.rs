@@ -1,6 +1,5 @@
 //! Prometheus metrics, kept in atomics: recording never takes a lock.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,6 +8,7 @@ use std::time::Duration;
 use mirror_core::{CallRecord, CallStatus};
 use mirror_logging::SinkStats;
 use mirror_router::{MirrorSnapshot, SharedStateStats};
+use rustc_hash::FxHashMap;
 
 /// Bucket bounds in seconds for call latency.
 const CALL_BUCKETS: &[f64] = &[
@@ -93,12 +93,22 @@ impl Series {
     }
 }
 
+/// The series of every configured deployment, and of every group for calls that reached none.
+///
+/// FxHash instead of SipHash: keys are fixed at registration and record fields are only looked up.
+#[derive(Debug, Default)]
+struct SeriesIndex {
+    /// By deployment id: ids are unique across groups, so one lookup finds a record's series.
+    by_deployment: FxHashMap<String, Arc<Series>>,
+    /// By group, for calls that reached no deployment (empty `model_id`).
+    unrouted: FxHashMap<String, Arc<Series>>,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    /// Group -> deployment id ("" for calls that reached no deployment) -> series. Set once, when
-    /// the router is built, then read without a lock.
-    series: OnceLock<HashMap<String, HashMap<String, Arc<Series>>>>,
+    /// Set once, when the router is built, then read without a lock.
+    series: OnceLock<SeriesIndex>,
     other: Arc<Series>,
     overhead: Histogram,
     responses: [AtomicU64; 6],
@@ -118,17 +128,18 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates a series per `(group, deployment id)`; calls of other deployments count as `other`.
     pub(crate) fn register(&self, deployments: &[(String, String)]) {
-        let mut series: HashMap<String, HashMap<String, Arc<Series>>> = HashMap::new();
+        let mut index = SeriesIndex::default();
         for (group, deployment) in deployments {
-            let by_id = series.entry(group.to_owned()).or_default();
-            by_id
+            index
+                .by_deployment
                 .entry(deployment.to_owned())
                 .or_insert_with(|| Arc::new(Series::new(group, deployment)));
-            by_id
-                .entry(String::new())
+            index
+                .unrouted
+                .entry(group.to_owned())
                 .or_insert_with(|| Arc::new(Series::new(group, "")));
         }
-        let _ = self.series.set(series);
+        let _ = self.series.set(index);
     }
 
     /// Counts one call record.
@@ -136,8 +147,16 @@ impl Metrics {
         let series = self
             .series
             .get()
-            .and_then(|series| series.get(&record.model_group))
-            .and_then(|by_id| by_id.get(&record.model_id))
+            .and_then(|index| {
+                if record.model_id.is_empty() {
+                    index.unrouted.get(&record.model_group)
+                } else {
+                    index
+                        .by_deployment
+                        .get(&record.model_id)
+                        .filter(|series| series.group == record.model_group)
+                }
+            })
             .unwrap_or(&self.other);
         let side = usize::from(record.metadata.is_silent_experiment);
         let outcome = usize::from(record.status == CallStatus::Failure);
@@ -172,8 +191,7 @@ impl Metrics {
             .series
             .get()
             .into_iter()
-            .flat_map(HashMap::values)
-            .flat_map(HashMap::values)
+            .flat_map(|index| index.by_deployment.values().chain(index.unrouted.values()))
             .collect();
         all.push(&self.other);
         all.sort_by(|a, b| (&a.group, &a.deployment).cmp(&(&b.group, &b.deployment)));
@@ -249,6 +267,7 @@ impl Metrics {
             ("switched_off", mirror.dropped_switched_off),
             ("shutdown", mirror.dropped_shutdown),
             ("rate_capped", mirror.dropped_rate_capped),
+            ("unhealthy", mirror.dropped_unhealthy),
         ] {
             let _ = writeln!(
                 out,
@@ -264,6 +283,16 @@ impl Metrics {
             out,
             "# HELP mirror_silent_queued Silent copies waiting for a slot.\n# TYPE mirror_silent_queued gauge\nmirror_silent_queued {}",
             mirror.queued
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mirror_silent_queued_bytes Estimated bytes of the silent copies waiting for a slot.\n# TYPE mirror_silent_queued_bytes gauge\nmirror_silent_queued_bytes {}",
+            mirror.queued_bytes
+        );
+        let _ = writeln!(
+            out,
+            "# HELP mirror_silent_breakers_open Silent model groups whose copies are dropped as unhealthy until a probe succeeds.\n# TYPE mirror_silent_breakers_open gauge\nmirror_silent_breakers_open {}",
+            mirror.breakers_open
         );
         out.push_str("# HELP mirror_sink_records_total Log records by sink and outcome.\n");
         out.push_str("# TYPE mirror_sink_records_total counter\n");

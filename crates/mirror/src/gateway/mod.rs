@@ -25,7 +25,7 @@ use mirror_logging::{
     JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, LogWriter, S3Sink, SinkError,
     WriterReport,
 };
-use mirror_router::{ConfigError, MirrorSnapshot, Router};
+use mirror_router::{ConfigError, MirrorSnapshot, RecordConsumer, Router};
 use tokio::net::TcpListener;
 
 use crate::config::GatewayConfig;
@@ -59,6 +59,27 @@ pub enum GatewayError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Where the gateway's router records go: the metrics, and the log writer when a sink is configured.
+struct GatewayRecords {
+    metrics: Arc<Metrics>,
+    /// None without sinks: nothing would read the records, so they are not queued, and the router
+    /// leaves the messages and the response out of them (`wants_payloads`).
+    writer: Option<Arc<LogWriter>>,
+}
+
+impl RecordConsumer for GatewayRecords {
+    fn consume(&self, record: CallRecord) {
+        self.metrics.observe(&record);
+        if let Some(writer) = &self.writer {
+            writer.submit(record);
+        }
+    }
+
+    fn wants_payloads(&self) -> bool {
+        self.writer.is_some()
+    }
 }
 
 /// Shared by every request handler.
@@ -152,16 +173,15 @@ impl Gateway {
         })?);
 
         let metrics = Arc::new(Metrics::default());
-        let records_metrics = Arc::clone(&metrics);
-        let records_writer = Arc::clone(&writer);
+        let records = GatewayRecords {
+            metrics: Arc::clone(&metrics),
+            writer: (!sinks.is_empty()).then(|| Arc::clone(&writer)),
+        };
         let router = crate::router_builder()
             .map_err(GatewayError::Http)?
             .config(config.router_config())
             .mirror_settings(section.mirror_settings())
-            .records(move |record: CallRecord| {
-                records_metrics.observe(&record);
-                records_writer.submit(record);
-            })
+            .records(records)
             .build()?;
         // Only the built router knows the generated deployment ids; no call has run yet.
         metrics.register(&router.deployments());
