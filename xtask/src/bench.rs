@@ -18,7 +18,7 @@ use load::{fetch, request_bytes, LoadResult, LoadSpec};
 use procs::{start_gateway, start_mock, Managed, MockOptions};
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--peer NAME=URL]... \
-[--only S1,S3,...] [--out FILE] [--no-build] [--workers N]
+[--only S1,S3,...] [--out FILE] [--no-build] [--workers N] [--rates R1,R2,...] [--no-max]
 
   --quick          1,000 RPS and the maximum only, short runs (under two minutes)
   --duration SECS  seconds per measured rate (default 10; --quick 3)
@@ -28,7 +28,9 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--pee
   --only LIST      run only these scenarios (the table is still written)
   --out FILE       where to write the report (default docs/benchmarks.md)
   --no-build       use the release binary already built
-  --workers N      start the gateway with `mirror serve --workers N` (default: one per CPU)";
+  --workers N      start the gateway with `mirror serve --workers N` (default: one per CPU)
+  --rates LIST     measure at these rates instead of 1,000 and 5,000 RPS (e.g. 50 for a slow peer)
+  --no-max         skip the search for the maximum sustainable rate";
 
 /// Fixed mock ports when a peer gateway has to find them.
 const PEER_PRIMARY_PORT: u16 = 18101;
@@ -43,6 +45,8 @@ struct Options {
     out: Option<PathBuf>,
     build: bool,
     workers: Option<u16>,
+    rates: Option<Vec<f64>>,
+    max: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -54,6 +58,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         out: None,
         build: true,
         workers: None,
+        rates: None,
+        max: true,
     };
     let mut duration = None;
     let mut it = args.iter();
@@ -66,6 +72,21 @@ fn parse(args: &[String]) -> Result<Options, String> {
         match arg.as_str() {
             "--quick" => options.quick = true,
             "--no-build" => options.build = false,
+            "--no-max" => options.max = false,
+            "--rates" => {
+                let text = value("--rates")?;
+                let rates = text
+                    .split(',')
+                    .map(|rate| {
+                        rate.trim()
+                            .parse()
+                            .ok()
+                            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+                            .ok_or_else(|| format!("--rates: `{rate}` is not a positive number"))
+                    })
+                    .collect::<Result<Vec<f64>, String>>()?;
+                options.rates = Some(rates);
+            }
             "--duration" => {
                 let text = value("--duration")?;
                 let secs: f64 = text
@@ -536,8 +557,15 @@ fn run_endpoint(
         connections: connections(rate, latency_ms),
         timeout: Duration::from_secs(10),
     };
-    // Warm up: connections, pools, allocator.
-    let warm = load::run(&spec(500.0, Duration::from_secs(1)));
+    let rates: &[f64] = match (&options.rates, options.quick) {
+        (Some(rates), _) => rates,
+        (None, true) => &[1000.0],
+        (None, false) => &[1000.0, 5000.0],
+    };
+    // Warm up: connections, pools, allocator; never faster than the slowest measured rate, so that
+    // a slow peer does not start with a backlog.
+    let warm_rate = rates.iter().copied().fold(500.0, f64::min);
+    let warm = load::run(&spec(warm_rate, Duration::from_secs(1)));
     if warm.ok == 0 {
         return Err(format!(
             "{} via {}: no request succeeded while warming up (statuses {:?}, first error {:?})",
@@ -545,11 +573,6 @@ fn run_endpoint(
         ));
     }
     let mut rows = Vec::new();
-    let rates: &[f64] = if options.quick {
-        &[1000.0]
-    } else {
-        &[1000.0, 5000.0]
-    };
     for &rate in rates {
         let row = measure(
             ctx,
@@ -568,7 +591,11 @@ fn run_endpoint(
     } else {
         Duration::from_secs(2)
     };
-    let max_probes = if options.quick { 5 } else { 7 };
+    let max_probes = match (options.max, options.quick) {
+        (false, _) => 0,
+        (true, true) => 5,
+        (true, false) => 7,
+    };
     let (mut lo, mut hi) = (0.0_f64, None::<f64>);
     let mut rate = 4000.0;
     for _ in 0..max_probes {
@@ -603,7 +630,7 @@ fn run_endpoint(
         row.offered = lo;
         print_row(&row);
         rows.push(row);
-    } else {
+    } else if options.max {
         println!("bench:   no probe rate was sustainable");
     }
     if !options.quick && endpoint.pid.is_some() {
