@@ -8,7 +8,7 @@
 # sequential keep-alive requests, and prints the gateway's instructions per request. The profile is
 # kept as $OUT_DIR/callgrind.out.1 (default OUT_DIR: target/callgrind) for callgrind_annotate.
 # Needs valgrind (callgrind_control, callgrind_annotate), curl and python3. PORT_BASE (default 18100)
-# picks the three ports used.
+# picks the three ports used; STREAM=1 sends `"stream": true` requests (the bench's S7, 8 chunks).
 set -euo pipefail
 bin=${1:-target/release/mirror}
 requests=${2:-2000}
@@ -28,8 +28,8 @@ mirror_settings:
 YAML
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-"$bin" mock-upstream --port $((port + 1)) >/dev/null 2>&1 & pids+=($!)
-"$bin" mock-upstream --port $((port + 2)) >/dev/null 2>&1 & pids+=($!)
+"$bin" mock-upstream --port $((port + 1)) --stream-chunks 8 >/dev/null 2>&1 & pids+=($!)
+"$bin" mock-upstream --port $((port + 2)) --stream-chunks 8 >/dev/null 2>&1 & pids+=($!)
 rm -f "$out"/callgrind.out*
 RUST_LOG=error valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
   "$bin" serve --host 127.0.0.1 --port "$port" --config "$out/config.yaml" >"$out/gateway.log" 2>&1 &
@@ -40,10 +40,10 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 drive() {
-  python3 - "$1" "$port" <<'PY'
+  python3 - "$1" "$port" "${STREAM:-0}" <<'PY'
 import http.client, json, sys
-n, port = int(sys.argv[1]), int(sys.argv[2])
-body = json.dumps({"model": "bench-mirror", "messages": [
+n, port, stream = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+body = json.dumps({"model": "bench-mirror", "stream": stream, "messages": [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Say hello in one short sentence, please."}]})
 connection = http.client.HTTPConnection("127.0.0.1", port)
