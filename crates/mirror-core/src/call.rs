@@ -110,19 +110,6 @@ pub struct CallMeta {
     pub tags: Vec<String>,
     /// The caller asked for this request not to be mirrored.
     pub mirror_opt_out: bool,
-    /// What the router decided for this call; set after a deployment is picked.
-    pub routing: Option<RoutingStamp>,
-}
-
-/// What the router added to a call once it picked a deployment. Never carried to a silent copy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RoutingStamp {
-    /// The deployment's id.
-    pub deployment_id: String,
-    /// The deployment's tags.
-    pub deployment_tags: Vec<String>,
-    /// How it was picked (strategy, attempt).
-    pub decision: String,
 }
 
 impl CallMeta {
@@ -153,7 +140,6 @@ impl CallMeta {
             mirror_of: None,
             tags,
             mirror_opt_out,
-            routing: None,
         }
     }
 }

@@ -22,8 +22,7 @@ mod record;
 mod secret;
 
 pub use call::{
-    CallId, CallMeta, RoutingStamp, TraceId, OPT_OUT_METADATA_KEY, TAGS_METADATA_KEY,
-    TRACE_ID_METADATA_KEY,
+    CallId, CallMeta, TraceId, OPT_OUT_METADATA_KEY, TAGS_METADATA_KEY, TRACE_ID_METADATA_KEY,
 };
 pub use chat::{
     ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChunkChoice, ContentPart, Delta,

@@ -74,7 +74,6 @@ impl ChatRequest {
             mirror_of: Some(primary.call_id),
             tags: primary.tags.clone(),
             mirror_opt_out: false,
-            routing: None,
         };
         MirrorCopy { request, meta }
     }

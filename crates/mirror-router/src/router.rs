@@ -844,8 +844,6 @@ impl Inner {
                         break;
                     }
                 };
-                // `meta.routing` is left unset: nothing reads it, and building it cost three
-                // allocations and a `format!` per attempt.
                 if let Some(hook) = on_first_pick.take() {
                     hook(&deployment, meta);
                 }

@@ -2,19 +2,14 @@ use expect_test::{expect, Expect};
 use serde_json::json;
 
 use super::*;
-use crate::{CallMeta, ChatRequest, RoutingStamp};
+use crate::{CallMeta, ChatRequest};
 
 /// Mirrors `input` to `target` and snapshots the copy, with call ids replaced by placeholders.
 #[track_caller]
 fn check_mirror(input: serde_json::Value, target: &str, expect: Expect) {
     let request: ChatRequest = serde_json::from_value(input).unwrap();
     let before = request.clone();
-    let mut primary = CallMeta::for_request(&request.model, request.metadata.as_ref());
-    primary.routing = Some(RoutingStamp {
-        deployment_id: "azure-eu-1".to_owned(),
-        deployment_tags: vec!["primary-only".to_owned()],
-        decision: "simple-shuffle".to_owned(),
-    });
+    let primary = CallMeta::for_request(&request.model, request.metadata.as_ref());
     let copy = request.to_mirror(&primary, target);
 
     // The caller's request is never touched.
@@ -24,7 +19,6 @@ fn check_mirror(input: serde_json::Value, target: &str, expect: Expect) {
     assert_eq!(copy.meta.trace_id, primary.trace_id);
     assert_eq!(copy.meta.mirror_of, Some(primary.call_id));
     assert!(copy.meta.is_silent_experiment);
-    assert_eq!(copy.meta.routing, None);
     assert_eq!(copy.meta.model_group, target);
 
     let rendered = serde_json::to_string_pretty(&json!({
