@@ -28,6 +28,8 @@ def test_sync_chat_response_shape_and_id_headers(start_gateway):
     assert call_id and ID.match(call_id), call_id
     assert trace_id and ID.match(trace_id), trace_id
     completion = raw.parse()
+    # The SDK's request id is the call id, as OpenAI's `x-request-id` would be.
+    assert completion._request_id == call_id
     assert completion.object == "chat.completion"
     assert completion.id
     assert completion.model == "primary-v1"

@@ -27,6 +27,9 @@ pub(crate) const SILENT_HEADER: &str = "x-mirror-silent";
 pub(crate) const CALL_ID_HEADER: &str = "x-mirror-call-id";
 /// Every response's trace id.
 pub(crate) const TRACE_ID_HEADER: &str = "x-mirror-trace-id";
+/// OpenAI's request-id header, which the official SDKs expose (`completion._request_id` in Python);
+/// it carries the call id, so an SDK user can find the call in the logs.
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 type SharedState = State<Arc<AppState>>;
 
@@ -107,6 +110,7 @@ fn fresh_ids() -> (String, String) {
 fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&meta.0) {
+        headers.insert(REQUEST_ID_HEADER, value.clone());
         headers.insert(CALL_ID_HEADER, value);
     }
     if let Ok(value) = HeaderValue::from_str(&meta.1) {
