@@ -5,12 +5,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use mirror_core::{ChatChunk, ErrorBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sseer::errors::EventStreamError;
+use sseer::event_stream::EventStream;
 
 #[cfg(feature = "test-util")]
 use crate::transport::Proxies;
@@ -154,12 +155,9 @@ impl HttpClient {
         }
         // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
         // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
-        let events = response
-            .into_stream()
-            .chain(futures::stream::once(async {
-                Ok(bytes::Bytes::from_static(b"\n"))
-            }))
-            .eventsource();
+        let events = EventStream::new(response.into_stream().chain(futures::stream::once(async {
+            Ok(bytes::Bytes::from_static(b"\n"))
+        })));
         Ok(with_idle_timeout(
             sse_to_chunks(events, secrets),
             idle_timeout,
@@ -311,9 +309,7 @@ fn sse_to_chunks<S>(
     secrets: Secrets,
 ) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
 where
-    S: Stream<Item = Result<eventsource_stream::Event, EventStreamError<ProviderError>>>
-        + Send
-        + 'static,
+    S: Stream<Item = Result<sseer::event::Event, EventStreamError<ProviderError>>> + Send + 'static,
 {
     let events = Box::pin(events);
     futures::stream::unfold(Some(events), move |state| {
