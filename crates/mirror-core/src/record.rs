@@ -25,7 +25,7 @@ pub struct CallRecord {
     pub call_type: CallType,
     /// Whether the call was streamed.
     pub stream: bool,
-    /// `success` or `failure`.
+    /// `success`, `failure` or `cancelled`.
     pub status: CallStatus,
     /// The provider kind (`openai`, `azure`, `mock`, ...); empty when no deployment was reached.
     pub custom_llm_provider: String,
@@ -98,6 +98,10 @@ pub enum CallStatus {
     Success,
     /// The call failed after all retries and fallbacks.
     Failure,
+    /// The caller went away before the call finished (a client disconnected, a stream was dropped
+    /// unread, the request was cancelled, or a silent call was cut at shutdown). Not an error of the
+    /// model: reports leave these calls out of latency and error rates.
+    Cancelled,
 }
 
 /// Error details of a failed call (LiteLLM's `error_information`).

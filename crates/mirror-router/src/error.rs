@@ -77,8 +77,10 @@ pub enum RouterError {
     /// The router is shutting down.
     #[error("the router is shutting down")]
     ShuttingDown,
-    /// The caller stopped reading a stream before it ended.
-    #[error("the stream was dropped before it ended")]
+    /// The caller went away before the call finished: its future was dropped (a client that hung
+    /// up, a handler cancelled), a stream was dropped unfinished, or a silent call was cut at
+    /// shutdown. Recorded with status `cancelled`.
+    #[error("the caller went away before the call finished")]
     Cancelled,
 }
 

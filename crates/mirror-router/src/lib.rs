@@ -16,16 +16,20 @@
 //! The router knows providers only through the `Provider` trait and does no logging I/O: the `mirror`
 //! facade registers the OpenAI, Azure and mock adapters and feeds records to the log sinks.
 
+mod api;
+mod attempt;
 mod blocking;
+mod call;
 mod config;
 mod deployment;
 mod error;
-mod mirror;
+mod kinds;
 mod pricing;
 mod records;
 mod router;
 mod select;
 mod shared;
+mod silent;
 mod stream;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
@@ -34,8 +38,8 @@ pub use config::{
     RoutingStrategy, RoutingStrategyArgs,
 };
 pub use error::{ConfigError, RouterError};
-pub use mirror::{DropReason, MirrorSnapshot, MirrorStats};
 pub use records::RecordConsumer;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
+pub use silent::{DropReason, MirrorSnapshot, MirrorStats};
 pub use stream::ChatStream;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::RoutingStrategy;
 use crate::deployment::{Clock, Deployment};
-use crate::mirror::{MinuteBudget, SilentBreaker};
+use crate::silent::{MinuteBudget, SilentBreaker};
 
 /// A model group: the deployments that serve one `model_name`.
 #[derive(Debug)]

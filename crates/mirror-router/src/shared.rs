@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 
 use crate::config::RouterSettings;
 use crate::deployment::{Clock, Deployment};
-use crate::mirror::MinuteBudget;
+use crate::silent::MinuteBudget;
 
 /// How long per-minute keys live: the minute itself and one more, for late syncs.
 const MINUTE_KEY_TTL_MS: u64 = 120_000;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod blocking;
+mod cancellation;
 mod config;
 mod mirroring;
 mod routing;

@@ -77,8 +77,8 @@ impl Histogram {
 struct Series {
     group: String,
     deployment: String,
-    // [primary, silent] x [success, failure]
-    calls: [[AtomicU64; 2]; 2],
+    /// By side (primary, silent) and outcome (success, failure, cancelled).
+    calls: [[AtomicU64; 3]; 2],
     latency: [Histogram; 2],
 }
 
@@ -159,7 +159,11 @@ impl Metrics {
             })
             .unwrap_or(&self.other);
         let side = usize::from(record.metadata.is_silent_experiment);
-        let outcome = usize::from(record.status == CallStatus::Failure);
+        let outcome = match record.status {
+            CallStatus::Success => 0,
+            CallStatus::Failure => 1,
+            CallStatus::Cancelled => 2,
+        };
         series.calls[side][outcome].fetch_add(1, Ordering::Relaxed);
         series.latency[side].observe(record.response_time);
     }
@@ -197,7 +201,7 @@ impl Metrics {
         all.sort_by(|a, b| (&a.group, &a.deployment).cmp(&(&b.group, &b.deployment)));
         for series in &all {
             for (side, side_name) in ["false", "true"].iter().enumerate() {
-                for (outcome, status) in ["success", "failure"].iter().enumerate() {
+                for (outcome, status) in ["success", "failure", "cancelled"].iter().enumerate() {
                     let value = series.calls[side][outcome].load(Ordering::Relaxed);
                     let _ = writeln!(
                         out,

@@ -1,0 +1,217 @@
+//! The attempt loop of the call pipeline: resolve the group, pick a deployment, retry with backoff,
+//! cool failing deployments down, fall back to other groups, and fire the silent copies once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirror_providers::ProviderError;
+use tokio::time::Instant;
+
+use crate::call::{Call, CallKind, CallRequest, InFlight};
+use crate::deployment::Deployment;
+use crate::error::{nearest, RouterError};
+use crate::router::Inner;
+use crate::select::Group;
+
+impl Inner {
+    pub(crate) fn resolve(&self, model: &str) -> Result<&Arc<Group>, RouterError> {
+        match self.names.get(model) {
+            Some(&index) => Ok(&self.groups[index]),
+            None => Err(RouterError::UnknownModel {
+                model: model.to_owned(),
+                suggestion: nearest(model, self.names.keys().map(String::as_str)),
+            }),
+        }
+    }
+
+    fn fallback_groups(&self, group: &str, error: &RouterError) -> Vec<String> {
+        let lists = match error.provider_error() {
+            Some(ProviderError::ContextWindowExceeded { .. }) => {
+                &self.settings.context_window_fallbacks
+            }
+            Some(ProviderError::ContentPolicy { .. }) => &self.settings.content_policy_fallbacks,
+            // The caller's own mistake: another group will not fix it.
+            Some(ProviderError::BadRequest { .. }) => return Vec::new(),
+            _ => &self.settings.fallbacks,
+        };
+        let lookup = |key: &str| lists.iter().find_map(|map| map.get(key)).cloned();
+        let mut groups = lookup(group)
+            .or_else(|| lookup("*"))
+            .unwrap_or_else(|| self.settings.default_fallbacks.clone());
+        groups.retain(|name| name != group);
+        groups.truncate(self.settings.max_fallbacks);
+        groups
+    }
+
+    /// Sends the call's request to deployments of its group with retries, then its fallbacks, and
+    /// fires its silent copies with the first deployment picked.
+    ///
+    /// The call's scope follows along: attempts, fallbacks tried, the latest deployment, and that
+    /// deployment's load, which stays held after a success (a stream holds it until it ends).
+    pub(crate) async fn attempt<K: CallKind>(
+        &self,
+        call: &mut Call<K::Request>,
+    ) -> Result<(K::Answer, Arc<Deployment>), RouterError> {
+        let Call { scope, request } = call;
+        let mut group = Arc::clone(self.resolve(request.model())?);
+        let mut fallbacks: Option<std::vec::IntoIter<String>> = None;
+        let mut first_pick = true;
+        loop {
+            scope.meta.model_group.clone_from(&group.name);
+            let retries = group
+                .deployments
+                .iter()
+                .find_map(|d| d.params.num_retries)
+                .unwrap_or(self.settings.num_retries);
+            let mut error: Option<RouterError> = None;
+            let mut avoid: Option<Arc<Deployment>> = None;
+            for attempt in 0..=retries {
+                let deployment = match self.pick(&group, avoid.as_deref()).await {
+                    Ok(deployment) => deployment,
+                    Err(wait) => {
+                        error = Some(RouterError::NoHealthyDeployment {
+                            group: group.name.clone(),
+                            retry_after: wait,
+                        });
+                        break;
+                    }
+                };
+                if std::mem::take(&mut first_pick) {
+                    request.fire_silent(self, &deployment, &scope.meta);
+                }
+                scope.attempts += 1;
+                deployment.state.count_request(self.clock.minute());
+                scope.load = Some(InFlight::new(&deployment));
+                scope.deployment = Some(Arc::clone(&deployment));
+                let started = Instant::now();
+                match K::send(&deployment, request).await {
+                    Ok(answer) => {
+                        deployment.state.record_latency(started.elapsed());
+                        return Ok((answer, deployment));
+                    }
+                    Err(err) => {
+                        scope.load = None;
+                        self.note_failure(&deployment, &err, scope.meta.is_silent_experiment);
+                        let retry = err.is_retryable() && attempt < retries;
+                        let wait = self.backoff(attempt, err.retry_after());
+                        error = Some(RouterError::Provider {
+                            group: group.name.clone(),
+                            deployment: deployment.id.clone(),
+                            attempts: scope.attempts,
+                            source: err,
+                        });
+                        avoid = Some(deployment);
+                        if !retry {
+                            break;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+            let error = error.unwrap_or(RouterError::NoHealthyDeployment {
+                group: group.name.clone(),
+                retry_after: Duration::ZERO,
+            });
+            let queue = fallbacks
+                .get_or_insert_with(|| self.fallback_groups(&group.name, &error).into_iter());
+            let next = queue.find_map(|name| self.resolve(&name).ok().map(Arc::clone));
+            match next {
+                Some(next) => {
+                    tracing::info!(
+                        from = %group.name,
+                        to = %next.name,
+                        error = %error,
+                        "Falling back to another model group."
+                    );
+                    scope.fallbacks_tried.push(next.name.clone());
+                    group = next;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    /// Picks a deployment of `group`. A deployment with an `rpm` limit is admitted by Redis when
+    /// state is shared, so the limit holds across instances; one that Redis finds full is skipped
+    /// and another picked.
+    async fn pick(
+        &self,
+        group: &Group,
+        avoid: Option<&Deployment>,
+    ) -> Result<Arc<Deployment>, Duration> {
+        let mut refused = 0;
+        loop {
+            let deployment = group.select(
+                self.settings.routing_strategy,
+                self.settings.routing_strategy_args.lowest_latency_buffer,
+                &self.clock,
+                avoid,
+            )?;
+            let (Some(shared), Some(limit)) = (&self.shared, deployment.params.rpm) else {
+                return Ok(deployment);
+            };
+            match shared
+                .reserve_request(&deployment, limit, &self.clock)
+                .await
+            {
+                // Refused: the deployment now looks full locally too, so selection skips it.
+                Some(false) if refused < group.deployments.len() => refused += 1,
+                Some(false) => {
+                    let now_ms = self.clock.now_ms();
+                    return Err(Duration::from_millis(60_000 - now_ms % 60_000));
+                }
+                // Admitted by Redis, or Redis could not say: local state admitted it.
+                Some(true) | None => return Ok(deployment),
+            }
+        }
+    }
+
+    /// Counts a failed attempt against its deployment, and cools the deployment down when it has
+    /// failed too often.
+    pub(crate) fn note_failure(&self, deployment: &Deployment, err: &ProviderError, silent: bool) {
+        let cool = deployment
+            .state
+            .record_failure(&self.clock, err, self.settings.allowed_fails);
+        if cool && deployment.can_cool_down && !self.settings.disable_cooldowns {
+            let cooldown = Duration::from_secs_f64(self.settings.cooldown_time.max(0.0));
+            let cooldown = err
+                .retry_after()
+                .map_or(cooldown, |asked| asked.max(cooldown));
+            deployment.state.cool_down(self.clock.now_ms(), cooldown);
+            if let Some(shared) = &self.shared {
+                shared.wake();
+            }
+            tracing::warn!(
+                group = %deployment.group,
+                deployment = %deployment.id,
+                error_class = err.class(),
+                cooldown_secs = cooldown.as_secs_f64(),
+                "Deployment cooling down."
+            );
+        }
+        tracing::debug!(
+            group = %deployment.group,
+            deployment = %deployment.id,
+            silent,
+            error = %err,
+            "Provider call failed."
+        );
+    }
+
+    /// Exponential backoff with jitter, at least `retry_after` setting and the provider's ask.
+    fn backoff(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        let exponential = 0.5
+            * 2f64
+                .powi(i32::try_from(attempt).unwrap_or(i32::MAX))
+                .min(16.0);
+        let jittered = exponential * (0.75 + fastrand::f64() * 0.5);
+        let floor = self.settings.retry_after.max(0.0);
+        let base = Duration::from_secs_f64(jittered.max(floor));
+        // A provider's Retry-After wins, bounded so one retry never hangs a call for minutes.
+        asked.map_or(base, |asked| {
+            asked
+                .min(Duration::from_secs(60))
+                .max(Duration::from_secs_f64(floor))
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! The kinds of call the pipeline serves, each one small [`CallKind`]: chat, streamed chat and
+//! embeddings. A new endpoint is one more implementation here.
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use mirror_core::{
+    CallMeta, CallType, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Usage,
+};
+use mirror_providers::{ChunkStream, ProviderError};
+
+use crate::call::{Call, CallKind, CallRequest, RecordParts};
+use crate::deployment::Deployment;
+use crate::records::Answered;
+use crate::router::Inner;
+use crate::stream::ChatStream;
+
+/// A chat completion, answered whole.
+pub(crate) struct Chat;
+
+/// A streamed chat completion: recorded when the stream ends.
+pub(crate) struct ChatStreamed;
+
+/// Embeddings.
+pub(crate) struct Embeddings;
+
+impl CallRequest for ChatRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn fire_silent(&self, router: &Inner, deployment: &Deployment, meta: &CallMeta) {
+        router.fire_silent_copies(deployment, self, meta);
+    }
+
+    fn take_record_parts(&mut self, payloads: bool) -> RecordParts {
+        RecordParts {
+            messages: payloads.then(|| std::mem::take(&mut self.messages)),
+            user: self.user.take(),
+            metadata: self.metadata.take(),
+        }
+    }
+}
+
+impl CallRequest for EmbeddingsRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn take_record_parts(&mut self, _payloads: bool) -> RecordParts {
+        RecordParts {
+            messages: None,
+            user: self.user.take(),
+            metadata: self.metadata.take(),
+        }
+    }
+}
+
+impl CallKind for Chat {
+    type Request = ChatRequest;
+    type Answer = ChatResponse;
+    type Output = ChatResponse;
+    const CALL_TYPE: CallType = CallType::Completion;
+    const STREAM: bool = false;
+
+    fn send<'a>(
+        deployment: &'a Deployment,
+        request: &'a ChatRequest,
+    ) -> impl Future<Output = Result<ChatResponse, ProviderError>> + Send + 'a {
+        deployment.provider.chat(&deployment.params, request)
+    }
+
+    fn finish(
+        mut call: Call<ChatRequest>,
+        deployment: &Deployment,
+        answer: ChatResponse,
+    ) -> ChatResponse {
+        call.succeeded(
+            deployment,
+            Answered {
+                usage: answer.usage.as_ref(),
+                response: Some(Cow::Borrowed(&answer)),
+                first_token: None,
+            },
+        );
+        answer
+    }
+}
+
+impl CallKind for ChatStreamed {
+    type Request = ChatRequest;
+    type Answer = ChunkStream;
+    type Output = ChatStream;
+    const CALL_TYPE: CallType = CallType::Completion;
+    const STREAM: bool = true;
+
+    fn send<'a>(
+        deployment: &'a Deployment,
+        request: &'a ChatRequest,
+    ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send + 'a {
+        deployment.provider.chat_stream(&deployment.params, request)
+    }
+
+    fn finish(
+        call: Call<ChatRequest>,
+        _deployment: &Deployment,
+        answer: ChunkStream,
+    ) -> ChatStream {
+        ChatStream::new(answer, call)
+    }
+}
+
+impl CallKind for Embeddings {
+    type Request = EmbeddingsRequest;
+    type Answer = EmbeddingsResponse;
+    type Output = EmbeddingsResponse;
+    const CALL_TYPE: CallType = CallType::Embedding;
+    const STREAM: bool = false;
+
+    fn send<'a>(
+        deployment: &'a Deployment,
+        request: &'a EmbeddingsRequest,
+    ) -> impl Future<Output = Result<EmbeddingsResponse, ProviderError>> + Send + 'a {
+        deployment.provider.embeddings(&deployment.params, request)
+    }
+
+    fn finish(
+        mut call: Call<EmbeddingsRequest>,
+        deployment: &Deployment,
+        answer: EmbeddingsResponse,
+    ) -> EmbeddingsResponse {
+        let usage = answer.usage.as_ref().map(|u| Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: 0,
+            total_tokens: u.total_tokens,
+            extra: serde_json::Map::new(),
+        });
+        call.succeeded(
+            deployment,
+            Answered {
+                usage: usage.as_ref(),
+                response: None,
+                first_token: None,
+            },
+        );
+        answer
+    }
+}

@@ -1,0 +1,54 @@
+//! The silent dispatcher: runs queued copies through the router, at most `max_in_flight` at once.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::queue::{JobTicket, SilentJob};
+use crate::router::Inner;
+
+/// Runs silent copies: at most `max_in_flight` at once, each under a permit; stops at hard stop.
+///
+/// A permit is taken before a job is received, so a job waiting for a slot stays in the channel:
+/// at most `queue_size` copies are queued and `max_in_flight` running, never one more.
+pub(crate) async fn dispatch_loop(
+    inner: Weak<Inner>,
+    mut receiver: mpsc::Receiver<(SilentJob, JobTicket)>,
+    max_in_flight: usize,
+    mut hard_stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    loop {
+        let permit = tokio::select! {
+            biased;
+            _ = hard_stop.wait_for(|stop| *stop) => None,
+            permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+        };
+        let Some(permit) = permit else { break };
+        let next = tokio::select! {
+            biased;
+            _ = hard_stop.wait_for(|stop| *stop) => None,
+            next = receiver.recv() => next,
+        };
+        let Some((job, ticket)) = next else { break };
+        let Some(inner) = inner.upgrade() else {
+            // The ticket's drop counts the job as dropped at shutdown.
+            drop(ticket);
+            break;
+        };
+        let mut stop = hard_stop.clone();
+        tokio::spawn(async move {
+            let mut ticket = ticket;
+            ticket.start();
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => drop(ticket),
+                succeeded = inner.run_silent(job) => ticket.finish(succeeded),
+            }
+            drop(permit);
+        });
+    }
+    // Whatever is still queued is dropped (and counted) with the receiver.
+    receiver.close();
+    while receiver.recv().await.is_some() {}
+}

@@ -1,0 +1,275 @@
+//! The silent queue: bounded by count and by estimated bytes, never awaited by the primary path, with a
+//! ticket per queued copy that ends it in exactly one counter.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mirror_core::{ChatRequest, MessageContent, MirrorCopy};
+use tokio::sync::mpsc;
+
+use super::stats::{Counts, DropReason, MirrorStats};
+
+/// A silent copy waiting to run.
+#[derive(Debug)]
+pub(crate) struct SilentJob {
+    pub(crate) copy: MirrorCopy,
+    /// The silent group's index in the router, for its health.
+    pub(crate) group: usize,
+}
+
+/// Tracks one queued copy; whatever happens to it, exactly one terminal counter is bumped.
+#[derive(Debug)]
+pub(crate) struct JobTicket {
+    stats: Arc<MirrorStats>,
+    state: TicketState,
+    /// Estimated bytes this copy holds in the queue, released when it leaves the queue.
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TicketState {
+    Queued,
+    Running,
+    Done,
+}
+
+/// How a copy left the queue or the running set.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Completed,
+    Failed,
+    Dropped(DropReason),
+}
+
+impl JobTicket {
+    /// A copy accepted into the queue: counted as mirrored and queued in one step. Its `bytes` are
+    /// already reserved.
+    fn queued(stats: &Arc<MirrorStats>, bytes: u64) -> Self {
+        stats.update(|counts| {
+            Counts::add(&counts.mirrored);
+            Counts::add(&counts.queued);
+        });
+        JobTicket {
+            stats: Arc::clone(stats),
+            state: TicketState::Queued,
+            bytes,
+        }
+    }
+
+    fn release_bytes(&mut self) {
+        if self.bytes > 0 {
+            self.stats
+                .queued_bytes
+                .fetch_sub(self.bytes, Ordering::Relaxed);
+            self.bytes = 0;
+        }
+    }
+
+    pub(crate) fn start(&mut self) {
+        if self.state == TicketState::Queued {
+            self.release_bytes();
+            self.stats.update(|counts| {
+                Counts::sub(&counts.queued);
+                Counts::add(&counts.running);
+            });
+            self.state = TicketState::Running;
+        }
+    }
+
+    pub(crate) fn finish(mut self, succeeded: bool) {
+        self.end(if succeeded {
+            Outcome::Completed
+        } else {
+            Outcome::Failed
+        });
+    }
+
+    fn end(&mut self, outcome: Outcome) {
+        let gauge = match self.state {
+            TicketState::Queued => |counts: &Counts| Counts::sub(&counts.queued),
+            TicketState::Running => |counts: &Counts| Counts::sub(&counts.running),
+            TicketState::Done => return,
+        };
+        self.release_bytes();
+        self.stats.update(|counts| {
+            gauge(counts);
+            match outcome {
+                Outcome::Completed => Counts::add(&counts.completed),
+                Outcome::Failed => Counts::add(&counts.failed),
+                Outcome::Dropped(reason) => counts.count_drop(reason),
+            }
+        });
+        self.state = TicketState::Done;
+    }
+}
+
+impl Drop for JobTicket {
+    fn drop(&mut self) {
+        // Dropped before it finished: the queue was drained at shutdown, or the task was aborted.
+        self.end(Outcome::Dropped(DropReason::Shutdown));
+    }
+}
+
+/// The queue side of the scheduler, held by the router.
+#[derive(Debug)]
+pub(crate) struct SilentQueue {
+    sender: mpsc::Sender<(SilentJob, JobTicket)>,
+    max_bytes: u64,
+    pub(crate) stats: Arc<MirrorStats>,
+    pub(crate) enabled: AtomicBool,
+    pub(crate) closed: AtomicBool,
+}
+
+impl SilentQueue {
+    pub(crate) fn new(
+        capacity: usize,
+        max_bytes: u64,
+        enabled: bool,
+    ) -> (Self, mpsc::Receiver<(SilentJob, JobTicket)>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let queue = SilentQueue {
+            sender,
+            max_bytes,
+            stats: Arc::new(MirrorStats::default()),
+            enabled: AtomicBool::new(enabled),
+            closed: AtomicBool::new(false),
+        };
+        (queue, receiver)
+    }
+
+    /// Makes room for a copy of about `bytes` before it is made, so a copy that would be dropped
+    /// is never made. `None` means dropped, and already counted: shut down, or the queue is full by
+    /// count or by bytes.
+    ///
+    /// Only atomics: the count check reads the channel's free slots (`try_send` in
+    /// [`SilentQueue::send`] still decides), the byte check adds first and takes back on overflow,
+    /// so admitted copies never hold more than `max_bytes` together.
+    pub(crate) fn reserve(&self, bytes: u64) -> Option<JobTicket> {
+        if self.closed.load(Ordering::Acquire) {
+            self.stats.mirrored_and_dropped(DropReason::Shutdown);
+            return None;
+        }
+        if self.sender.capacity() == 0 {
+            self.stats.mirrored_and_dropped(DropReason::QueueFull);
+            return None;
+        }
+        let before = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.max_bytes {
+            self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.stats.mirrored_and_dropped(DropReason::QueueFull);
+            return None;
+        }
+        // Counted queued before it is visible to the worker, so the gauges never go negative.
+        Some(JobTicket::queued(&self.stats, bytes))
+    }
+
+    /// Queues a copy without waiting: full or closed means dropped and counted.
+    pub(crate) fn send(&self, job: SilentJob, ticket: JobTicket) {
+        match self.sender.try_send((job, ticket)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((_job, mut ticket))) => {
+                ticket.end(Outcome::Dropped(DropReason::QueueFull));
+            }
+            // The ticket's drop counts it as dropped at shutdown.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Roughly the heap bytes a silent copy of `request` holds: every string in it (message texts, content
+/// parts such as base64 images, tool calls and definitions, metadata) plus a fixed allowance per
+/// message, part and JSON node for the structs, map entries and allocator slack.
+///
+/// One pass over the request, no serialization and no allocation; computed once per client request
+/// and used for every target. It is an estimate for a memory bound, not an exact size: it errs on
+/// the high side for small messages.
+pub(crate) fn approx_copy_bytes(request: &ChatRequest) -> u64 {
+    /// The request struct, its small fields and the metadata the copy gains.
+    const PER_REQUEST: usize = 512;
+    /// A message struct, its role and its allocations' slack.
+    const PER_MESSAGE: usize = 160;
+    /// A content part or tool call struct.
+    const PER_PART: usize = 96;
+    let mut bytes =
+        PER_REQUEST + request.model.len() + request.user.as_ref().map_or(0, String::len);
+    for message in &request.messages {
+        bytes += PER_MESSAGE + message.role.len();
+        match &message.content {
+            Some(MessageContent::Text(text)) => bytes += text.len(),
+            Some(MessageContent::Parts(parts)) => {
+                for part in parts {
+                    bytes += PER_PART
+                        + part.kind.len()
+                        + part.text.as_ref().map_or(0, String::len)
+                        + map_bytes(&part.extra);
+                }
+            }
+            None => {}
+        }
+        bytes += message.name.as_ref().map_or(0, String::len);
+        bytes += message.tool_call_id.as_ref().map_or(0, String::len);
+        for call in message.tool_calls.iter().flatten() {
+            bytes += PER_PART
+                + call.id.len()
+                + call.kind.len()
+                + call.function.name.len()
+                + call.function.arguments.len()
+                + map_bytes(&call.extra);
+        }
+        bytes += map_bytes(&message.extra);
+    }
+    for tool in request.tools.iter().flatten() {
+        bytes += PER_PART + tool.kind.len() + tool.function.as_ref().map_or(0, value_bytes);
+        bytes += map_bytes(&tool.extra);
+    }
+    for value in [
+        &request.stop,
+        &request.tool_choice,
+        &request.response_format,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        bytes += value_bytes(value);
+    }
+    bytes += request.metadata.as_ref().map_or(0, map_bytes);
+    bytes += map_bytes(&request.extra);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// A JSON node's allowance beyond its strings.
+const PER_JSON_NODE: usize = 32;
+
+fn map_bytes(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    map.iter()
+        .map(|(key, value)| key.len() + value_bytes(value))
+        .sum()
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    PER_JSON_NODE
+        + match value {
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+            Value::String(text) => text.len(),
+            Value::Array(items) => items.iter().map(value_bytes).sum(),
+            Value::Object(map) => map_bytes(map),
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_size_grows_with_message_content() {
+        let small = ChatRequest::new("m", vec![mirror_core::ChatMessage::user("hi")]);
+        let large = ChatRequest::new(
+            "m",
+            vec![mirror_core::ChatMessage::user("x".repeat(100_000))],
+        );
+        let small_bytes = approx_copy_bytes(&small);
+        assert!((512..2_048).contains(&small_bytes), "{small_bytes}");
+        assert!(approx_copy_bytes(&large) >= 100_000 + small_bytes - 2);
+    }
+}
