@@ -5,6 +5,7 @@
 
 mod config;
 mod demo;
+mod disconnect;
 mod gateway;
 mod report;
 mod scale_out;
