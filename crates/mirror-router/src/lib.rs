@@ -20,6 +20,7 @@ mod blocking;
 mod config;
 mod deployment;
 mod error;
+mod locate;
 mod mirror;
 mod pricing;
 mod records;
@@ -27,15 +28,20 @@ mod router;
 mod select;
 mod shared;
 mod stream;
+mod validate;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
 pub use config::{
     parse_yaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
     RoutingStrategy, RoutingStrategyArgs,
 };
-pub use error::{ConfigError, RouterError};
+pub use error::{ConfigError, Position, RouterError};
 pub use mirror::{DropReason, MirrorSnapshot, MirrorStats};
 pub use records::RecordConsumer;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
 pub use stream::ChatStream;
+pub use validate::{
+    check_rate, check_size, check_values, SecondsRule, SHUTDOWN_SECONDS, TIMEOUT_SECONDS,
+    WAIT_SECONDS,
+};
