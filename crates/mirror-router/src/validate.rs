@@ -184,7 +184,7 @@ pub(crate) fn validate(
 
 /// Checks the numbers of a configuration: what needs neither providers nor other entries. A loader
 /// calls it right after parsing, where it can still point at the line; `build()` checks them again
-/// as part of [`validate`].
+/// as part of `validate`.
 ///
 /// # Errors
 ///
