@@ -136,3 +136,93 @@ fn the_built_in_default_loads() {
     assert_eq!(config.model_list.len(), 2);
     assert!(config.mirror_settings.log_file.is_some());
 }
+
+/// `mirror check` on bad files: every number out of range and every name that resolves to nothing is
+/// an error with the file, the field's path and its line, never a panic.
+#[tokio::test]
+async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
+    let dir = std::env::temp_dir().join(format!("mirror-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let entry = "model_list:\n  - model_name: gpt-4\n    litellm_params:\n      model: mock/a\n";
+    let cases = [
+        format!("{entry}      timeout: 1e300\n"),
+        format!("{entry}      timeout: .nan\n"),
+        format!("{entry}      stream_timeout: -1\n"),
+        format!("{entry}      silent_sample_rate: 1.5\n"),
+        format!("{entry}      silent_model: gtp-4\n"),
+        format!("{entry}router_settings:\n  cooldown_time: 1e300\n"),
+        format!("{entry}router_settings:\n  fallbacks: [{{gpt-4: [gpt-5]}}]\n"),
+        format!("{entry}litellm_settings:\n  request_timeout: 1e300\n"),
+        format!("{entry}mirror_settings:\n  shutdown_timeout: 1e300\n"),
+        format!("{entry}mirror_settings:\n  shutdown_timeout: 0\n"),
+        format!("{entry}mirror_settings:\n  silent_queue_size: 0\n"),
+        format!("{entry}mirror_settings:\n  silent_max_in_flight: 0\n"),
+        format!("{entry}mirror_settings:\n  max_body_bytes: 0\n"),
+        format!("{entry}mirror_settings:\n  default_sample_rate: .nan\n"),
+        format!("{entry}mirror_settings:\n  silent_max_per_mniute: 5\n"),
+        format!("{entry}  - model_name: b\n    litellm_params: {{model: anthropic/claude}}\n"),
+    ];
+    let mut out = String::new();
+    for (index, yaml) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad-{index}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let args = mirror::cli::CheckArgs { config: Some(path) };
+        let message = match mirror::cli::check(&args) {
+            Ok(_) => "accepted".to_owned(),
+            Err(err) => err.to_string(),
+        };
+        out.push_str(&message.replace(&dir.display().to_string(), "$DIR"));
+        out.push('\n');
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    expect_test::expect![[r#"
+        $DIR/bad-0.yaml: model_list[0] (`gpt-4`).litellm_params.timeout: must be a number of seconds greater than 0 and at most 86400 (1 day), got 1e300 at line 5 column 16
+        $DIR/bad-1.yaml: model_list[0] (`gpt-4`).litellm_params.timeout: must be a number of seconds greater than 0 and at most 86400 (1 day), got NaN at line 5 column 16
+        $DIR/bad-2.yaml: model_list[0] (`gpt-4`).litellm_params.stream_timeout: must be a number of seconds greater than 0 and at most 86400 (1 day), got -1.0 at line 5 column 23
+        $DIR/bad-3.yaml: model_list[0] (`gpt-4`).litellm_params.silent_sample_rate: must be between 0 and 1, got 1.5 at line 5 column 27
+        $DIR/bad-4.yaml: model_list[0] (`gpt-4`).litellm_params.silent_model: names no model group `gtp-4` (did you mean `gpt-4`?) at line 5 column 21
+        $DIR/bad-5.yaml: router_settings.cooldown_time: must be a number of seconds 0 or more and at most 3600 (1 hour), got 1e300 at line 6 column 18
+        $DIR/bad-6.yaml: router_settings.fallbacks.gpt-4: names no model group `gpt-5` (did you mean `gpt-4`?) at line 6 column 14
+        $DIR/bad-7.yaml: litellm_settings.request_timeout: must be a number of seconds greater than 0 and at most 86400 (1 day), got 1e300 at line 6 column 20
+        $DIR/bad-8.yaml: mirror_settings.shutdown_timeout: must be a number of seconds greater than 0 and at most 3600 (1 hour), got 1e300 at line 6 column 21
+        $DIR/bad-9.yaml: mirror_settings.shutdown_timeout: must be a number of seconds greater than 0 and at most 3600 (1 hour), got 0.0 at line 6 column 21
+        $DIR/bad-10.yaml: mirror_settings.silent_queue_size: must be greater than 0 (a number of queued silent copies) at line 6 column 22
+        $DIR/bad-11.yaml: mirror_settings.silent_max_in_flight: must be greater than 0 (a number of silent calls at once) at line 6 column 25
+        $DIR/bad-12.yaml: mirror_settings.max_body_bytes: must be greater than 0 (a number of bytes) at line 6 column 19
+        $DIR/bad-13.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got NaN at line 6 column 24
+        $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute` at line 6 column 3 (did you mean `silent_max_per_minute`?)
+        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: unknown provider `anthropic` in `anthropic/claude`; supported: azure, mock, openai at line 6 column 29
+    "#]].assert_eq(&out);
+}
+
+#[test]
+fn mirror_settings_keys_are_the_same_as_before() {
+    let config = parse(
+        "mirror_settings:\n  silent_queue_size: 7\n  silent_queue_max_bytes: 9\n  silent_max_in_flight: 3\n  default_sample_rate: 0.5\n  sample_key: session_id\n  mirroring_enabled: false\n  silent_max_per_minute: 60\n  log_file: null\n  log_max_bytes: 100\n  log_daily_rotation: true\n  max_body_bytes: 1024\n  shutdown_timeout: 5\n",
+    )
+    .unwrap();
+    let section = &config.mirror_settings;
+    let mirror = section.mirror_settings();
+    assert_eq!(
+        (
+            mirror.queue_size,
+            mirror.queue_max_bytes,
+            mirror.max_in_flight
+        ),
+        (7, 9, 3)
+    );
+    assert_eq!(mirror.default_sample_rate, 0.5);
+    assert_eq!(mirror.sample_key.as_deref(), Some("session_id"));
+    assert!(!mirror.enabled);
+    assert_eq!(mirror.max_mirrors_per_minute, Some(60));
+    assert_eq!(section.log_file, None);
+    assert_eq!(section.log_max_bytes, Some(100));
+    assert!(section.log_daily_rotation);
+    assert_eq!(section.max_body_bytes, 1024);
+    assert_eq!(section.shutdown_timeout, 5.0);
+    // The router's field names are not keys of the file.
+    let err = parse("mirror_settings:\n  queue_size: 7\n")
+        .unwrap_err()
+        .to_string();
+    expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute` at line 2 column 3"].assert_eq(&err);
+}

@@ -102,9 +102,10 @@ pub(crate) fn timeouts(
     deployment: &DeploymentParams,
 ) -> (std::time::Duration, std::time::Duration) {
     let seconds = |value: Option<f64>| {
+        // The router refuses timeouts over a day; a caller that skips it must not panic here.
         value
-            .filter(|secs| secs.is_finite() && *secs > 0.0)
-            .map(std::time::Duration::from_secs_f64)
+            .filter(|secs| *secs > 0.0)
+            .and_then(|secs| std::time::Duration::try_from_secs_f64(secs).ok())
     };
     (
         seconds(deployment.timeout).unwrap_or(DEFAULT_TIMEOUT),

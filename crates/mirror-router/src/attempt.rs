@@ -173,7 +173,8 @@ impl Inner {
             .state
             .record_failure(&self.clock, err, self.settings.allowed_fails);
         if cool && deployment.can_cool_down && !self.settings.disable_cooldowns {
-            let cooldown = Duration::from_secs_f64(self.settings.cooldown_time.max(0.0));
+            // `validate` bounds `cooldown_time`; a value it would refuse means no cooldown, not a panic.
+            let cooldown = seconds(self.settings.cooldown_time);
             let cooldown = err
                 .retry_after()
                 .map_or(cooldown, |asked| asked.max(cooldown));
@@ -206,12 +207,15 @@ impl Inner {
                 .min(16.0);
         let jittered = exponential * (0.75 + fastrand::f64() * 0.5);
         let floor = self.settings.retry_after.max(0.0);
-        let base = Duration::from_secs_f64(jittered.max(floor));
+        let base = seconds(jittered.max(floor));
         // A provider's Retry-After wins, bounded so one retry never hangs a call for minutes.
         asked.map_or(base, |asked| {
-            asked
-                .min(Duration::from_secs(60))
-                .max(Duration::from_secs_f64(floor))
+            asked.min(Duration::from_secs(60)).max(seconds(floor))
         })
     }
+}
+
+/// A non-negative number of seconds as a duration; anything `Duration` cannot hold is zero.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::ZERO)
 }

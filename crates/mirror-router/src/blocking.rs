@@ -43,6 +43,7 @@ impl BlockingRouter {
                 origin: "<runtime>".to_owned(),
                 location: "BlockingRouter::new".to_owned(),
                 message: format!("cannot start the Tokio runtime: {err}"),
+                position: None,
             })?;
         let router = {
             let _entered = runtime.enter();

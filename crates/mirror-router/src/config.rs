@@ -132,6 +132,7 @@ impl ModelDeployment {
             origin: "<builder>".to_owned(),
             location: format!("deployment of `{model_name}`"),
             message,
+            position: None,
         })?;
         Ok(ModelDeployment {
             model_name,
@@ -172,6 +173,7 @@ impl ModelDeployment {
             origin: "<builder>".to_owned(),
             location: format!("deployment of `{}`", self.model_name),
             message,
+            position: None,
         })?;
         self.litellm_params.silent_model = Some(targets);
         Ok(self)
@@ -525,21 +527,26 @@ impl RouterSettings {
     }
 }
 
-/// Settings of silent mirroring (our own; the gateway reads them from `mirror_settings`).
+/// Settings of silent mirroring (our own). The serde names are the keys of the gateway's
+/// `mirror_settings` section, which flattens this struct: one type, one set of defaults.
+///
+/// Values are checked by `RouterBuilder::build` (and `check_values`): sizes greater than 0, the
+/// rate in 0..=1.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorSettings {
-    /// Silent copies waiting for a free slot; beyond this they are dropped and counted.
-    #[serde(default = "default_queue_size")]
+    /// Silent copies waiting for a free slot; beyond this they are dropped and counted
+    /// (`silent_queue_size`, default 1024).
+    #[serde(rename = "silent_queue_size", default = "default_queue_size")]
     pub queue_size: usize,
-    /// At most this many bytes of silent copies waiting for a slot (default 32 MiB), estimated
-    /// from their content: message texts and parts, tool calls, metadata. A copy that would go
-    /// over is dropped and counted as `dropped_queue_full`, like one that finds `queue_size`
-    /// copies waiting. Must be greater than 0.
-    #[serde(default = "default_queue_max_bytes")]
+    /// At most this many bytes of silent copies waiting for a slot (`silent_queue_max_bytes`,
+    /// default 32 MiB), estimated from their content: message texts and parts, tool calls,
+    /// metadata. A copy that would go over is dropped and counted as `dropped_queue_full`, like one
+    /// that finds `queue_size` copies waiting.
+    #[serde(rename = "silent_queue_max_bytes", default = "default_queue_max_bytes")]
     pub queue_max_bytes: u64,
-    /// Silent calls running at once.
-    #[serde(default = "default_max_in_flight")]
+    /// Silent calls running at once (`silent_max_in_flight`, default 128).
+    #[serde(rename = "silent_max_in_flight", default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Sample rate for deployments that set no `silent_sample_rate` (default 1).
     #[serde(default = "default_sample_rate")]
@@ -548,14 +555,62 @@ pub struct MirrorSettings {
     /// `user` (e.g. `session_id`, so a conversation is mirrored whole or not at all).
     #[serde(default)]
     pub sample_key: Option<String>,
-    /// Whether mirroring starts switched on (it can be switched at run time).
-    #[serde(default = "default_enabled")]
+    /// Whether mirroring starts switched on (`mirroring_enabled`; it can be switched at run time).
+    #[serde(rename = "mirroring_enabled", default = "default_enabled")]
     pub enabled: bool,
     /// At most this many silent copies per silent model group per minute (wall-clock minute),
     /// across every instance that shares state through Redis; the rest are dropped and counted
-    /// (`dropped_rate_capped`). None: no cap.
-    #[serde(default)]
+    /// (`dropped_rate_capped`). `silent_max_per_minute`; None: no cap.
+    #[serde(rename = "silent_max_per_minute", default)]
     pub max_mirrors_per_minute: Option<u64>,
+}
+
+impl MirrorSettings {
+    /// The keys this struct reads, for the "expected one of" list of a section that flattens it.
+    pub fn keys() -> &'static [&'static str] {
+        field_names::<MirrorSettings>()
+    }
+}
+
+/// The serde field names of a derived struct, as its `Deserialize` impl declares them.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Fields;
+    #[derive(Debug)]
+    struct Captured(&'static [&'static str]);
+    impl std::fmt::Display for Captured {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("captured field names")
+        }
+    }
+    impl std::error::Error for Captured {}
+    impl serde::de::Error for Captured {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Captured(&[])
+        }
+    }
+    impl<'de> serde::Deserializer<'de> for Fields {
+        type Error = Captured;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Captured> {
+            Err(Captured(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Captured> {
+            Err(Captured(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    match T::deserialize(Fields) {
+        Err(Captured(fields)) => fields,
+        Ok(_) => &[],
+    }
 }
 
 fn default_queue_size() -> usize {

@@ -18,20 +18,64 @@ pub enum ConfigError {
         message: String,
     },
     /// The configuration parsed but is not valid.
-    #[error("{origin}: {location}: {message}")]
+    #[error("{origin}: {location}: {message}{}", position.map(|p| format!(" at {p}")).unwrap_or_default())]
     Invalid {
         /// The file name, or `<builder>`.
         origin: String,
-        /// Where: a field path such as `model_list[2].litellm_params.silent_model`.
+        /// Where: a field path such as ``model_list[2] (`gpt-4`).litellm_params.silent_model``.
         location: String,
         /// What is wrong.
         message: String,
+        /// The line and column of the value in the source text, when the source is known
+        /// ([`ConfigError::with_position_in`]).
+        position: Option<Position>,
     },
     /// The router was built outside a Tokio runtime.
     #[error(
         "the router must be built inside a Tokio runtime; use `BlockingRouter` from plain threads"
     )]
     NoRuntime,
+}
+
+/// A place in a configuration file, 1-based, as serde_yaml_ng counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The line.
+    pub line: usize,
+    /// The column.
+    pub column: usize,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {} column {}", self.line, self.column)
+    }
+}
+
+impl ConfigError {
+    /// Adds the line and column of an [`ConfigError::Invalid`] error's field, found in `text` (the
+    /// YAML or JSON the configuration was parsed from). Other errors, and paths not found in `text`
+    /// (a value that was defaulted), are returned unchanged.
+    #[must_use]
+    pub fn with_position_in(self, text: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                origin,
+                location,
+                message,
+                position: None,
+            } => {
+                let position = crate::locate::locate(text, &location);
+                ConfigError::Invalid {
+                    origin,
+                    location,
+                    message,
+                    position,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Why a routed call failed.

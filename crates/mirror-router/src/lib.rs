@@ -24,6 +24,7 @@ mod config;
 mod deployment;
 mod error;
 mod kinds;
+mod locate;
 mod pricing;
 mod records;
 mod router;
@@ -31,15 +32,20 @@ mod select;
 mod shared;
 mod silent;
 mod stream;
+mod validate;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
 pub use config::{
     parse_yaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
     RoutingStrategy, RoutingStrategyArgs,
 };
-pub use error::{ConfigError, RouterError};
+pub use error::{ConfigError, Position, RouterError};
 pub use records::RecordConsumer;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
 pub use silent::{DropReason, MirrorSnapshot, MirrorStats};
 pub use stream::ChatStream;
+pub use validate::{
+    check_rate, check_size, check_values, SecondsRule, SHUTDOWN_SECONDS, TIMEOUT_SECONDS,
+    WAIT_SECONDS,
+};

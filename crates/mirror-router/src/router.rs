@@ -8,14 +8,15 @@ use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::api::SpendStats;
-use crate::config::{GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
-use crate::deployment::{prices, Clock, Deployment, DeploymentState, SilentTarget};
-use crate::error::{nearest, ConfigError};
+use crate::config::{MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
+use crate::deployment::{prices, Clock, Deployment, DeploymentState};
+use crate::error::ConfigError;
 use crate::records::RecordConsumer;
 use crate::select::Group;
 use crate::shared::SharedState;
 use crate::silent::dispatch::dispatch_loop;
 use crate::silent::{MinuteBudget, SilentBreaker, SilentQueue};
+use crate::validate::validate;
 use mirror_providers::Provider;
 
 pub use crate::api::{Routed, SpendSnapshot};
@@ -132,243 +133,79 @@ impl RouterBuilder {
         self
     }
 
-    /// Validates the configuration and starts the silent dispatcher.
+    /// Validates the configuration (`validate.rs`: every rule, no runtime needed), then wires the
+    /// deployments, groups and shared state and starts the silent dispatcher.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming the field and deployment: an unknown provider prefix, a
     /// `silent_model` or fallback that names no group, a duplicate deployment id, a zero or negative
-    /// weight, a rate outside 0..=1; [`ConfigError::NoRuntime`] outside a Tokio runtime.
+    /// weight, a rate outside 0..=1, a duration that is not finite or out of range, a zero size, an
+    /// unusable Redis address; [`ConfigError::NoRuntime`] outside a Tokio runtime.
     pub fn build(self) -> Result<Router, ConfigError> {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let origin = self.origin.clone();
-        let invalid = |location: String, message: String| ConfigError::Invalid {
-            origin: origin.clone(),
-            location,
-            message,
-        };
+        let mut prefixes: Vec<(&str, &Arc<dyn Provider>)> = self
+            .providers
+            .iter()
+            .map(|(prefix, provider)| (prefix.as_str(), provider))
+            .collect();
+        prefixes.sort_unstable_by_key(|(prefix, _)| *prefix);
+        let names_only: Vec<&str> = prefixes.iter().map(|(prefix, _)| *prefix).collect();
+        let valid = validate(&self.config, &self.mirror, &self.origin, &names_only)?;
         let RouterConfig {
             model_list,
             router_settings: settings,
         } = self.config;
         let mirror_settings = self.mirror;
-        check_rate(mirror_settings.default_sample_rate)
-            .map_err(|m| invalid("mirror_settings.default_sample_rate".to_owned(), m))?;
-        if mirror_settings.queue_max_bytes == 0 {
-            return Err(invalid(
-                "mirror_settings.queue_max_bytes".to_owned(),
-                "must be greater than 0 (it bounds the bytes of queued silent copies)".to_owned(),
-            ));
-        }
 
-        let mut group_sizes: HashMap<&str, usize> = HashMap::new();
-        for entry in &model_list {
-            *group_sizes.entry(entry.model_name.as_str()).or_default() += 1;
-        }
-        // Groups get indexes in name order; silent targets are resolved to them once, here.
-        let mut sorted_names: Vec<&str> = group_sizes.keys().copied().collect();
-        sorted_names.sort_unstable();
-        let index_of = |name: &str| {
-            let name = settings
-                .model_group_alias
-                .get(name)
-                .map_or(name, GroupAlias::target);
-            sorted_names.binary_search(&name).ok()
-        };
-        let mut groups: HashMap<String, Vec<Arc<Deployment>>> = HashMap::new();
-        let mut ids: HashMap<String, usize> = HashMap::new();
-        let mut prefixes: Vec<&str> = self.providers.keys().map(String::as_str).collect();
-        prefixes.sort_unstable();
-        for (index, entry) in model_list.iter().enumerate() {
-            let at = |field: &str| format!("model_list[{index}] (`{}`).{field}", entry.model_name);
-            let mut params = entry.litellm_params.clone();
-            let prefix = params.model.provider();
-            let provider = self.providers.get(prefix).ok_or_else(|| {
-                invalid(
-                    at("litellm_params.model"),
-                    format!(
-                        "unknown provider `{prefix}` in `{}`; supported: {}",
-                        params.model,
-                        prefixes.join(", ")
-                    ),
-                )
-            })?;
-            if let Some(weight) = params.weight {
-                if !(weight > 0.0 && weight.is_finite()) {
-                    return Err(invalid(
-                        at("litellm_params.weight"),
-                        format!("weight must be greater than 0, got {weight}"),
-                    ));
-                }
-            }
-            if let Some(rate) = params.silent_sample_rate {
-                check_rate(rate)
-                    .map_err(|m| invalid(at("litellm_params.silent_sample_rate"), m))?;
-            }
-            if let Some(rate) = params.mock_failure_rate {
-                check_rate(rate).map_err(|m| invalid(at("litellm_params.mock_failure_rate"), m))?;
-            }
-            for (field, value) in [
-                ("timeout", params.timeout),
-                ("stream_timeout", params.stream_timeout),
-            ] {
-                if value.is_some_and(|secs| !(secs > 0.0 && secs.is_finite())) {
-                    return Err(invalid(
-                        at(&format!("litellm_params.{field}")),
-                        "must be a positive number of seconds".to_owned(),
-                    ));
-                }
-            }
-            if params.timeout.is_none() {
-                params.timeout = settings.timeout;
-            }
-            if params.stream_timeout.is_none() {
-                params.stream_timeout = settings.stream_timeout;
-            }
-            let id = entry
-                .model_info
-                .id
-                .clone()
-                .unwrap_or_else(|| generated_id(entry));
-            if let Some(previous) = ids.insert(id.clone(), index) {
-                return Err(invalid(
-                    at("model_info.id"),
-                    format!(
-                        "deployment id `{id}` is also used by model_list[{previous}]; give each deployment a distinct `model_info.id`"
-                    ),
-                ));
-            }
-            let weight = params
-                .weight
-                .or(params.rpm.map(|rpm| rpm as f64))
-                .or(params.tpm.map(|tpm| tpm as f64))
-                .unwrap_or(1.0);
+        let mut members: Vec<Vec<Arc<Deployment>>> = vec![Vec::new(); valid.groups.len()];
+        for (entry, checked) in model_list.into_iter().zip(valid.deployments) {
+            // `validate` resolved the provider and the group to indexes into `prefixes` and
+            // `valid.groups`.
+            let provider = prefixes[checked.provider].1;
             let deployment = Deployment {
-                id,
-                group: entry.model_name.clone(),
-                api_base: provider.api_base(&params),
+                id: checked.id,
+                group: entry.model_name,
+                api_base: provider.api_base(&checked.params),
                 provider: Arc::clone(provider),
-                // A name that resolves to no group is left out here and refused below.
-                silent: params
-                    .silent_model
-                    .iter()
-                    .flat_map(|targets| targets.groups())
-                    .filter_map(|name| {
-                        index_of(name).map(|group| SilentTarget {
-                            name: name.clone(),
-                            group,
-                        })
-                    })
-                    .collect(),
-                sample_rate: params
-                    .silent_sample_rate
-                    .unwrap_or(mirror_settings.default_sample_rate),
-                weight,
-                order: params.order.unwrap_or(0),
-                prices: prices(&params, &entry.model_info),
-                can_cool_down: group_sizes
-                    .get(entry.model_name.as_str())
-                    .is_some_and(|size| *size > 1),
+                silent: checked.silent.into_boxed_slice(),
+                sample_rate: checked.sample_rate,
+                weight: checked.weight,
+                order: checked.params.order.unwrap_or(0),
+                prices: prices(&checked.params, &entry.model_info),
+                can_cool_down: checked.can_cool_down,
                 state: DeploymentState::default(),
-                params,
+                params: checked.params,
             };
-            groups
-                .entry(entry.model_name.clone())
-                .or_default()
-                .push(Arc::new(deployment));
-        }
-
-        let group_names: Vec<&str> = groups.keys().map(String::as_str).collect();
-        let unknown_group = |name: &str| {
-            let mut message = format!("names no model group `{name}`");
-            if let Some(best) = nearest(name, group_names.iter().copied()) {
-                message.push_str(&format!(" (did you mean `{best}`?)"));
-            }
-            message
-        };
-        let mut aliases = HashMap::new();
-        for (alias, target) in &settings.model_group_alias {
-            if !groups.contains_key(target.target()) {
-                return Err(invalid(
-                    format!("router_settings.model_group_alias.{alias}"),
-                    unknown_group(target.target()),
-                ));
-            }
-            aliases.insert(alias.clone(), target.target().to_owned());
-        }
-        let resolves = |name: &str| groups.contains_key(name) || aliases.contains_key(name);
-        for (index, entry) in model_list.iter().enumerate() {
-            for target in entry
-                .litellm_params
-                .silent_model
-                .iter()
-                .flat_map(|targets| targets.groups())
-            {
-                if !resolves(target) {
-                    return Err(invalid(
-                        format!(
-                            "model_list[{index}] (`{}`).litellm_params.silent_model",
-                            entry.model_name
-                        ),
-                        unknown_group(target),
-                    ));
-                }
-            }
-        }
-        for (field, lists) in [
-            ("fallbacks", &settings.fallbacks),
-            (
-                "context_window_fallbacks",
-                &settings.context_window_fallbacks,
-            ),
-            (
-                "content_policy_fallbacks",
-                &settings.content_policy_fallbacks,
-            ),
-        ] {
-            for map in lists {
-                for (from, to) in map {
-                    for name in std::iter::once(from).chain(to) {
-                        if name != "*" && !resolves(name) {
-                            return Err(invalid(
-                                format!("router_settings.{field}.{from}"),
-                                unknown_group(name),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        for name in &settings.default_fallbacks {
-            if !resolves(name) {
-                return Err(invalid(
-                    "router_settings.default_fallbacks".to_owned(),
-                    unknown_group(name),
-                ));
-            }
+            members[checked.group].push(Arc::new(deployment));
         }
 
         let mut names: FxHashMap<String, usize> = FxHashMap::default();
-        let groups: Vec<Arc<Group>> = sorted_names
-            .iter()
+        let groups: Vec<Arc<Group>> = valid
+            .groups
+            .into_iter()
+            .zip(members)
             .enumerate()
-            .map(|(index, name)| {
-                names.insert((*name).to_owned(), index);
+            .map(|(index, (name, deployments))| {
+                names.insert(name.clone(), index);
                 Arc::new(Group {
-                    name: (*name).to_owned(),
-                    deployments: groups.remove(*name).unwrap_or_default(),
+                    name,
+                    deployments,
                     budget: Arc::new(MinuteBudget::default()),
                     breaker: SilentBreaker::default(),
                 })
             })
             .collect();
-        for (alias, target) in &aliases {
-            if let Some(&index) = names.get(target) {
-                names.insert(alias.clone(), index);
-            }
+        for (alias, index) in valid.aliases {
+            names.insert(alias, index);
         }
         let shared = SharedState::from_settings(&settings)
-            .map_err(|(location, message)| invalid(location, message))?
+            .map_err(|(location, message)| ConfigError::Invalid {
+                origin: self.origin.clone(),
+                location,
+                message,
+                position: None,
+            })?
             .map(Arc::new);
         // Instances that share state must agree on minutes and cooldown ends: the wall clock.
         let clock = if shared.is_some() {
@@ -424,32 +261,4 @@ impl RouterBuilder {
         ));
         Ok(Router { inner })
     }
-}
-
-fn check_rate(rate: f64) -> Result<(), String> {
-    if (0.0..=1.0).contains(&rate) {
-        Ok(())
-    } else {
-        Err(format!("must be between 0 and 1, got {rate}"))
-    }
-}
-
-/// A stable id from what identifies a deployment (FNV-1a), for entries without `model_info.id`.
-fn generated_id(entry: &ModelDeployment) -> String {
-    let params = &entry.litellm_params;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts = [
-        entry.model_name.as_str(),
-        params.model.provider(),
-        params.model.name(),
-        params.api_base.as_deref().unwrap_or(""),
-        params.api_version.as_deref().unwrap_or(""),
-    ];
-    for part in parts {
-        for byte in part.bytes().chain(std::iter::once(0)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{hash:016x}")
 }

@@ -103,7 +103,7 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
             if let Some(targets) = &params.silent_model {
                 let rate = params
                     .silent_sample_rate
-                    .unwrap_or(config.mirror_settings.default_sample_rate);
+                    .unwrap_or(config.mirror_settings.mirror.default_sample_rate);
                 facts.push(format!(
                     "mirrors to {} at {:.0}%",
                     targets.groups().join(", "),
@@ -128,9 +128,9 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
     let _ = writeln!(
         out,
         "Silent queue: {} copies, {} in flight at most; mirroring {}.",
-        config.mirror_settings.silent_queue_size,
-        config.mirror_settings.silent_max_in_flight,
-        if config.mirror_settings.mirroring_enabled {
+        config.mirror_settings.mirror.queue_size,
+        config.mirror_settings.mirror.max_in_flight,
+        if config.mirror_settings.mirror.enabled {
             "on"
         } else {
             "off"

@@ -5,11 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use mirror_core::{deserialize_env_string, SecretString};
 use mirror_logging::S3Config;
 use mirror_router::{
-    parse_yaml, ConfigError, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
+    check_size, check_values, parse_yaml, ConfigError, MirrorSettings, ModelDeployment,
+    RouterConfig, RouterSettings, SHUTDOWN_SECONDS, TIMEOUT_SECONDS,
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -37,6 +40,25 @@ pub struct GatewayConfig {
     /// Mirror's own settings.
     #[serde(default)]
     pub mirror_settings: MirrorSection,
+    /// Where the configuration came from (the file name), for errors found when it is used.
+    #[serde(skip)]
+    origin: String,
+    /// The text it was parsed from, to point errors at a line.
+    #[serde(skip)]
+    source: Source,
+}
+
+/// The configuration text. It may hold keys, so `Debug` prints only its size.
+#[derive(Clone, Default)]
+struct Source(Option<Arc<str>>);
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(text) => write!(f, "<{} bytes>", text.len()),
+            None => f.write_str("None"),
+        }
+    }
 }
 
 /// `litellm_settings`.
@@ -137,9 +159,13 @@ pub struct GeneralSettings {
     custom_auth: Option<IgnoredAny>,
 }
 
-/// `mirror_settings`: ours.
+/// `mirror_settings`: ours. The silent-mirroring keys are the router's [`MirrorSettings`], flattened
+/// (its serde names are these keys, and its defaults are the only ones); the rest are the gateway's.
+///
+/// `deny_unknown_fields` does not work with `flatten`, so unknown keys land in `unknown`, whose
+/// deserializer refuses the first one with serde's own message (and so the "did you mean" and the
+/// location of a parse error).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MirrorSection {
     /// The JSONL call log (the offline default sink); `null` turns it off.
     #[serde(
@@ -147,82 +173,84 @@ pub struct MirrorSection {
         deserialize_with = "deserialize_env_path"
     )]
     pub log_file: Option<PathBuf>,
-    /// Rotate the JSONL log when it reaches this many bytes.
+    /// Rotate the JSONL log when it reaches this many bytes (greater than 0).
     #[serde(default)]
     pub log_max_bytes: Option<u64>,
     /// Rotate the JSONL log every day.
     #[serde(default)]
     pub log_daily_rotation: bool,
-    /// Silent copies waiting for a slot.
-    #[serde(default = "default_queue_size")]
-    pub silent_queue_size: usize,
-    /// At most this many bytes (estimated) of silent copies waiting for a slot; a copy that would
-    /// go over is dropped and counted as `queue_full`.
-    #[serde(
-        default = "default_queue_max_bytes",
-        deserialize_with = "deserialize_positive_bytes"
-    )]
-    pub silent_queue_max_bytes: u64,
-    /// Silent calls running at once.
-    #[serde(default = "default_max_in_flight")]
-    pub silent_max_in_flight: usize,
-    /// Sample rate for deployments without `silent_sample_rate`.
-    #[serde(default = "default_sample_rate")]
-    pub default_sample_rate: f64,
-    /// A metadata key whose value makes sampling deterministic (after `user`).
-    #[serde(default)]
-    pub sample_key: Option<String>,
-    /// Whether mirroring starts on.
-    #[serde(default = "default_true")]
-    pub mirroring_enabled: bool,
-    /// At most this many silent copies per minute across the deployment (shared through Redis when
-    /// configured); the rest are dropped and counted.
-    #[serde(default)]
-    pub silent_max_per_minute: Option<u64>,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (greater than 0).
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
-    /// How long shutdown waits for in-flight requests, silent calls and sinks, in seconds.
+    /// How long shutdown waits for in-flight requests, silent calls and sinks, in seconds (greater
+    /// than 0, at most 1 hour).
     #[serde(default = "default_shutdown_seconds")]
     pub shutdown_timeout: f64,
+    /// The router's silent-mirroring settings: `silent_queue_size`, `silent_queue_max_bytes`,
+    /// `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`,
+    /// `silent_max_per_minute`.
+    #[serde(flatten)]
+    pub mirror: MirrorSettings,
+    /// Must come after every other flattened field: it sees only the keys they did not take.
+    #[serde(flatten)]
+    #[allow(dead_code)] // Only its deserializer matters.
+    unknown: UnknownKeys,
+}
+
+/// The keys of `mirror_settings` that are the gateway's own.
+const GATEWAY_KEYS: [&str; 5] = [
+    "log_file",
+    "log_max_bytes",
+    "log_daily_rotation",
+    "max_body_bytes",
+    "shutdown_timeout",
+];
+
+/// Refuses any key left over in a section (see [`MirrorSection`]).
+#[derive(Debug, Clone, Default)]
+struct UnknownKeys;
+
+impl<'de> Deserialize<'de> for UnknownKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Refuse;
+        impl<'de> serde::de::Visitor<'de> for Refuse {
+            type Value = UnknownKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("no further keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UnknownKeys, A::Error> {
+                match map.next_key::<String>()? {
+                    None => Ok(UnknownKeys),
+                    Some(key) => {
+                        // serde's wording, so `with_suggestion` adds the nearest valid name.
+                        let expected: Vec<String> = GATEWAY_KEYS
+                            .iter()
+                            .chain(MirrorSettings::keys())
+                            .map(|name| format!("`{name}`"))
+                            .collect();
+                        Err(serde::de::Error::custom(format!(
+                            "unknown field `{key}`, expected one of {}",
+                            expected.join(", ")
+                        )))
+                    }
+                }
+            }
+        }
+        deserializer.deserialize_map(Refuse)
+    }
 }
 
 fn default_log_file() -> Option<PathBuf> {
     Some(PathBuf::from("mirror-calls.jsonl"))
-}
-fn default_queue_size() -> usize {
-    MirrorSettings::default().queue_size
-}
-fn default_queue_max_bytes() -> u64 {
-    MirrorSettings::default().queue_max_bytes
-}
-fn default_max_in_flight() -> usize {
-    MirrorSettings::default().max_in_flight
-}
-fn default_sample_rate() -> f64 {
-    1.0
-}
-fn default_true() -> bool {
-    true
 }
 fn default_max_body_bytes() -> usize {
     16 * 1024 * 1024
 }
 fn default_shutdown_seconds() -> f64 {
     30.0
-}
-
-/// A byte count that must be greater than 0 (0 would drop every copy).
-fn deserialize_positive_bytes<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<u64, D::Error> {
-    let bytes = u64::deserialize(deserializer)?;
-    if bytes == 0 {
-        return Err(serde::de::Error::custom(
-            "`silent_queue_max_bytes` must be greater than 0 (a number of bytes, e.g. 33554432 for 32 MiB)",
-        ));
-    }
-    Ok(bytes)
 }
 
 fn deserialize_env_path<'de, D: serde::Deserializer<'de>>(
@@ -237,15 +265,10 @@ impl Default for MirrorSection {
             log_file: default_log_file(),
             log_max_bytes: None,
             log_daily_rotation: false,
-            silent_queue_size: default_queue_size(),
-            silent_queue_max_bytes: default_queue_max_bytes(),
-            silent_max_in_flight: default_max_in_flight(),
-            default_sample_rate: default_sample_rate(),
-            sample_key: None,
-            mirroring_enabled: true,
-            silent_max_per_minute: None,
             max_body_bytes: default_max_body_bytes(),
             shutdown_timeout: default_shutdown_seconds(),
+            mirror: MirrorSettings::default(),
+            unknown: UnknownKeys,
         }
     }
 }
@@ -253,18 +276,29 @@ impl Default for MirrorSection {
 impl MirrorSection {
     /// The router's silent-mirroring settings.
     pub fn mirror_settings(&self) -> MirrorSettings {
-        // The update syntax keeps this compiling when the router gains settings we do not map yet.
-        #[allow(clippy::needless_update)]
-        MirrorSettings {
-            queue_size: self.silent_queue_size,
-            queue_max_bytes: self.silent_queue_max_bytes,
-            max_in_flight: self.silent_max_in_flight,
-            default_sample_rate: self.default_sample_rate,
-            sample_key: self.sample_key.clone(),
-            enabled: self.mirroring_enabled,
-            max_mirrors_per_minute: self.silent_max_per_minute,
-            ..MirrorSettings::default()
+        self.mirror.clone()
+    }
+
+    /// `shutdown_timeout` as a `Duration`.
+    ///
+    /// # Errors
+    ///
+    /// A message when it is not a number of seconds greater than 0 and at most 1 hour.
+    pub fn shutdown_duration(&self) -> Result<Duration, String> {
+        SHUTDOWN_SECONDS.check(self.shutdown_timeout)
+    }
+
+    /// Checks the gateway's own numbers; the router checks the rest.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        self.shutdown_duration()
+            .map_err(|message| ("mirror_settings.shutdown_timeout", message))?;
+        check_size(self.max_body_bytes as u64, "a number of bytes")
+            .map_err(|message| ("mirror_settings.max_body_bytes", message))?;
+        if let Some(bytes) = self.log_max_bytes {
+            check_size(bytes, "a number of bytes")
+                .map_err(|message| ("mirror_settings.log_max_bytes", message))?;
         }
+        Ok(())
     }
 }
 
@@ -296,14 +330,16 @@ impl GatewayConfig {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Parse`] naming the file, line and column, or [`ConfigError::Invalid`] for an
-    /// unreadable file.
+    /// [`ConfigError::Parse`] naming the file, line and column; [`ConfigError::Invalid`] for an
+    /// unreadable file or a number out of range (a duration that is not finite, not positive or too
+    /// long, a zero size, a rate outside 0..=1), with the field's path, line and column.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Invalid {
             origin: origin.clone(),
             location: "file".to_owned(),
             message: format!("cannot read it: {err}"),
+            position: None,
         })?;
         Self::from_yaml_str(&text, &origin)
     }
@@ -321,12 +357,52 @@ impl GatewayConfig {
             std::env::set_var(name, value);
         }
         let mut config: GatewayConfig = parse_yaml(text, origin)?;
+        config.origin = origin.to_owned();
+        config.source = Source(Some(Arc::from(text)));
         let set: BTreeSet<String> = presence
             .router_settings
             .map(|keys| keys.into_keys().collect())
             .unwrap_or_default();
+        config.check_own_values().map_err(|(location, message)| {
+            config.locate(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                location: location.to_owned(),
+                message,
+                position: None,
+            })
+        })?;
         config.merge_litellm_settings(&set);
+        check_values(
+            &config.router_config(),
+            &config.mirror_settings.mirror,
+            origin,
+        )
+        .map_err(|err| config.locate(err))?;
         Ok(config)
+    }
+
+    /// The numbers only the gateway reads; `check_values` and the router check the rest.
+    fn check_own_values(&self) -> Result<(), (&'static str, String)> {
+        if let Some(seconds) = self.litellm_settings.request_timeout {
+            TIMEOUT_SECONDS
+                .check(seconds)
+                .map_err(|message| ("litellm_settings.request_timeout", message))?;
+        }
+        self.mirror_settings.check()
+    }
+
+    /// Where the configuration came from: the file name, `<built-in default>`, or what
+    /// [`GatewayConfig::from_yaml_str`] was given.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Adds the line and column of the field an error names, when the text is known.
+    pub fn locate(&self, err: ConfigError) -> ConfigError {
+        match &self.source.0 {
+            Some(text) => err.with_position_in(text),
+            None => err,
+        }
     }
 
     /// LiteLLM reads `num_retries`, `request_timeout` and fallbacks from `litellm_settings` too; the

@@ -245,6 +245,9 @@ async fn a_zero_byte_bound_is_refused_naming_the_field() {
         .build()
         .unwrap_err()
         .to_string();
-    assert!(err.contains("mirror_settings.queue_max_bytes"), "{err}");
+    assert!(
+        err.contains("mirror_settings.silent_queue_max_bytes"),
+        "{err}"
+    );
     assert!(err.contains("greater than 0"), "{err}");
 }

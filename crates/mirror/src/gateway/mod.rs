@@ -128,6 +128,16 @@ impl Gateway {
     /// [`GatewayError`] naming what is wrong.
     pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
         let section = &config.mirror_settings;
+        // Checked when the file was parsed; checked again here, since the fields are public.
+        let shutdown_timeout =
+            section
+                .shutdown_duration()
+                .map_err(|message| ConfigError::Invalid {
+                    origin: config.origin().to_owned(),
+                    location: "mirror_settings.shutdown_timeout".to_owned(),
+                    message,
+                    position: None,
+                })?;
         let mut writer = LogWriter::builder();
         let mut sinks = Vec::new();
         if let Some(path) = &section.log_file {
@@ -179,10 +189,12 @@ impl Gateway {
         };
         let router = crate::router_builder()
             .map_err(GatewayError::Http)?
+            .origin(config.origin())
             .config(config.router_config())
             .mirror_settings(section.mirror_settings())
             .records(records)
-            .build()?;
+            .build()
+            .map_err(|err| config.locate(err))?;
         // Only the built router knows the generated deployment ids; no call has run yet.
         metrics.register(&router.deployments());
         Ok(Gateway {
@@ -194,7 +206,7 @@ impl Gateway {
                 shutting_down: AtomicBool::new(false),
             }),
             max_body_bytes: section.max_body_bytes,
-            shutdown_timeout: Duration::from_secs_f64(section.shutdown_timeout.max(0.0)),
+            shutdown_timeout,
             sinks,
         })
     }

@@ -1,0 +1,561 @@
+//! Checks a parsed configuration once, before anything is wired (pingora's `ServerConf::validate`).
+//!
+//! [`validate`] is a pure function from `RouterConfig` + `MirrorSettings` to [`ValidConfig`]: no
+//! runtime, no I/O. Every rule about what a configured value may be lives here, once; `build()` only
+//! wires what this returns.
+//!
+//! Limits on numbers, and why:
+//! - timeouts (`timeout`, `stream_timeout`, `request_timeout`): greater than 0 and at most one day.
+//!   No LLM call worth waiting for takes a day; a larger value is a unit mistake (milliseconds
+//!   written as seconds), and values near `f64::MAX` overflow `Duration` and `Instant`.
+//! - waits (`cooldown_time`, `retry_after`): 0 (none) up to one hour; a retry floor or a cooldown of
+//!   more than an hour takes a deployment out of service, which is a config change, not a wait.
+//! - `shutdown_timeout` (the gateway's): greater than 0 and at most one hour; an orchestrator kills a
+//!   process long before (Kubernetes gives 30 s by default).
+//! - rates (`silent_sample_rate`, `default_sample_rate`, `mock_failure_rate`): 0 to 1.
+//! - sizes (queue slots, bytes, calls in flight, `rpm`, `tpm`, per-minute caps): greater than 0.
+//! - Redis waits: `redis_timeout_ms` 1 ms to 1 minute (the request path waits that long at most),
+//!   `redis_sync_interval_ms` 1 ms to 1 hour.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use mirror_core::DeploymentParams;
+
+use crate::config::{GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
+use crate::deployment::SilentTarget;
+use crate::error::{nearest, ConfigError};
+
+/// What a number of seconds in a configuration may be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SecondsRule {
+    /// Whether 0 is allowed (it means "none", as for `retry_after`).
+    pub allow_zero: bool,
+    /// The largest value allowed.
+    pub max_seconds: f64,
+    /// The largest value in words, for messages.
+    pub max_words: &'static str,
+}
+
+/// Timeouts: greater than 0, at most one day.
+pub const TIMEOUT_SECONDS: SecondsRule = SecondsRule {
+    allow_zero: false,
+    max_seconds: 86_400.0,
+    max_words: "1 day",
+};
+
+/// Waits that may be 0 (`cooldown_time`, `retry_after`): at most one hour.
+pub const WAIT_SECONDS: SecondsRule = SecondsRule {
+    allow_zero: true,
+    max_seconds: 3_600.0,
+    max_words: "1 hour",
+};
+
+/// Shutdown deadlines: greater than 0, at most one hour.
+pub const SHUTDOWN_SECONDS: SecondsRule = SecondsRule {
+    allow_zero: false,
+    max_seconds: 3_600.0,
+    max_words: "1 hour",
+};
+
+/// The longest the request path waits for Redis.
+const MAX_REDIS_TIMEOUT_MS: u64 = 60_000;
+/// The longest interval between two syncs with Redis.
+const MAX_REDIS_SYNC_INTERVAL_MS: u64 = 3_600_000;
+
+impl SecondsRule {
+    /// The value as a `Duration`, or why it is not allowed. Never panics, NaN and infinities
+    /// included.
+    ///
+    /// # Errors
+    ///
+    /// A message (without the field's path) when the value is not finite, below the minimum or above
+    /// the maximum.
+    pub fn check(self, seconds: f64) -> Result<Duration, String> {
+        let low_ok = if self.allow_zero {
+            seconds >= 0.0
+        } else {
+            seconds > 0.0
+        };
+        // NaN fails both comparisons.
+        if low_ok && seconds <= self.max_seconds {
+            if let Ok(duration) = Duration::try_from_secs_f64(seconds) {
+                return Ok(duration);
+            }
+        }
+        let low = if self.allow_zero {
+            "0 or more"
+        } else {
+            "greater than 0"
+        };
+        Err(format!(
+            "must be a number of seconds {low} and at most {} ({}), got {seconds:?}",
+            self.max_seconds, self.max_words
+        ))
+    }
+}
+
+/// A rate (a fraction of requests): 0 to 1.
+///
+/// # Errors
+///
+/// A message when the rate is outside 0..=1 or NaN.
+pub fn check_rate(rate: f64) -> Result<(), String> {
+    if (0.0..=1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("must be between 0 and 1, got {rate:?}"))
+    }
+}
+
+/// A size (slots, bytes, calls, a per-minute limit): greater than 0.
+///
+/// # Errors
+///
+/// A message when the size is 0.
+pub fn check_size(size: u64, unit: &str) -> Result<(), String> {
+    if size > 0 {
+        Ok(())
+    } else {
+        Err(format!("must be greater than 0 ({unit})"))
+    }
+}
+
+/// A configuration after [`validate`]: what `build()` wires, with every name resolved to an index.
+#[derive(Debug)]
+pub(crate) struct ValidConfig {
+    /// Every model group name, sorted; a group's index is its position here.
+    pub(crate) groups: Vec<String>,
+    /// One per `model_list` entry, in order.
+    pub(crate) deployments: Vec<ValidDeployment>,
+    /// Every alias with the index of its group.
+    pub(crate) aliases: Vec<(String, usize)>,
+}
+
+/// One `model_list` entry, checked and resolved.
+#[derive(Debug)]
+pub(crate) struct ValidDeployment {
+    /// The configured `model_info.id`, or one generated from the parameters.
+    pub(crate) id: String,
+    /// Index of its own group in [`ValidConfig::groups`].
+    pub(crate) group: usize,
+    /// Index of the registered provider, in the `prefixes` given to [`validate`].
+    pub(crate) provider: usize,
+    /// The parameters, with `timeout` and `stream_timeout` defaulted from `router_settings`.
+    pub(crate) params: DeploymentParams,
+    /// Selection weight: `weight`, else `rpm`, else `tpm`, else 1.
+    pub(crate) weight: f64,
+    /// The silent groups, resolved to group indexes (aliases followed).
+    pub(crate) silent: Vec<SilentTarget>,
+    /// `silent_sample_rate`, else `mirror_settings.default_sample_rate`.
+    pub(crate) sample_rate: f64,
+    /// Whether the group has another deployment to fail over to.
+    pub(crate) can_cool_down: bool,
+}
+
+/// A field path and what is wrong there; the caller adds the origin.
+type Problem = (String, String);
+
+/// Puts a message at `field`, for `map_err`.
+fn at(field: &'static str) -> impl Fn(String) -> Problem {
+    move |message| (field.to_owned(), message)
+}
+
+/// Checks every number and every name of a configuration and resolves what `build()` needs.
+///
+/// `prefixes` are the registered provider prefixes, sorted; `origin` names the source in errors.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for the first problem found, with the field's path.
+pub(crate) fn validate(
+    config: &RouterConfig,
+    mirror: &MirrorSettings,
+    origin: &str,
+    prefixes: &[&str],
+) -> Result<ValidConfig, ConfigError> {
+    resolve(config, mirror, prefixes).map_err(|(location, message)| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        location,
+        message,
+        position: None,
+    })
+}
+
+/// Checks the numbers of a configuration: what needs neither providers nor other entries. A loader
+/// calls it right after parsing, where it can still point at the line; `build()` checks them again
+/// as part of `validate`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for the first number out of range, with the field's path.
+pub fn check_values(
+    config: &RouterConfig,
+    mirror: &MirrorSettings,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    values(config, mirror).map_err(|(location, message)| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        location,
+        message,
+        position: None,
+    })
+}
+
+/// The path of a field of `model_list[index]`.
+fn entry_path(index: usize, entry: &ModelDeployment, field: &str) -> String {
+    format!("model_list[{index}] (`{}`).{field}", entry.model_name)
+}
+
+fn values(config: &RouterConfig, mirror: &MirrorSettings) -> Result<(), Problem> {
+    for (index, entry) in config.model_list.iter().enumerate() {
+        deployment_values(&entry.litellm_params, &entry.model_info)
+            .map_err(|(field, message)| (entry_path(index, entry, &field), message))?;
+    }
+    settings_values(&config.router_settings)
+        .map_err(|(field, message)| (format!("router_settings.{field}"), message))?;
+    mirror_values(mirror).map_err(|(field, message)| (format!("mirror_settings.{field}"), message))
+}
+
+fn deployment_values(
+    params: &DeploymentParams,
+    info: &mirror_core::ModelInfo,
+) -> Result<(), Problem> {
+    if let Some(weight) = params.weight {
+        if !(weight > 0.0 && weight.is_finite()) {
+            return Err((
+                "litellm_params.weight".to_owned(),
+                format!("weight must be greater than 0, got {weight:?}"),
+            ));
+        }
+    }
+    for (field, rate) in [
+        (
+            "litellm_params.silent_sample_rate",
+            params.silent_sample_rate,
+        ),
+        ("litellm_params.mock_failure_rate", params.mock_failure_rate),
+    ] {
+        if let Some(rate) = rate {
+            check_rate(rate).map_err(at(field))?;
+        }
+    }
+    for (field, seconds) in [
+        ("litellm_params.timeout", params.timeout),
+        ("litellm_params.stream_timeout", params.stream_timeout),
+    ] {
+        if let Some(seconds) = seconds {
+            TIMEOUT_SECONDS.check(seconds).map_err(at(field))?;
+        }
+    }
+    if let Some(ms) = params.mock_latency_ms {
+        // Milliseconds, under the same limit as a timeout.
+        #[allow(clippy::cast_precision_loss)]
+        TIMEOUT_SECONDS
+            .check(ms as f64 / 1000.0)
+            .map_err(|_| {
+                format!(
+                    "must be at most {} milliseconds (1 day), got {ms}",
+                    TIMEOUT_SECONDS.max_seconds * 1000.0
+                )
+            })
+            .map_err(at("litellm_params.mock_latency_ms"))?;
+    }
+    for (field, limit) in [
+        ("litellm_params.rpm", params.rpm),
+        ("litellm_params.tpm", params.tpm),
+    ] {
+        if let Some(limit) = limit {
+            check_size(limit, "a per-minute limit").map_err(at(field))?;
+        }
+    }
+    for (field, price) in [
+        (
+            "litellm_params.input_cost_per_token",
+            params.input_cost_per_token,
+        ),
+        (
+            "litellm_params.output_cost_per_token",
+            params.output_cost_per_token,
+        ),
+        ("model_info.input_cost_per_token", info.input_cost_per_token),
+        (
+            "model_info.output_cost_per_token",
+            info.output_cost_per_token,
+        ),
+    ] {
+        if let Some(price) = price {
+            if !(price >= 0.0 && price.is_finite()) {
+                return Err((
+                    field.to_owned(),
+                    format!("must be a price in USD of 0 or more, got {price:?}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn settings_values(settings: &RouterSettings) -> Result<(), Problem> {
+    for (field, seconds) in [
+        ("timeout", settings.timeout),
+        ("stream_timeout", settings.stream_timeout),
+    ] {
+        if let Some(seconds) = seconds {
+            TIMEOUT_SECONDS.check(seconds).map_err(at(field))?;
+        }
+    }
+    WAIT_SECONDS
+        .check(settings.cooldown_time)
+        .map_err(at("cooldown_time"))?;
+    WAIT_SECONDS
+        .check(settings.retry_after)
+        .map_err(at("retry_after"))?;
+    let args = &settings.routing_strategy_args;
+    for (field, value) in [
+        (
+            "routing_strategy_args.lowest_latency_buffer",
+            args.lowest_latency_buffer,
+        ),
+        ("routing_strategy_args.ttl", args.ttl),
+    ] {
+        if let Some(value) = value {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err((
+                    field.to_owned(),
+                    format!("must be a number of 0 or more, got {value:?}"),
+                ));
+            }
+        }
+    }
+    if settings.redis_url.is_none() {
+        if let Some(host) = &settings.redis_host {
+            if host.trim().is_empty() {
+                return Err(("redis_host".to_owned(), "must not be empty".to_owned()));
+            }
+        }
+    }
+    for (field, ms, max) in [
+        (
+            "redis_timeout_ms",
+            settings.redis_timeout_ms,
+            MAX_REDIS_TIMEOUT_MS,
+        ),
+        (
+            "redis_sync_interval_ms",
+            settings.redis_sync_interval_ms,
+            MAX_REDIS_SYNC_INTERVAL_MS,
+        ),
+    ] {
+        if !(1..=max).contains(&ms) {
+            return Err((
+                field.to_owned(),
+                format!("must be a number of milliseconds from 1 to {max}, got {ms}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn mirror_values(mirror: &MirrorSettings) -> Result<(), Problem> {
+    check_size(mirror.queue_size as u64, "a number of queued silent copies")
+        .map_err(at("silent_queue_size"))?;
+    check_size(
+        mirror.queue_max_bytes,
+        "a number of bytes, e.g. 33554432 for 32 MiB",
+    )
+    .map_err(at("silent_queue_max_bytes"))?;
+    check_size(
+        mirror.max_in_flight as u64,
+        "a number of silent calls at once",
+    )
+    .map_err(at("silent_max_in_flight"))?;
+    check_rate(mirror.default_sample_rate).map_err(at("default_sample_rate"))?;
+    if let Some(cap) = mirror.max_mirrors_per_minute {
+        check_size(cap, "a number of silent copies per minute; to stop mirroring, set `mirroring_enabled: false`")
+            .map_err(at("silent_max_per_minute"))?;
+    }
+    Ok(())
+}
+
+fn resolve(
+    config: &RouterConfig,
+    mirror: &MirrorSettings,
+    prefixes: &[&str],
+) -> Result<ValidConfig, Problem> {
+    values(config, mirror)?;
+    let model_list = &config.model_list;
+    let settings = &config.router_settings;
+
+    let mut group_sizes: HashMap<&str, usize> = HashMap::new();
+    for entry in model_list {
+        *group_sizes.entry(entry.model_name.as_str()).or_default() += 1;
+    }
+    // Groups get indexes in name order; names are resolved to them once, here.
+    let mut groups: Vec<&str> = group_sizes.keys().copied().collect();
+    groups.sort_unstable();
+    let unknown_group = |name: &str| {
+        let mut message = format!("names no model group `{name}`");
+        if let Some(best) = nearest(name, groups.iter().copied()) {
+            message.push_str(&format!(" (did you mean `{best}`?)"));
+        }
+        message
+    };
+
+    let mut aliases = Vec::new();
+    for (alias, target) in &settings.model_group_alias {
+        let Ok(index) = groups.binary_search(&target.target()) else {
+            return Err((
+                format!("router_settings.model_group_alias.{alias}"),
+                unknown_group(target.target()),
+            ));
+        };
+        aliases.push((alias.clone(), index));
+    }
+    let index_of = |name: &str| {
+        let name = settings
+            .model_group_alias
+            .get(name)
+            .map_or(name, GroupAlias::target);
+        groups.binary_search(&name).ok()
+    };
+
+    let mut deployments = Vec::with_capacity(model_list.len());
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for (index, entry) in model_list.iter().enumerate() {
+        let at = |field: &str| entry_path(index, entry, field);
+        let mut params = entry.litellm_params.clone();
+        let prefix = params.model.provider();
+        let Ok(provider) = prefixes.binary_search(&prefix) else {
+            return Err((
+                at("litellm_params.model"),
+                format!(
+                    "unknown provider `{prefix}` in `{}`; supported: {}",
+                    params.model,
+                    prefixes.join(", ")
+                ),
+            ));
+        };
+        let id = entry
+            .model_info
+            .id
+            .clone()
+            .unwrap_or_else(|| generated_id(entry));
+        if let Some(previous) = ids.insert(id.clone(), index) {
+            return Err((
+                at("model_info.id"),
+                format!(
+                    "deployment id `{id}` is also used by model_list[{previous}]; give each deployment a distinct `model_info.id`"
+                ),
+            ));
+        }
+        let mut silent = Vec::new();
+        for name in params
+            .silent_model
+            .iter()
+            .flat_map(|targets| targets.groups())
+        {
+            let Some(group) = index_of(name) else {
+                return Err((at("litellm_params.silent_model"), unknown_group(name)));
+            };
+            silent.push(SilentTarget {
+                name: name.clone(),
+                group,
+            });
+        }
+        if params.timeout.is_none() {
+            params.timeout = settings.timeout;
+        }
+        if params.stream_timeout.is_none() {
+            params.stream_timeout = settings.stream_timeout;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let weight = params
+            .weight
+            .or(params.rpm.map(|rpm| rpm as f64))
+            .or(params.tpm.map(|tpm| tpm as f64))
+            .unwrap_or(1.0);
+        // Every entry's own name is in `groups`; not finding it would be a bug here.
+        let group = groups
+            .binary_search(&entry.model_name.as_str())
+            .unwrap_or_default();
+        deployments.push(ValidDeployment {
+            id,
+            group,
+            provider,
+            weight,
+            silent,
+            sample_rate: params
+                .silent_sample_rate
+                .unwrap_or(mirror.default_sample_rate),
+            can_cool_down: group_sizes
+                .get(entry.model_name.as_str())
+                .is_some_and(|size| *size > 1),
+            params,
+        });
+    }
+
+    let alias_names: HashSet<&str> = aliases.iter().map(|(alias, _)| alias.as_str()).collect();
+    let resolves = |name: &str| groups.binary_search(&name).is_ok() || alias_names.contains(name);
+    for (field, lists) in [
+        ("fallbacks", &settings.fallbacks),
+        (
+            "context_window_fallbacks",
+            &settings.context_window_fallbacks,
+        ),
+        (
+            "content_policy_fallbacks",
+            &settings.content_policy_fallbacks,
+        ),
+    ] {
+        for map in lists {
+            for (from, to) in map {
+                for name in std::iter::once(from).chain(to) {
+                    if name != "*" && !resolves(name) {
+                        return Err((
+                            format!("router_settings.{field}.{from}"),
+                            unknown_group(name),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for name in &settings.default_fallbacks {
+        if !resolves(name) {
+            return Err((
+                "router_settings.default_fallbacks".to_owned(),
+                unknown_group(name),
+            ));
+        }
+    }
+
+    Ok(ValidConfig {
+        groups: groups.into_iter().map(str::to_owned).collect(),
+        deployments,
+        aliases,
+    })
+}
+
+/// A stable id from what identifies a deployment (FNV-1a), for entries without `model_info.id`.
+fn generated_id(entry: &ModelDeployment) -> String {
+    let params = &entry.litellm_params;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = [
+        entry.model_name.as_str(),
+        params.model.provider(),
+        params.model.name(),
+        params.api_base.as_deref().unwrap_or(""),
+        params.api_version.as_deref().unwrap_or(""),
+    ];
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests;
