@@ -134,9 +134,9 @@ fn python_tests(root: &Path, cargo: &str, envs: &BTreeMap<String, String>) -> Re
          or set MIRROR_SKIP_PYTHON_TESTS=1 to skip these tests"
             .to_owned()
     })?;
-    println!("xtask: == python: cargo build -p mirror --bin mirror");
+    println!("xtask: == python: cargo build -p mirror-cli --bin mirror");
     let status = Command::new(cargo)
-        .args(["build", "-p", "mirror", "--bin", "mirror"])
+        .args(["build", "-p", "mirror-cli", "--bin", "mirror"])
         .current_dir(root)
         .envs(envs)
         .status()
@@ -179,6 +179,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("mirror-providers", &["mirror-core"]),
     ("mirror-logging", &["mirror-core"]),
     ("mirror-router", &["mirror-core", "mirror-providers"]),
+    ("mirror-report", &["mirror-core", "mirror-logging"]),
+    ("mirror-test-support", &["mirror-core"]),
     (
         "mirror",
         &[
@@ -186,6 +188,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "mirror-providers",
             "mirror-router",
             "mirror-logging",
+        ],
+    ),
+    (
+        "mirror-cli",
+        &[
+            "mirror-core",
+            "mirror-providers",
+            "mirror-router",
+            "mirror-logging",
+            "mirror-report",
+            "mirror",
         ],
     ),
 ];
