@@ -51,7 +51,7 @@ if ! cmp -s "$mirror_requirements" "$mirror_venv/.mirror-requirements" \
 fi
 echo "MIRROR_TEST_PYTHON=$mirror_venv/bin/python"
 
-# Headless Chromium (Debian's package), for the HTML report test in tests/integration/report.rs.
+# Headless Chromium (Debian's package), for the HTML report test in crates/mirror-report/tests/report.rs.
 if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: installing chromium (apt-get) ..." >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use mirror::demo::{run, DemoOptions};
+use mirror_cli::demo::{run, DemoOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_mirrors_every_request_and_pairs_every_shadow() {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{client, RunningGateway, Upstream};
+use crate::support::{client, start_upstream, RunningGateway};
 
 fn config(upstream: &str, extra: &str) -> String {
     format!(
@@ -57,7 +57,7 @@ async fn error_of(response: reqwest::Response) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_answers_with_id_headers_and_mirrors_to_the_shadow() {
-    let (upstream, base) = Upstream::start().await;
+    let (upstream, base) = start_upstream().await;
     let gateway = RunningGateway::start(&config(&base, "")).await;
 
     let response = post(&gateway.base, "/v1/chat/completions", &chat_body("primary")).await;
@@ -245,7 +245,7 @@ async fn embeddings_models_health_and_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_have_openai_shape_and_status() {
-    let (_upstream, base) = Upstream::start().await;
+    let (_upstream, base) = start_upstream().await;
     let gateway = RunningGateway::start(&config(&base, "")).await;
     let url = format!("{}/v1/chat/completions", gateway.base);
 
@@ -404,7 +404,7 @@ async fn azure_paths_route_by_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests_and_flushes_the_log() {
-    let (upstream, base) = Upstream::start().await;
+    let (upstream, base) = start_upstream().await;
     let mut gateway = RunningGateway::start(&config(&base, "")).await;
     let url = format!("{}/v1/chat/completions", gateway.base);
     let in_flight = tokio::spawn(async move {
@@ -416,17 +416,14 @@ async fn shutdown_finishes_in_flight_requests_and_flushes_the_log() {
             .unwrap()
     });
     // Wait until the upstream holds the request, then ask the gateway to stop.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while upstream.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    upstream
+        .wait_until("the held request", |seen| {
+            seen.iter().any(|request| request.body["model"] == "held")
+        })
+        .await;
     gateway.begin_stop();
     // The gateway stops taking new requests but lets the held one finish.
-    upstream.release.notify_one();
+    upstream.release();
     let response = in_flight.await.unwrap();
     assert_eq!(response.status(), 200);
     let (report, records) = gateway.finish().await;

@@ -1,72 +1,46 @@
-//! Shared test support: a fake OpenAI-shaped upstream and a gateway started on a free port.
+//! Shared test support: the shared fake upstream (`mirror_test_support::upstream`) answering by
+//! model name, and a gateway started on a free port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use mirror::config::GatewayConfig;
 use mirror::gateway::{Gateway, ShutdownReport};
+use mirror_test_support::{Call, Upstream};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// What the fake upstream saw.
-#[derive(Debug, Clone)]
-pub(crate) struct Seen {
-    pub(crate) path: String,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Value,
+/// The shared fake upstream, answering as OpenAI and Azure OpenAI do, with a behaviour that follows
+/// the `model` it is asked for: `fail-500`, `rate-limited` (429, Retry-After 7), `context` (400
+/// context_length_exceeded), `held` (waits for `Upstream::release`), anything else answers
+/// `echo: <last user message>`. Returns the upstream and its `http://127.0.0.1:<port>`.
+pub(crate) async fn start_upstream() -> (Upstream, String) {
+    let upstream = Upstream::with_handler(respond).await;
+    let url = upstream.url().to_owned();
+    (upstream, url)
 }
 
-/// An OpenAI-shaped upstream whose behaviour follows the `model` it is asked for:
-/// `fail-500`, `rate-limited` (429, Retry-After 7), `context` (400 context_length_exceeded),
-/// `held` (waits for `release`), anything else answers `echo: <last user message>`.
-#[derive(Clone, Default)]
-pub(crate) struct Upstream {
-    pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
-    pub(crate) release: Arc<Notify>,
-    pub(crate) held: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    pub(crate) async fn start() -> (Self, String) {
-        let upstream = Upstream::default();
-        let app = axum::Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .route("/v1/embeddings", post(embeddings))
-            .route(
-                "/openai/deployments/{deployment}/chat/completions",
-                post(chat),
-            )
-            .with_state(upstream.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (upstream, format!("http://{address}"))
+async fn respond(mut call: Call) -> Response {
+    let path = call.path.as_str();
+    let is_chat = path == "/v1/chat/completions"
+        || (path.starts_with("/openai/deployments/") && path.ends_with("/chat/completions"));
+    if call.method != "POST" || !(is_chat || path == "/v1/embeddings") {
+        return StatusCode::NOT_FOUND.into_response();
     }
-
-    pub(crate) fn requests(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+    let body = call.body.clone();
+    if path == "/v1/embeddings" {
+        return axum::Json(json!({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
+            "usage": {"prompt_tokens": 2, "total_tokens": 2}
+        }))
+        .into_response();
     }
-}
-
-async fn chat(
-    State(upstream): State<Upstream>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    axum::Json(body): axum::Json<Value>,
-) -> Response {
-    upstream.seen.lock().unwrap().push(Seen {
-        path: uri.to_string(),
-        headers,
-        body: body.clone(),
-    });
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     match model.as_str() {
         "fail-500" => (
@@ -87,8 +61,7 @@ async fn chat(
             .into_response(),
         _ => {
             if model == "held" {
-                upstream.held.fetch_add(1, Ordering::SeqCst);
-                upstream.release.notified().await;
+                call.released().await;
             }
             let text = body["messages"]
                 .as_array()
@@ -103,15 +76,6 @@ async fn chat(
             .into_response()
         }
     }
-}
-
-async fn embeddings(axum::Json(body): axum::Json<Value>) -> Response {
-    axum::Json(json!({
-        "object": "list", "model": body["model"],
-        "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5]}],
-        "usage": {"prompt_tokens": 2, "total_tokens": 2}
-    }))
-    .into_response()
 }
 
 /// A gateway serving on a free port, stopped by `stop`.

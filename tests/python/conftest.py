@@ -64,7 +64,7 @@ class Gateway:
     def _start(self) -> None:
         binary = mirror_bin()
         if not binary.exists():
-            pytest.fail(f"gateway binary {binary} not found: run `cargo build -p mirror --bin mirror` or set MIRROR_BIN")
+            pytest.fail(f"gateway binary {binary} not found: run `cargo build -p mirror-cli --bin mirror` or set MIRROR_BIN")
         for _attempt in range(3):
             self.port = free_port()
             args = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(self.port)]

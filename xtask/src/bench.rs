@@ -311,9 +311,9 @@ pub(crate) fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let options = parse(args)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     if options.build {
-        println!("bench: cargo build --release -p mirror");
+        println!("bench: cargo build --release -p mirror-cli --bin mirror");
         let status = Command::new(&cargo)
-            .args(["build", "--release", "-p", "mirror", "--bin", "mirror"])
+            .args(["build", "--release", "-p", "mirror-cli", "--bin", "mirror"])
             .current_dir(root)
             .status()
             .map_err(|err| format!("cannot run cargo: {err}"))?;

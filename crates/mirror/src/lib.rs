@@ -60,14 +60,13 @@
 //! This facade re-exports the types users name and the layered crates as modules: [`core`] (wire
 //! types, identity, silent-copy rules, records), [`providers`] (OpenAI, Azure OpenAI, mock),
 //! [`router`] (selection, retries, the silent scheduler) and [`logging`] (sinks).
+//!
+//! It is not the `mirror` command (the `mirror-cli` crate) nor the report (`mirror-report`), so a
+//! library user compiles neither's dependencies.
 
-pub mod cli;
 pub mod config;
 mod defaults;
-pub mod demo;
 pub mod gateway;
-pub mod mock_upstream;
-pub mod report;
 
 pub use defaults::{default_config, default_providers, router_builder, DEFAULT_CONFIG_YAML};
 pub use mirror_core::{

@@ -1,3 +1,5 @@
+//! Tests of the wire types: Azure chunks, the stream accumulator, upstream bodies and unknown fields.
+
 use serde_json::json;
 
 use super::*;

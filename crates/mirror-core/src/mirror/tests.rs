@@ -1,3 +1,5 @@
+//! Tests of `ChatRequest::to_mirror`: what a silent copy keeps, drops and adds (snapshots).
+
 use expect_test::{expect, Expect};
 use serde_json::json;
 

@@ -1,3 +1,5 @@
+//! Tests of the JSONL sink's daily rotation and rotated file names.
+
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Tests of the S3 sink's configuration, object keys, URLs and SigV4 signing (no server).
+
 use super::*;
 use crate::test_support::record;
 

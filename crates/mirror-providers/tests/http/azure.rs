@@ -32,7 +32,7 @@ fn embeddings_response() -> serde_json::Value {
 
 #[tokio::test]
 async fn chat_uses_the_deployment_path_api_version_and_api_key() {
-    let upstream = Upstream::start(|_| async { json(200, completion("Hi")) }).await;
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi")) }).await;
     let mut request = hello();
     request
         .extra
@@ -40,7 +40,7 @@ async fn chat_uses_the_deployment_path_api_version_and_api_key() {
 
     let response = azure()
         .chat(
-            &azure_deployment(&format!("{}/", upstream.base), "2024-10-21"),
+            &azure_deployment(&format!("{}/", upstream.url()), "2024-10-21"),
             &request,
         )
         .await
@@ -65,8 +65,8 @@ async fn chat_uses_the_deployment_path_api_version_and_api_key() {
 
 #[tokio::test]
 async fn azure_ad_token_is_sent_as_a_bearer_token_instead_of_the_key() {
-    let upstream = Upstream::start(|_| async { json(200, completion("Hi")) }).await;
-    let mut params = azure_deployment(&upstream.base, "2025-01-01-preview");
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi")) }).await;
+    let mut params = azure_deployment(upstream.url(), "2025-01-01-preview");
     params.azure_ad_token = Some(SecretString::new("entra-token"));
 
     azure().chat(&params, &hello()).await.unwrap();
@@ -82,10 +82,10 @@ async fn azure_ad_token_is_sent_as_a_bearer_token_instead_of_the_key() {
 
 #[tokio::test]
 async fn v1_surface_puts_the_deployment_in_the_body() {
-    let upstream = Upstream::start(|_| async { json(200, completion("Hi")) }).await;
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi")) }).await;
 
     azure()
-        .chat(&azure_deployment(&upstream.base, "v1"), &hello())
+        .chat(&azure_deployment(upstream.url(), "v1"), &hello())
         .await
         .unwrap();
 
@@ -107,12 +107,12 @@ async fn v1_surface_puts_the_deployment_in_the_body() {
 
 #[tokio::test]
 async fn embeddings_paths() {
-    let upstream = Upstream::start(|_| async { json(200, embeddings_response()) }).await;
+    let upstream = Upstream::with_handler(|_| async { json(200, embeddings_response()) }).await;
 
     for version in ["2024-10-21", "v1"] {
         let response = azure()
             .embeddings(
-                &azure_deployment(&upstream.base, version),
+                &azure_deployment(upstream.url(), version),
                 &embeddings_request(),
             )
             .await

@@ -32,9 +32,11 @@ async fn check(
     expect: Expect,
 ) {
     let upstream =
-        Upstream::start(move |_| async move { raw(status, "application/json", headers, body) })
-            .await;
-    let params = deployment("openai/gpt-4o-mini", &upstream.base);
+        Upstream::with_handler(
+            move |_| async move { raw(status, "application/json", headers, body) },
+        )
+        .await;
+    let params = deployment("openai/gpt-4o-mini", upstream.url());
     let mut rendered = Vec::new();
     for (transport, client) in clients() {
         let openai = OpenAi::new(client);
@@ -261,7 +263,7 @@ async fn unprocessable_with_an_empty_body() {
 #[tokio::test]
 async fn an_echoed_key_is_not_repeated() {
     // Some OpenAI-compatible servers echo the key they refused in full.
-    let upstream = Upstream::start(|_| async {
+    let upstream = Upstream::with_handler(|_| async {
         raw(
             401,
             "application/json",
@@ -271,7 +273,7 @@ async fn an_echoed_key_is_not_repeated() {
         )
     })
     .await;
-    let params = deployment("openai/gpt-4o-mini", &upstream.base);
+    let params = deployment("openai/gpt-4o-mini", upstream.url());
     let openai = OpenAi::new(HttpClient::new().unwrap());
     let err = openai.chat(&params, &hello()).await.unwrap_err();
     assert!(
@@ -281,7 +283,7 @@ async fn an_echoed_key_is_not_repeated() {
     assert_no_secret(&err);
 
     // And an Azure key, which travels in `api-key`.
-    let mut params = deployment("azure/my-deploy", &upstream.base);
+    let mut params = deployment("azure/my-deploy", upstream.url());
     params.api_version = Some("2024-10-21".to_owned());
     let azure = AzureOpenAi::new(HttpClient::new().unwrap());
     let err = azure.chat_stream(&params, &hello()).await.err().unwrap();
@@ -290,7 +292,7 @@ async fn an_echoed_key_is_not_repeated() {
 
 #[tokio::test]
 async fn malformed_json_is_malformed_response_with_an_excerpt() {
-    let upstream = Upstream::start(|_| async {
+    let upstream = Upstream::with_handler(|_| async {
         raw(
             200,
             "application/json",
@@ -302,7 +304,7 @@ async fn malformed_json_is_malformed_response_with_an_excerpt() {
         )
     })
     .await;
-    let params = deployment("openai/gpt-4o-mini", &upstream.base);
+    let params = deployment("openai/gpt-4o-mini", upstream.url());
     let openai = OpenAi::new(HttpClient::new().unwrap());
     let err = openai.chat(&params, &hello()).await.unwrap_err();
     let ProviderError::MalformedResponse { excerpt, .. } = &err else {
@@ -321,7 +323,7 @@ async fn malformed_json_is_malformed_response_with_an_excerpt() {
 #[tokio::test]
 async fn a_server_that_never_answers_times_out() {
     let never = Arc::new(Notify::new());
-    let upstream = Upstream::start({
+    let upstream = Upstream::with_handler({
         let never = Arc::clone(&never);
         move |_| {
             let never = Arc::clone(&never);
@@ -332,7 +334,7 @@ async fn a_server_that_never_answers_times_out() {
         }
     })
     .await;
-    let mut params = deployment("openai/gpt-4o-mini", &upstream.base);
+    let mut params = deployment("openai/gpt-4o-mini", upstream.url());
     params.timeout = Some(0.2);
     for (transport, client) in clients() {
         let openai = OpenAi::new(client);
@@ -361,7 +363,7 @@ async fn a_server_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn timeout_covers_a_body_that_never_finishes() {
-    let upstream = Upstream::start(|_| async {
+    let upstream = Upstream::with_handler(|_| async {
         let mut response = sse(vec!["{\"id\": ".into()], Ending::Stall);
         response.headers_mut().insert(
             "content-type",
@@ -370,7 +372,7 @@ async fn timeout_covers_a_body_that_never_finishes() {
         response
     })
     .await;
-    let mut params = deployment("openai/gpt-4o-mini", &upstream.base);
+    let mut params = deployment("openai/gpt-4o-mini", upstream.url());
     params.timeout = Some(0.2);
     for (transport, client) in clients() {
         let openai = OpenAi::new(client);

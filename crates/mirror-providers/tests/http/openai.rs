@@ -13,8 +13,8 @@ fn openai() -> OpenAi {
 
 #[tokio::test]
 async fn chat_sends_the_provider_model_and_no_gateway_fields() {
-    let upstream = Upstream::start(|_| async { json(200, completion("Hi there")) }).await;
-    let mut params = deployment("openai/gpt-4o-mini", &format!("{}/v1/", upstream.base));
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi there")) }).await;
+    let mut params = deployment("openai/gpt-4o-mini", &format!("{}/v1/", upstream.url()));
     params.organization = Some("org-42".to_owned());
     // A client asking for a stream in the body still gets a plain call when the router calls `chat`.
     let request = request(json!({
@@ -61,8 +61,9 @@ async fn chat_sends_the_provider_model_and_no_gateway_fields() {
 #[tokio::test]
 async fn chat_stream_sends_stream_and_stream_options() {
     let upstream =
-        Upstream::start(|_| async { sse(vec![events(&["[DONE]"]).into()], Ending::Close) }).await;
-    let params = deployment("openai/gpt-4o-mini", &format!("{}/v1", upstream.base));
+        Upstream::with_handler(|_| async { sse(vec![events(&["[DONE]"]).into()], Ending::Close) })
+            .await;
+    let params = deployment("openai/gpt-4o-mini", &format!("{}/v1", upstream.url()));
     let request = request(json!({
         "model": "gpt-group",
         "messages": [{"role": "user", "content": "Hello"}],
@@ -98,8 +99,9 @@ async fn chat_stream_sends_stream_and_stream_options() {
 #[tokio::test]
 async fn chat_stream_without_stream_options_sends_none() {
     let upstream =
-        Upstream::start(|_| async { sse(vec![events(&["[DONE]"]).into()], Ending::Close) }).await;
-    let params = deployment("openai/gpt-4o-mini", &format!("{}/v1", upstream.base));
+        Upstream::with_handler(|_| async { sse(vec![events(&["[DONE]"]).into()], Ending::Close) })
+            .await;
+    let params = deployment("openai/gpt-4o-mini", &format!("{}/v1", upstream.url()));
 
     let stream = openai()
         .chat_stream(&params, &crate::support::hello())
@@ -114,7 +116,7 @@ async fn chat_stream_without_stream_options_sends_none() {
 
 #[tokio::test]
 async fn embeddings_post_to_embeddings_with_the_provider_model() {
-    let upstream = Upstream::start(|_| async {
+    let upstream = Upstream::with_handler(|_| async {
         json(
             200,
             json!({
@@ -128,7 +130,7 @@ async fn embeddings_post_to_embeddings_with_the_provider_model() {
     .await;
     let params = deployment(
         "openai/text-embedding-3-small",
-        &format!("{}/v1", upstream.base),
+        &format!("{}/v1", upstream.url()),
     );
     let request: EmbeddingsRequest = serde_json::from_value(json!({
         "model": "embed-group",

@@ -46,13 +46,13 @@ async fn openai_stream(
     ending: Ending,
     params: impl FnOnce(&str) -> DeploymentParams,
 ) -> (Vec<ChatChunk>, Option<ProviderError>) {
-    let upstream = Upstream::start(move |_| {
+    let upstream = Upstream::with_handler(move |_| {
         let body = body.clone();
         let ending = ending.clone();
         async move { sse(chop(&body, piece), ending) }
     })
     .await;
-    let params = params(&upstream.base);
+    let params = params(upstream.url());
     let mut results = Vec::new();
     for (transport, client) in clients() {
         let openai = OpenAi::new(client);
@@ -171,12 +171,12 @@ async fn cr_line_endings() {
 #[tokio::test]
 async fn azure_stream_with_filter_only_chunks_and_usage() {
     let body = events(AZURE_STREAM) + "data: [DONE]\n\n";
-    let upstream = Upstream::start(move |_| {
+    let upstream = Upstream::with_handler(move |_| {
         let body = body.clone();
         async move { sse(chop(&body, 13), Ending::Close) }
     })
     .await;
-    let mut params = deployment("azure/my-deploy", &upstream.base);
+    let mut params = deployment("azure/my-deploy", upstream.url());
     params.api_version = Some("2024-10-21".to_owned());
     params.timeout = Some(10.0);
     params.stream_timeout = Some(10.0);
@@ -249,7 +249,7 @@ async fn dropped_after_on(
     read: usize,
 ) -> ProviderError {
     let abort = Arc::new(Notify::new());
-    let upstream = Upstream::start({
+    let upstream = Upstream::with_handler({
         let abort = Arc::clone(&abort);
         move |_| {
             let body = body.clone();
@@ -260,7 +260,7 @@ async fn dropped_after_on(
     .await;
     let openai = OpenAi::new(client);
     let mut stream = openai
-        .chat_stream(&stream_deployment(&upstream.base), &hello())
+        .chat_stream(&stream_deployment(upstream.url()), &hello())
         .await
         .unwrap();
     for _ in 0..read {
@@ -337,7 +337,7 @@ async fn invalid_chunk_is_malformed_response() {
 
 #[tokio::test]
 async fn error_status_fails_before_the_stream_starts() {
-    let upstream = Upstream::start(|_| async {
+    let upstream = Upstream::with_handler(|_| async {
         json(
             429,
             serde_json::json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
@@ -346,7 +346,7 @@ async fn error_status_fails_before_the_stream_starts() {
     .await;
     let openai = OpenAi::new(HttpClient::new().unwrap());
     let err = openai
-        .chat_stream(&stream_deployment(&upstream.base), &hello())
+        .chat_stream(&stream_deployment(upstream.url()), &hello())
         .await
         .err()
         .expect("a 429 fails the call");
@@ -372,10 +372,11 @@ async fn stream_cut_inside_a_line_is_a_transport_error() {
 
 #[tokio::test]
 async fn json_answer_to_a_stream_request_is_malformed_response() {
-    let upstream = Upstream::start(|_| async { json(200, crate::support::completion("Hi")) }).await;
+    let upstream =
+        Upstream::with_handler(|_| async { json(200, crate::support::completion("Hi")) }).await;
     let openai = OpenAi::new(HttpClient::new().unwrap());
     let err = openai
-        .chat_stream(&stream_deployment(&upstream.base), &hello())
+        .chat_stream(&stream_deployment(upstream.url()), &hello())
         .await
         .err()
         .expect("a JSON answer is no stream");

@@ -6,7 +6,7 @@ use mirror_providers::{HttpClient, OpenAi, Provider};
 use crate::support::{clients, completion, deployment, hello, json, Upstream, KEY};
 
 /// The headers a transport adds on its own, for comparing them.
-fn transport_headers(recorded: &crate::support::Recorded) -> String {
+fn transport_headers(recorded: &crate::support::Seen) -> String {
     ["host", "accept", "content-length", "authorization"]
         .iter()
         .map(|name| format!("{name}: {:?}\n", recorded.header(name)))
@@ -15,8 +15,8 @@ fn transport_headers(recorded: &crate::support::Recorded) -> String {
 
 #[tokio::test]
 async fn both_transports_send_the_same_request() {
-    let upstream = Upstream::start(|_| async { json(200, completion("Hi")) }).await;
-    let mut params = deployment("openai/gpt-4o-mini", &format!("{}/v1", upstream.base));
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi")) }).await;
+    let mut params = deployment("openai/gpt-4o-mini", &format!("{}/v1", upstream.url()));
     params.organization = Some("org-42".to_owned());
     for (_, client) in clients() {
         let response = OpenAi::new(client).chat(&params, &hello()).await.unwrap();
@@ -34,8 +34,8 @@ async fn both_transports_send_the_same_request() {
 
 #[tokio::test]
 async fn credentials_in_api_base_become_basic_auth_on_both_transports() {
-    let upstream = Upstream::start(|_| async { json(200, completion("Hi")) }).await;
-    let base = upstream.base.replace("http://", "http://user:p%40ss@");
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi")) }).await;
+    let base = upstream.url().replace("http://", "http://user:p%40ss@");
     let mut params = deployment("openai/gpt-4o-mini", &format!("{base}/v1"));
     // Without a key, the URL's credentials are the only authorization.
     params.api_key = None;
@@ -55,8 +55,8 @@ async fn credentials_in_api_base_become_basic_auth_on_both_transports() {
 async fn the_reqwest_transport_sends_through_a_proxy() {
     // The "proxy" answers itself; what matters is that the request reached it, in absolute form,
     // for a host that does not exist.
-    let proxy = Upstream::start(|_| async { json(200, completion("via proxy")) }).await;
-    let client = HttpClient::reqwest(Some(&proxy.base)).unwrap();
+    let proxy = Upstream::with_handler(|_| async { json(200, completion("via proxy")) }).await;
+    let client = HttpClient::reqwest(Some(proxy.url())).unwrap();
     let params = deployment("openai/gpt-4o-mini", "http://upstream.invalid:9/v1");
     let response = OpenAi::new(client).chat(&params, &hello()).await.unwrap();
     assert_eq!(response.text().as_deref(), Some("via proxy"));

@@ -77,7 +77,10 @@ fn blocking_router_chats_streams_and_mirrors_from_a_plain_thread() {
         2
     );
     assert!(all.iter().all(|r| r.status == CallStatus::Success));
-    assert_eq!(shadow.seen().iter().filter(|s| s.is_stream()).count(), 1);
+    assert_eq!(
+        shadow.requests().iter().filter(|s| s.is_stream()).count(),
+        1
+    );
 }
 
 #[test]

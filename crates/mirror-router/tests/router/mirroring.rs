@@ -63,14 +63,14 @@ async fn primary_returns_while_shadow_is_held_and_shadow_completes_after_release
     assert_no_secret(&shadow_record);
 
     // The shadow's body is addressed to its own deployment and carries no gateway metadata.
-    let seen = shadow.seen();
+    let seen = shadow.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].path, "/v1/chat/completions");
     assert_eq!(seen[0].body["model"], "gpt-4o-mini");
     assert!(seen[0].body.get("metadata").is_none(), "{}", seen[0].body);
     assert!(!seen[0].is_stream());
     assert_eq!(
-        seen[0].authorization.as_deref(),
+        seen[0].authorization(),
         Some(format!("Bearer {}", support::SECRET_KEY).as_str())
     );
 
@@ -117,7 +117,7 @@ async fn streaming_primary_is_not_slowed_by_a_held_streaming_shadow() {
     // The primary was read to the end while the shadow's upstream still held its copy.
     shadow.wait_for_requests(1).await;
     assert_eq!(router.mirror_stats().running, 1);
-    let seen = shadow.seen();
+    let seen = shadow.requests();
     assert!(
         seen[0].is_stream(),
         "the shadow streams too: {}",
@@ -470,7 +470,7 @@ async fn opt_out_and_switch_off_are_counted_as_drops() {
     let stats = settled(&router).await;
     assert_eq!((stats.mirrored, stats.dropped_opted_out), (1, 1));
     // The opt-out flag is the gateway's: it reaches neither the upstream nor the requester metadata.
-    assert!(primary.seen()[0].body.get("metadata").is_none());
+    assert!(primary.requests()[0].body.get("metadata").is_none());
     let record = next_record(&mut records).await;
     assert!(!record
         .metadata

@@ -43,9 +43,9 @@ impl Call {
     }
 }
 
-/// A pair kept for the judge.
+/// A pair kept for the judge (see [`judge`](crate::judge)).
 #[derive(Debug, Clone)]
-pub(crate) struct JudgeSample {
+pub struct JudgeSample {
     pub(crate) prompt: String,
     pub(crate) primary: String,
     pub(crate) shadow: String,
@@ -422,8 +422,9 @@ impl Analyzer {
         }
     }
 
-    /// Finishes every pending call and returns the report, with the pairs sampled for a judge.
-    pub(crate) fn finish_with_samples(mut self) -> (Report, Vec<Vec<JudgeSample>>) {
+    /// Finishes every pending call and returns the report, with the pairs sampled for a judge: one
+    /// list per entry of `Report::edges`, in the same order.
+    pub fn finish_with_samples(mut self) -> (Report, Vec<Vec<JudgeSample>>) {
         while let Some((_, slot)) = self.queue.pop_front() {
             self.finish_slot(slot);
         }

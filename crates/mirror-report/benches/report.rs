@@ -1,8 +1,8 @@
 //! Records per second of `mirror report`'s analysis on a generated log.
 //!
-//! `cargo bench -p mirror --bench report` writes a 1,000,000-record JSONL log (500,000 primary calls,
+//! `cargo bench -p mirror-report --bench report` writes a 1,000,000-record JSONL log (500,000 primary calls,
 //! each with one silent call a few records later) to the temporary directory once, then times
-//! `mirror::report::analyze_paths` over it. `MIRROR_BENCH_RECORDS` changes the size.
+//! `mirror_report::analyze_paths` over it. `MIRROR_BENCH_RECORDS` changes the size.
 
 // criterion's macros define undocumented functions.
 #![allow(missing_docs)]
@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mirror::report::{analyze_paths, ReportOptions};
-use mirror::{CallId, CallRecord};
+use mirror_core::{CallId, CallRecord};
+use mirror_report::{analyze_paths, ReportOptions};
 
 const ANSWERS: &[&str] = &[
     "The capital of France is Paris.",
@@ -71,11 +71,11 @@ fn generate(records: usize) -> PathBuf {
         }
         let mut primary = base.clone();
         primary.call_id = CallId::new();
-        primary.trace_id = mirror::TraceId::new();
+        primary.trace_id = mirror_core::TraceId::new();
         primary.response_time = 0.2 + rng.f64();
         let answer = ANSWERS[rng.usize(..ANSWERS.len())];
         if let Some(response) = primary.response.as_mut() {
-            response.choices[0].message = mirror::ChatMessage::new("assistant", answer);
+            response.choices[0].message = mirror_core::ChatMessage::new("assistant", answer);
         }
         let mut shadow = primary.clone();
         shadow.call_id = CallId::new();
@@ -87,7 +87,7 @@ fn generate(records: usize) -> PathBuf {
         shadow.response_cost = 0.00001;
         let answer = ANSWERS[rng.usize(..ANSWERS.len())];
         if let Some(response) = shadow.response.as_mut() {
-            response.choices[0].message = mirror::ChatMessage::new("assistant", answer);
+            response.choices[0].message = mirror_core::ChatMessage::new("assistant", answer);
         }
         write_line(&mut out, &primary, &mut written);
         waiting.push_back(shadow);

@@ -17,7 +17,7 @@ const GETS_IN_FLIGHT: usize = 8;
 
 /// `s3://bucket/prefix` split into the bucket and the key prefix (`""` for the whole bucket);
 /// `None` when `location` is not an `s3://` URL or names no bucket.
-pub(crate) fn parse_s3_url(location: &str) -> Option<(String, String)> {
+pub fn parse_s3_url(location: &str) -> Option<(String, String)> {
     let rest = location.strip_prefix("s3://")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     (!bucket.is_empty()).then(|| (bucket.to_owned(), prefix.to_owned()))
@@ -29,7 +29,11 @@ pub(crate) fn parse_s3_url(location: &str) -> Option<(String, String)> {
 /// lines (the sink's `s3_batch_file_upload` objects, or uploaded JSONL files). Empty objects and
 /// "folder" markers (keys ending in `/`) are skipped. The S3 layout sorts keys by the calls' start
 /// times, which is the order pairing wants.
-pub(crate) async fn feed_s3(
+///
+/// # Errors
+///
+/// When listing or reading an object fails.
+pub async fn feed_s3(
     reader: &S3Reader,
     prefix: &str,
     analyzer: &mut Analyzer,
@@ -131,7 +135,7 @@ async fn feed_large(
 }
 
 /// A progress spinner on standard error (the size of a prefix is not known before it is listed).
-pub(crate) fn s3_progress(show: bool) -> ProgressBar {
+pub fn s3_progress(show: bool) -> ProgressBar {
     if !show || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -168,7 +172,11 @@ pub async fn analyze_s3(
 
 /// The S3 parameters for reading `bucket` (or the configured one): `base` (the config file's
 /// `s3_callback_params`, if any), then `endpoint`, then `AWS_*` variables for what is still unset.
-pub(crate) fn reader_config(
+///
+/// # Errors
+///
+/// [`ReportError::S3Config`] when no bucket is named anywhere.
+pub fn reader_config(
     base: Option<&S3Config>,
     bucket: Option<&str>,
     endpoint: Option<&str>,

@@ -1,14 +1,14 @@
-//! `mirror report`'s arguments and the command itself.
+//! `mirror report`: its arguments, the configuration it reads (S3 parameters, the judge's router)
+//! and the command itself, around the `mirror-report` library.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use mirror_logging::{S3Config, S3ReadError, S3Reader};
-
-use super::input::feed_paths;
-use super::judge::judge;
-use super::s3::{feed_s3, parse_s3_url, reader_config, s3_progress};
-use super::{render_html, Analyzer, Report, ReportOptions, Table};
+use mirror::logging::{S3Config, S3Reader};
+use mirror_report::{
+    feed_paths, feed_s3, judge, parse_s3_url, reader_config, render_html, s3_progress, Analyzer,
+    Report, ReportError, ReportOptions, Table,
+};
 
 /// How `mirror report` prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -69,65 +69,6 @@ pub struct ReportArgs {
     pub no_progress: bool,
 }
 
-/// Why `mirror report` failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReportError {
-    /// A log could not be read.
-    #[error("cannot read `{}`", path.display())]
-    Read {
-        /// The log.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The report could not be written.
-    #[error("cannot write the report to `{}`", path.display())]
-    Write {
-        /// Where (`-` for standard output).
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The judge's configuration is unusable.
-    #[error("cannot set up the judge from `{}`", path.display())]
-    JudgeConfig {
-        /// The configuration file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// Listing or reading an S3 prefix failed.
-    #[error("cannot read `{location}`")]
-    S3 {
-        /// `s3://bucket/prefix`.
-        location: String,
-        /// Why.
-        #[source]
-        source: S3ReadError,
-    },
-    /// The S3 parameters are missing or unusable.
-    #[error("cannot read logs from S3: {message}")]
-    S3Config {
-        /// What is wrong.
-        message: String,
-        /// The underlying error, if any.
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-    /// The judge's group is not in its configuration.
-    #[error("the judge's model group `{group}` is not in `{}`", path.display())]
-    UnknownJudge {
-        /// The group asked for.
-        group: String,
-        /// The configuration file.
-        path: PathBuf,
-    },
-}
-
 impl ReportArgs {
     /// The analysis options these arguments ask for.
     pub fn options(&self) -> ReportOptions {
@@ -144,13 +85,13 @@ impl ReportArgs {
     }
 }
 
-fn judge_router(path: &PathBuf, group: &str) -> Result<mirror_router::Router, ReportError> {
+fn judge_router(path: &PathBuf, group: &str) -> Result<mirror::router::Router, ReportError> {
     let error = |source: Box<dyn std::error::Error + Send + Sync>| ReportError::JudgeConfig {
         path: path.clone(),
         source,
     };
     let text = std::fs::read_to_string(path).map_err(|err| error(Box::new(err)))?;
-    let config = mirror_router::RouterConfig::from_yaml_str(&text, &path.display().to_string())
+    let config = mirror::router::RouterConfig::from_yaml_str(&text, &path.display().to_string())
         .map_err(|err| error(Box::new(err)))?;
     if !config.model_list.iter().any(|d| d.model_name == group) {
         return Err(ReportError::UnknownJudge {
@@ -158,7 +99,7 @@ fn judge_router(path: &PathBuf, group: &str) -> Result<mirror_router::Router, Re
             path: path.clone(),
         });
     }
-    crate::router_builder()
+    mirror::router_builder()
         .map_err(|err| error(Box::new(err)))?
         .config(config)
         .origin(path.display().to_string())
@@ -240,7 +181,7 @@ fn s3_params(args: &ReportArgs) -> Result<Option<S3Config>, ReportError> {
         return Ok(None);
     };
     let config =
-        crate::config::GatewayConfig::from_file(path).map_err(|err| ReportError::S3Config {
+        mirror::config::GatewayConfig::from_file(path).map_err(|err| ReportError::S3Config {
             message: format!("cannot read the S3 parameters from `{}`", path.display()),
             source: Some(Box::new(err)),
         })?;
@@ -290,7 +231,13 @@ pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Repo
     if let Some((group, router)) = &judge_setup {
         for (i, (edge, samples)) in report.edges.iter_mut().zip(samples).enumerate() {
             let seed = options.seed.wrapping_add(i as u64);
-            edge.judge = Some(judge(router, group, samples, seed).await);
+            let ask = |request| async move {
+                router
+                    .chat(request)
+                    .await
+                    .map(|routed| routed.response.text())
+            };
+            edge.judge = Some(judge(ask, group, samples, seed).await);
         }
     }
     if let Some((_, router)) = judge_setup {

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use crate::config::{load, GatewayConfig};
-use crate::gateway::{Gateway, GatewayError, ShutdownReport};
+use mirror::config::{load, GatewayConfig};
+use mirror::gateway::{Gateway, GatewayError, ShutdownReport};
 
 /// `mirror serve`.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mirror::demo::{self, DemoOptions};
-use mirror::report::Table;
+use mirror_cli::demo::{self, DemoOptions};
+use mirror_cli::{cli, mock_upstream, report};
+use mirror_report::Table;
 
 /// mimalloc instead of the system allocator: allocation was a quarter of the gateway's instructions
 /// per mirrored request under glibc malloc (see docs/benchmarks.md, "Profile").
@@ -20,15 +21,15 @@ struct Cli {
     command: Command,
 }
 
-// Each subcommand's arguments and logic live in the library (`mirror::<module>`); this enum only
+// Each subcommand's arguments and logic live in the library (`mirror_cli::<module>`); this enum only
 // dispatches, so subcommands can be added without touching each other.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the OpenAI-compatible gateway on a LiteLLM-style config (or the built-in default).
-    Serve(mirror::cli::ServeArgs),
+    Serve(cli::ServeArgs),
     /// Validate a config and print its model groups, deployments (secrets redacted), mirror graph
     /// and sinks.
-    Check(mirror::cli::CheckArgs),
+    Check(cli::CheckArgs),
     /// Run the built-in offline default (mock providers, `primary` mirrored to `shadow`) and print the
     /// primary-vs-shadow comparison. Needs no keys and no network.
     Demo {
@@ -44,10 +45,10 @@ enum Command {
     },
     /// Compare primary and silent calls from JSONL call logs or an S3 prefix: latency, cost,
     /// errors, agreement.
-    Report(mirror::report::ReportArgs),
+    Report(report::ReportArgs),
     /// Serve a fast OpenAI-shaped mock upstream (configurable latency, failures, resets, SSE), for
     /// benchmarks.
-    MockUpstream(mirror::mock_upstream::MockUpstreamArgs),
+    MockUpstream(mock_upstream::MockUpstreamArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(mirror::cli::ServeArgs {
+    if let Command::Serve(cli::ServeArgs {
         workers: Some(workers),
         ..
     }) = &cli.command
@@ -74,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let report = runtime
-                .block_on(mirror::cli::serve(&args))
+                .block_on(cli::serve(&args))
                 .map_err(|err| anyhow::anyhow!(error_chain(&err)))?;
             eprintln!(
                 "Stopped: requests drained: {}; silent calls {} completed, {} failed, {} dropped; log records dropped: {}.",
@@ -87,7 +88,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Check(args) => {
             let text = runtime
-                .block_on(async { mirror::cli::check(&args) })
+                .block_on(async { cli::check(&args) })
                 .map_err(|err| anyhow::anyhow!(error_chain(&err)))?;
             print!("{text}");
         }
@@ -134,11 +135,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::MockUpstream(args) => {
-            mirror::mock_upstream::run(&args).context("the mock upstream failed")?;
+            mock_upstream::run(&args).context("the mock upstream failed")?;
         }
         Command::Report(args) => {
             runtime
-                .block_on(mirror::report::run(&args, &mut std::io::stdout()))
+                .block_on(report::run(&args, &mut std::io::stdout()))
                 .context("the report failed")?;
         }
     }

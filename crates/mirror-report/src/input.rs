@@ -75,8 +75,13 @@ fn progress_bar(paths: &[PathBuf], show: bool) -> ProgressBar {
     bar
 }
 
-/// Feeds the files at `paths` (`-` is standard input), in order, to `analyzer`.
-pub(crate) fn feed_paths(
+/// Feeds the files at `paths` (`-` is standard input), in order, to `analyzer`; `show_progress`
+/// draws a progress bar on standard error when it is a terminal.
+///
+/// # Errors
+///
+/// [`ReportError::Read`] when a file cannot be opened or read.
+pub fn feed_paths(
     paths: &[PathBuf],
     analyzer: &mut Analyzer,
     show_progress: bool,

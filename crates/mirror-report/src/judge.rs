@@ -1,9 +1,10 @@
-//! The optional judge: each sampled pair, blind and in random order, to a model group through the
-//! router, which answers `A`, `B` or `TIE`.
+//! The optional judge: each sampled pair, blind and in random order, to a model group (through
+//! whatever the caller routes with), which answers `A`, `B` or `TIE`.
+
+use std::future::Future;
 
 use futures::StreamExt as _;
 use mirror_core::{ChatMessage, ChatRequest};
-use mirror_router::Router;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -84,13 +85,21 @@ pub fn judge_prompt(group: &str, conversation: &str, first: &str, second: &str) 
     request
 }
 
-/// Sends every sample to `group` and counts the verdicts.
-pub(crate) async fn judge(
-    router: &Router,
+/// Sends every sample to `group` with `ask` and counts the verdicts.
+///
+/// `ask` sends one judge request (see [`judge_prompt`]) and returns the answer's text (`None`: an
+/// answer without text); an error counts as a failed judge call. The `mirror` command asks through
+/// a `Router` built from its `--config`.
+pub async fn judge<F, Fut, E>(
+    ask: F,
     group: &str,
     samples: Vec<JudgeSample>,
     seed: u64,
-) -> JudgeOutcome {
+) -> JudgeOutcome
+where
+    F: Fn(ChatRequest) -> Fut,
+    Fut: Future<Output = Result<Option<String>, E>>,
+{
     let mut rng = fastrand::Rng::with_seed(seed);
     let jobs: Vec<(bool, ChatRequest)> = samples
         .into_iter()
@@ -113,13 +122,15 @@ pub(crate) async fn judge(
         ..JudgeOutcome::default()
     };
     let answers: Vec<(bool, Option<Option<JudgeVerdict>>)> = futures::stream::iter(jobs)
-        .map(|(shadow_first, request)| async move {
-            let answer = router
-                .chat(request)
-                .await
-                .ok()
-                .map(|routed| routed.response.text().as_deref().and_then(parse_verdict));
-            (shadow_first, answer)
+        .map(|(shadow_first, request)| {
+            let answer = ask(request);
+            async move {
+                let answer = answer
+                    .await
+                    .ok()
+                    .map(|text| text.as_deref().and_then(parse_verdict));
+                (shadow_first, answer)
+            }
         })
         .buffer_unordered(CONCURRENCY)
         .collect()

@@ -12,14 +12,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mirror_core::CallRecord;
-use mirror_logging::WriterReport;
-use mirror_router::MirrorSnapshot;
+use mirror::config::GatewayConfig;
+use mirror::gateway::Gateway;
+use mirror::logging::WriterReport;
+use mirror::{CallRecord, MirrorSnapshot};
+use mirror_report::{compare, PairSummary};
 use serde_json::json;
-
-use crate::config::GatewayConfig;
-use crate::gateway::Gateway;
-use crate::report::{compare, PairSummary};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -61,7 +59,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
         std::fs::remove_file(&options.log_path)?;
     }
     let mut config =
-        GatewayConfig::from_yaml_str(crate::DEFAULT_CONFIG_YAML, "<built-in default>")?;
+        GatewayConfig::from_yaml_str(mirror::DEFAULT_CONFIG_YAML, "<built-in default>")?;
     config.mirror_settings.log_file = Some(options.log_path.clone());
     let gateway = Gateway::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

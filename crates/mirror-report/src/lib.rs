@@ -1,4 +1,10 @@
-//! `mirror report`: pairs primary and silent records and compares them, group pair by group pair.
+//! Mirror's report: pairs primary and silent call records and compares them, group pair by group
+//! pair (latency, cost, errors, agreement, an optional judge), as a terminal table, JSON or a
+//! self-contained HTML page.
+//!
+//! It is the library behind `mirror report`; it is not the command (arguments, configuration files
+//! and the judge's router live in the `mirror` binary), and it never routes calls itself: a judge is
+//! any async function from a request to an answer ([`judge`]).
 //!
 //! Records are paired by `metadata.mirror_of` (the primary's call id), or by the shared `trace_id`
 //! when a silent record has no `mirror_of`. Logs are read line by line, from files or from an S3
@@ -7,16 +13,16 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let options = mirror::report::ReportOptions::default();
-//! let report = mirror::report::analyze_paths(&["logs/mirror.jsonl".into()], &options, false)?;
-//! print!("{}", mirror::report::Table(&report.edges));
+//! let options = mirror_report::ReportOptions::default();
+//! let report = mirror_report::analyze_paths(&["logs/mirror.jsonl".into()], &options, false)?;
+//! print!("{}", mirror_report::Table(&report.edges));
 //! # Ok(())
 //! # }
 //! ```
 
 mod agreement;
 mod analyze;
-mod cli;
+mod error;
 mod html;
 mod input;
 mod judge;
@@ -30,12 +36,12 @@ use mirror_core::CallRecord;
 use serde::Serialize;
 
 pub use agreement::{Agreement, DiffOp, SIMILARITY_BINS};
-pub use analyze::{Analyzer, MAX_ANSWER_BYTES};
-pub use cli::{run, OutputFormat, ReportArgs, ReportError};
+pub use analyze::{Analyzer, JudgeSample, MAX_ANSWER_BYTES};
+pub use error::ReportError;
 pub use html::render_html;
-pub use input::{analyze_paths, analyze_reader};
-pub use judge::{judge_prompt, parse_verdict, JudgeOutcome, JudgeVerdict};
-pub use s3::analyze_s3;
+pub use input::{analyze_paths, analyze_reader, feed_paths};
+pub use judge::{judge, judge_prompt, parse_verdict, JudgeOutcome, JudgeVerdict};
+pub use s3::{analyze_s3, feed_s3, parse_s3_url, reader_config, s3_progress};
 pub use stats::{Percentiles, SideStats};
 pub use table::Table;
 

@@ -1,0 +1,20 @@
+//! Test support for the Mirror workspace, shared by the tests of several crates.
+//!
+//! [`upstream`] is the one fake upstream of the workspace's tests: an in-process OpenAI-shaped (and
+//! Azure-path-shaped) server on `127.0.0.1:0` whose behaviour each test controls and which records
+//! what it saw. [`records`] builds `CallRecord`s as the router writes them, for report tests.
+//!
+//! The benchmark upstream (`mirror mock-upstream`) is not this: it is tuned for speed and lives in
+//! the `mirror` binary.
+//!
+//! It is not shipped (`publish = false`) and is only ever a dev-dependency. It depends on
+//! `mirror-core` alone, so every crate can use it without a dependency cycle; helpers that need the
+//! router, the providers or the facade stay in the suites that use them.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+pub mod records;
+pub mod upstream;
+
+pub use upstream::{Behaviour, Call, Seen, Upstream, PATIENCE};
