@@ -166,8 +166,8 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
     for (index, yaml) in cases.iter().enumerate() {
         let path = dir.join(format!("bad-{index}.yaml"));
         std::fs::write(&path, yaml).unwrap();
-        let args = mirror::cli::CheckArgs { config: Some(path) };
-        let message = match mirror::cli::check(&args) {
+        let args = mirror_cli::cli::CheckArgs { config: Some(path) };
+        let message = match mirror_cli::cli::check(&args) {
             Ok(_) => "accepted".to_owned(),
             Err(err) => err.to_string(),
         };

@@ -7,11 +7,11 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::support::{client, RunningGateway, Upstream};
+use crate::support::{client, start_upstream, RunningGateway};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_is_recorded_as_cancelled() {
-    let (upstream, base) = Upstream::start().await;
+    let (upstream, base) = start_upstream().await;
     let gateway = RunningGateway::start(&format!(
         r#"
 model_list:
@@ -31,14 +31,11 @@ mirror_settings:
         body.len()
     );
     connection.write_all(request.as_bytes()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while upstream.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the request never reached the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    upstream
+        .wait_until("the held request", |seen| {
+            seen.iter().any(|request| request.body["model"] == "held")
+        })
+        .await;
     // The client hangs up while the upstream still holds the call.
     drop(connection);
 
@@ -68,7 +65,7 @@ mirror_settings:
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    upstream.release.notify_waiters();
+    upstream.release();
 
     let (_report, records) = gateway.stop().await;
     let calls: Vec<&Value> = records.iter().collect();
