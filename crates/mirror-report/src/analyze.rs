@@ -249,6 +249,10 @@ impl Analyzer {
             self.totals.other_calls += 1;
             return;
         }
+        if record.status == CallStatus::Cancelled {
+            self.totals.cancelled += 1;
+            return;
+        }
         self.seq += 1;
         self.evict();
         let call = self.reduce(record);

@@ -149,8 +149,8 @@ fn write_page(out: &mut String, report: &Report) -> std::fmt::Result {
     writeln!(out, "<header><h1>Mirror report</h1>")?;
     writeln!(
         out,
-        "<p class=\"muted\">{} records: {} primary, {} silent, {} other; {} malformed lines; {} duplicates; pairing window {} records.</p>",
-        t.records, t.primaries, t.shadows, t.other_calls, t.malformed_lines, t.duplicates, report.window
+        "<p class=\"muted\">{} records: {} primary, {} silent, {} other, {} cancelled (not compared); {} malformed lines; {} duplicates; pairing window {} records.</p>",
+        t.records, t.primaries, t.shadows, t.other_calls, t.cancelled, t.malformed_lines, t.duplicates, report.window
     )?;
     if !t.unmatched_shadows.is_empty() {
         let list: Vec<String> = t

@@ -92,6 +92,10 @@ pub struct Totals {
     pub shadows: u64,
     /// Records of other calls (embeddings), not compared.
     pub other_calls: u64,
+    /// Calls whose caller went away before they finished (status `cancelled`), not compared: their
+    /// latency is the caller's patience, not the model's. A silent call whose primary was cancelled
+    /// counts as an unmatched shadow.
+    pub cancelled: u64,
     /// Lines that were not records.
     pub malformed_lines: u64,
     /// Records seen twice (same call id while still pending), counted once.

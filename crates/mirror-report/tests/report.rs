@@ -461,3 +461,22 @@ async fn html_renders_in_headless_chromium_without_script_errors() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cancelled_calls_are_counted_and_never_compared() {
+    let kept = primary("gpt-4o", "gpt-4o", 0.1, "kept");
+    let kept_shadow = shadow(&kept, "mini", "mini", 0.2, "kept");
+    // The client of this primary hung up after 30 s: its latency is the client's patience.
+    let mut gone = primary("gpt-4o", "gpt-4o", 30.0, "");
+    gone.status = mirror_core::CallStatus::Cancelled;
+    let gone_shadow = shadow(&gone, "mini", "mini", 0.2, "an answer");
+    let mut analyzer = Analyzer::new(options());
+    for record in [&kept, &kept_shadow, &gone, &gone_shadow] {
+        analyzer.push(record);
+    }
+    let report = analyzer.finish();
+    assert_eq!(report.totals.cancelled, 1);
+    let edge = edge(&report, "gpt-4o", "mini");
+    assert_eq!((edge.pairs, edge.primaries), (1, 1));
+    assert_eq!(report.totals.unmatched_shadows.values().sum::<u64>(), 1);
+}
