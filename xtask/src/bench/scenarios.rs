@@ -1,0 +1,143 @@
+//! The benchmark scenarios (S1 to S8): what each sends, through what, to which mocks.
+
+use std::time::Duration;
+
+use super::procs::MockOptions;
+
+/// Where the load goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// Straight to the primary mock.
+    Direct,
+    /// Through the gateway.
+    Gateway,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Scenario {
+    pub(super) id: &'static str,
+    pub(super) title: &'static str,
+    pub(super) via: Via,
+    /// The model group asked for (`bench-direct` has no `silent_model`).
+    pub(super) model: &'static str,
+    pub(super) stream: bool,
+    pub(super) primary: MockOptions,
+    pub(super) shadow: MockOptions,
+    /// `silent_queue_size` and `silent_max_in_flight`, when not the defaults.
+    pub(super) queue: Option<(usize, usize)>,
+    /// Keep the gateway up at least this long (the S6 memory target reads after 60 s).
+    pub(super) min_uptime: Duration,
+}
+
+pub(super) fn scenarios() -> Vec<Scenario> {
+    let healthy = MockOptions::HEALTHY;
+    let slow_model = MockOptions {
+        latency_ms: 60,
+        ..healthy
+    };
+    let base = Scenario {
+        id: "",
+        title: "",
+        via: Via::Gateway,
+        model: "bench-mirror",
+        stream: false,
+        primary: healthy,
+        shadow: healthy,
+        queue: None,
+        min_uptime: Duration::ZERO,
+    };
+    vec![
+        Scenario {
+            id: "S1",
+            title: "direct to the mock",
+            via: Via::Direct,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S2",
+            title: "gateway, no mirroring",
+            model: "bench-direct",
+            ..base.clone()
+        },
+        Scenario {
+            id: "S3",
+            title: "gateway, 100% mirrored to a healthy shadow",
+            ..base.clone()
+        },
+        Scenario {
+            id: "S4",
+            title: "shadow slow (2 s)",
+            shadow: MockOptions {
+                latency_ms: 2000,
+                ..healthy
+            },
+            ..base.clone()
+        },
+        Scenario {
+            id: "S5",
+            title: "shadow failing (50% 500s, 50% connection resets)",
+            shadow: MockOptions {
+                failure_rate: 0.5,
+                reset_rate: 0.5,
+                ..healthy
+            },
+            ..base.clone()
+        },
+        Scenario {
+            id: "S6",
+            title: "shadow saturated (queue 16, 4 in flight, shadow 50 ms)",
+            shadow: MockOptions {
+                latency_ms: 50,
+                ..healthy
+            },
+            queue: Some((16, 4)),
+            min_uptime: Duration::from_secs(60),
+            ..base.clone()
+        },
+        Scenario {
+            id: "S7d",
+            title: "streaming, direct to the mock (8 chunks)",
+            via: Via::Direct,
+            stream: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S7",
+            title: "streaming through the gateway, mirrored (8 chunks)",
+            stream: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S8d",
+            title: "mock at 60 ms, direct",
+            via: Via::Direct,
+            primary: slow_model,
+            shadow: slow_model,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S8",
+            title: "mock at 60 ms, gateway, mirrored",
+            primary: slow_model,
+            shadow: slow_model,
+            ..base
+        },
+    ]
+}
+
+pub(super) fn describe(scenario: &Scenario) -> String {
+    let mut text = format!(
+        "{}: primary mock {}",
+        scenario.title,
+        scenario.primary.describe()
+    );
+    if scenario.via == Via::Gateway && scenario.model == "bench-mirror" {
+        text.push_str(&format!("; shadow mock {}", scenario.shadow.describe()));
+    }
+    if let Some((queue, in_flight)) = scenario.queue {
+        text.push_str(&format!(
+            "; `silent_queue_size: {queue}`, `silent_max_in_flight: {in_flight}`"
+        ));
+    }
+    text
+}
