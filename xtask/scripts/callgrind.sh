@@ -8,7 +8,8 @@
 # sequential keep-alive requests, and prints the gateway's instructions per request. The profile is
 # kept as $OUT_DIR/callgrind.out.1 (default OUT_DIR: target/callgrind) for callgrind_annotate.
 # Needs valgrind (callgrind_control, callgrind_annotate), curl and python3. PORT_BASE (default 18100)
-# picks the three ports used; STREAM=1 sends `"stream": true` requests (the bench's S7, 8 chunks).
+# picks the three ports used; STREAM=1 sends `"stream": true` requests (the bench's S7, 8 chunks); LOG=1 turns
+# the JSONL call log on (the default a user runs), written under OUT_DIR.
 set -euo pipefail
 bin=${1:-target/release/mirror}
 requests=${2:-2000}
@@ -24,13 +25,13 @@ model_list:
 router_settings:
   num_retries: 0
 mirror_settings:
-  log_file: null
+  log_file: $( [[ "${LOG:-0}" == 1 ]] && echo "$out/calls.jsonl" || echo null )
 YAML
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 "$bin" mock-upstream --port $((port + 1)) --stream-chunks 8 >/dev/null 2>&1 & pids+=($!)
 "$bin" mock-upstream --port $((port + 2)) --stream-chunks 8 >/dev/null 2>&1 & pids+=($!)
-rm -f "$out"/callgrind.out*
+rm -f "$out"/callgrind.out* "$out/calls.jsonl"
 RUST_LOG=error valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out" \
   "$bin" serve --host 127.0.0.1 --port "$port" --config "$out/config.yaml" >"$out/gateway.log" 2>&1 &
 gateway=$!
