@@ -2,7 +2,7 @@
 //!
 //! This crate holds what every other Mirror crate shares:
 //! - OpenAI wire types ([`ChatRequest`], [`ChatResponse`], [`ChatChunk`], [`EmbeddingsRequest`],
-//!   [`ErrorBody`]), tolerant on input and forwarding unknown fields;
+//!   [`ResponsesRequest`], [`ErrorBody`]), tolerant on input and forwarding unknown fields;
 //! - call identity ([`CallMeta`], [`CallId`], [`TraceId`]);
 //! - the silent-copy rules, all in [`ChatRequest::to_mirror`];
 //! - deployment parameters ([`DeploymentParams`], [`ModelRef`], [`SilentTargets`]);
@@ -19,6 +19,7 @@ mod embeddings;
 mod error_body;
 mod mirror;
 mod record;
+mod responses;
 mod secret;
 
 pub use call::{
@@ -37,6 +38,10 @@ pub use error_body::{ErrorBody, ErrorDetail};
 pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
 pub use record::{
     epoch_seconds, CallRecord, CallStatus, CallType, ErrorInformation, RecordMetadata, SpendKind,
+};
+pub use responses::{
+    ResponsesEvent, ResponsesRequest, ResponsesResponse, ResponsesUsage, UpstreamResponsesRequest,
+    TERMINAL_RESPONSE_EVENTS,
 };
 pub use secret::{
     deserialize_env_string, resolve_env_reference, SecretString, ENV_REFERENCE_PREFIX,

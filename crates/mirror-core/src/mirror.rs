@@ -36,11 +36,12 @@ pub const PER_CALL_METADATA_KEYS: &[&str] = &[
     crate::OPT_OUT_METADATA_KEY,
 ];
 
-/// A silent copy of a request: its body and its identity.
+/// A silent copy of a request (chat by default; one copy point per format): its body and its
+/// identity.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MirrorCopy {
+pub struct MirrorCopy<R = ChatRequest> {
     /// The copied request, addressed to the silent group.
-    pub request: ChatRequest,
+    pub request: R,
     /// The copy's identity: fresh call id, the primary's trace id, `mirror_of` set.
     pub meta: CallMeta,
 }

@@ -88,6 +88,21 @@ pub enum CallType {
     /// An embeddings call.
     #[serde(rename = "aembedding")]
     Embedding,
+    /// A Responses API create (`POST /v1/responses`).
+    #[serde(rename = "aresponses")]
+    Responses,
+    /// A Responses API retrieve (`GET /v1/responses/{id}`).
+    #[serde(rename = "aget_responses")]
+    GetResponses,
+    /// A Responses API delete (`DELETE /v1/responses/{id}`).
+    #[serde(rename = "adelete_responses")]
+    DeleteResponses,
+    /// A Responses API cancel (`POST /v1/responses/{id}/cancel`).
+    #[serde(rename = "acancel_responses")]
+    CancelResponses,
+    /// A Responses API input-item listing (`GET /v1/responses/{id}/input_items`).
+    #[serde(rename = "alist_input_items")]
+    ListInputItems,
 }
 
 /// Whether a call succeeded.

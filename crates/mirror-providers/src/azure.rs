@@ -4,17 +4,23 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use mirror_core::{
     ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
-    SecretString,
+    ResponsesRequest, ResponsesResponse, SecretString,
 };
 
 use crate::http::{insert_header, public_base, HttpClient};
+use crate::responses::with_query;
 use crate::{timeouts, ChunkStream, Provider, ProviderError};
+use crate::{ResponseCall, ResponsesEventStream};
 
 /// The Azure OpenAI adapter.
 ///
 /// URLs: `{api_base}/openai/deployments/{deployment}/chat/completions?api-version={api_version}` (and
 /// `/embeddings`), or with `api_version` `v1`, `latest` or `preview`, the newer
 /// `{api_base}/openai/v1/chat/completions` with the deployment as the body's `model`.
+/// Responses: `{api_base}/openai/v1/responses?api-version=preview` by default (LiteLLM's
+/// `AZURE_DEFAULT_RESPONSES_API_VERSION`; `AZURE_API_VERSION` is not used, since the dated chat
+/// versions predate the Responses API), the v1 surface for `api_version` `v1`, `latest` or
+/// `preview`, and `{api_base}/openai/responses?api-version=<date>` for a dated `api_version`.
 /// Auth: `api-key: <key>`, or `Authorization: Bearer <azure_ad_token>` (Entra ID).
 /// Defaults come from `AZURE_API_KEY`, `AZURE_API_BASE` and `AZURE_API_VERSION`, read once.
 /// Azure's content-filter fields are kept in the responses; a 400 with code `content_filter` becomes
@@ -110,6 +116,30 @@ impl AzureOpenAi {
     }
 }
 
+impl AzureOpenAi {
+    /// The Responses URL for `path` (after `/responses`), on the surface the deployment's
+    /// `api_version` names, with the `api-version` query where that surface takes one.
+    fn responses_url(
+        &self,
+        deployment: &DeploymentParams,
+        path: &str,
+    ) -> Result<String, ProviderError> {
+        let base = self.base(deployment)?;
+        let version = deployment
+            .api_version
+            .as_deref()
+            .unwrap_or(DEFAULT_RESPONSES_API_VERSION);
+        Ok(match version {
+            "v1" | "latest" => format!("{base}/openai/v1/responses{path}"),
+            "preview" => format!("{base}/openai/v1/responses{path}?api-version=preview"),
+            dated => format!("{base}/openai/responses{path}?api-version={dated}"),
+        })
+    }
+}
+
+/// LiteLLM's `AZURE_DEFAULT_RESPONSES_API_VERSION`.
+const DEFAULT_RESPONSES_API_VERSION: &str = "preview";
+
 fn is_v1_surface(version: &str) -> bool {
     matches!(version, "v1" | "latest" | "preview")
 }
@@ -160,6 +190,53 @@ impl Provider for AzureOpenAi {
         let body = request.upstream(deployment.model.name());
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+
+    async fn responses(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesResponse, ProviderError> {
+        let url = self.responses_url(deployment, "")?;
+        let (timeout, _) = timeouts(deployment);
+        let previous = request.previous_response_id.as_deref();
+        // `model` is the Azure deployment name on both surfaces.
+        let body = request.upstream(deployment.model.name(), false, previous);
+        self.http
+            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+
+    async fn responses_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesEventStream, ProviderError> {
+        let url = self.responses_url(deployment, "")?;
+        let (timeout, idle) = timeouts(deployment);
+        let previous = request.previous_response_id.as_deref();
+        let body = request.upstream(deployment.model.name(), true, previous);
+        self.http
+            .post_events(url, self.headers(deployment)?, &body, timeout, idle)
+            .await
+    }
+
+    async fn response_call(
+        &self,
+        deployment: &DeploymentParams,
+        call: ResponseCall<'_>,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let url = self.responses_url(deployment, &call.operation.path(call.id))?;
+        let (timeout, _) = timeouts(deployment);
+        self.http
+            .call_json(
+                call.operation.method(),
+                with_query(url, call.query),
+                self.headers(deployment)?,
+                None::<&()>,
+                timeout,
+            )
             .await
     }
 }

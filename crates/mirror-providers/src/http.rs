@@ -38,7 +38,7 @@ const EXCERPT_CHARS: usize = 200;
 /// less per request. The choice is made once, for the life of the client.
 #[derive(Clone)]
 pub struct HttpClient {
-    transport: Transport,
+    pub(crate) transport: Transport,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -199,7 +199,7 @@ pub(crate) fn insert_header(
     Ok(())
 }
 
-fn malformed(message: &str, body: &[u8]) -> ProviderError {
+pub(crate) fn malformed(message: &str, body: &[u8]) -> ProviderError {
     ProviderError::MalformedResponse {
         message: message.to_owned(),
         excerpt: excerpt(body),
@@ -334,7 +334,7 @@ where
     })
 }
 
-fn stream_error(err: EventStreamError<ProviderError>) -> ProviderError {
+pub(crate) fn stream_error(err: EventStreamError<ProviderError>) -> ProviderError {
     match err {
         EventStreamError::Transport(err) => match err {
             ProviderError::Transport { message, source } => ProviderError::Transport {
@@ -410,14 +410,14 @@ where
 /// The sensitive header values of one call (keys, tokens), scrubbed from its errors in case the
 /// provider echoes them: some OpenAI-compatible servers repeat a refused key in full.
 #[derive(Clone, Default)]
-struct Secrets(Arc<[String]>);
+pub(crate) struct Secrets(Arc<[String]>);
 
 impl Secrets {
     /// Shorter values are not scrubbed: they would mangle messages and are no real keys.
     const MIN_LEN: usize = 8;
     const REDACTED: &'static str = "<redacted>";
 
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let values = headers
             .values()
             .filter(|value| value.is_sensitive())
@@ -439,7 +439,7 @@ impl Secrets {
         text
     }
 
-    fn scrub_bytes<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
+    pub(crate) fn scrub_bytes<'a>(&self, body: &'a [u8]) -> Cow<'a, [u8]> {
         let contains = |secret: &String| {
             body.windows(secret.len())
                 .any(|window| window == secret.as_bytes())
@@ -451,7 +451,7 @@ impl Secrets {
         Cow::Owned(self.scrub(&text).into_owned().into_bytes())
     }
 
-    fn scrub_error(&self, mut err: ProviderError) -> ProviderError {
+    pub(crate) fn scrub_error(&self, mut err: ProviderError) -> ProviderError {
         if self.0.is_empty() {
             return err;
         }

@@ -4,7 +4,9 @@
 //! - [`OpenAi`], for OpenAI and any OpenAI-compatible server (vLLM, Ollama, LM Studio) via `api_base`;
 //! - [`AzureOpenAi`], for Azure OpenAI deployments;
 //! - [`Mock`], an in-process provider for offline use and tests (`model: mock/<name>`);
-//! - [`ProviderError`], the one error type, with the kinds the router acts on.
+//! - [`ProviderError`], the one error type, with the kinds the router acts on;
+//! - the Responses API ([`Provider::responses`], [`Provider::responses_stream`],
+//!   [`Provider::response_call`]): OpenAI and compatible servers, Azure on both surfaces, the mock.
 //!
 //! This crate does not pick deployments, retry, or mirror: that is the router's job. It never logs or
 //! returns a key.
@@ -18,7 +20,9 @@ mod azure;
 mod error;
 mod http;
 mod mock;
+mod mock_responses;
 mod openai;
+mod responses;
 mod transport;
 
 use std::pin::Pin;
@@ -27,6 +31,7 @@ use async_trait::async_trait;
 use futures::Stream;
 use mirror_core::{
     ChatChunk, ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
+    ResponsesRequest, ResponsesResponse,
 };
 
 pub use azure::AzureOpenAi;
@@ -34,6 +39,7 @@ pub use error::{BoxError, ProviderError};
 pub use http::{HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use mock::Mock;
 pub use openai::OpenAi;
+pub use responses::{ResponseCall, ResponseOperation, ResponsesEventStream};
 
 /// The chunks of a streamed chat completion. Ends after the last chunk (the `[DONE]` marker is not
 /// an item); an `Err` item ends the stream. A stream cut off before `[DONE]`, whether the connection
@@ -94,6 +100,60 @@ pub trait Provider: Send + Sync + 'static {
         Err(ProviderError::Unsupported {
             provider: self.name().to_owned(),
             operation: "embeddings",
+        })
+    }
+
+    /// A Responses API create, answered whole. The request's `previous_response_id` is already the
+    /// upstream's own id. Providers without the Responses API keep this default, which fails with
+    /// [`ProviderError::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// Any [`ProviderError`].
+    async fn responses(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesResponse, ProviderError> {
+        let _ = (deployment, request);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_owned(),
+            operation: "responses",
+        })
+    }
+
+    /// A streamed Responses API create: the upstream's events, unchanged. Default: unsupported.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ProviderError`] before the stream starts; later failures are `Err` items.
+    async fn responses_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesEventStream, ProviderError> {
+        let _ = (deployment, request);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_owned(),
+            operation: "responses",
+        })
+    }
+
+    /// A call on a stored response (retrieve, delete, cancel, list input items), answered as the
+    /// upstream's JSON. Default: unsupported.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ProviderError`]; an unknown id is the upstream's 404 ([`ProviderError::NotFound`]).
+    async fn response_call(
+        &self,
+        deployment: &DeploymentParams,
+        call: ResponseCall<'_>,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let _ = (deployment, call);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_owned(),
+            operation: "responses",
         })
     }
 }

@@ -11,6 +11,8 @@ use mirror_core::{
 use serde_json::{Map, Value};
 
 use crate::{ChunkStream, Provider, ProviderError};
+use crate::{ResponseCall, ResponsesEventStream};
+use mirror_core::{ResponsesRequest, ResponsesResponse};
 
 /// The `mock` provider (`model: mock/<name>`).
 ///
@@ -58,7 +60,7 @@ impl Mock {
     }
 }
 
-fn estimate_tokens(text: &str) -> u64 {
+pub(crate) fn estimate_tokens(text: &str) -> u64 {
     // Roughly four characters a token, as OpenAI's rule of thumb says; at least one for non-empty text.
     let chars = u64::try_from(text.chars().count()).unwrap_or(u64::MAX);
     chars.div_ceil(4)
@@ -80,7 +82,7 @@ fn usage(request: &ChatRequest, answer: &str) -> Usage {
     }
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -221,6 +223,41 @@ impl Provider for Mock {
                 total_tokens: tokens,
             }),
             extra: Map::new(),
+        })
+    }
+
+    async fn responses(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesResponse, ProviderError> {
+        Mock::delay_or_fail(deployment).await?;
+        let text = crate::mock_responses::answer(deployment, request);
+        Ok(crate::mock_responses::response(deployment, request, &text))
+    }
+
+    async fn responses_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesEventStream, ProviderError> {
+        Mock::delay_or_fail(deployment).await?;
+        let text = crate::mock_responses::answer(deployment, request);
+        let done = crate::mock_responses::response(deployment, request, &text);
+        Ok(crate::mock_responses::events(&done, &text))
+    }
+
+    /// The mock stores nothing: every stored-response call is a 404 that says so.
+    async fn response_call(
+        &self,
+        _deployment: &DeploymentParams,
+        call: ResponseCall<'_>,
+    ) -> Result<Value, ProviderError> {
+        Err(ProviderError::NotFound {
+            message: format!(
+                "the mock provider stores no responses, so it has no response `{}`",
+                call.id
+            ),
         })
     }
 }

@@ -4,15 +4,18 @@ use async_trait::async_trait;
 use http::HeaderMap;
 use mirror_core::{
     ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
-    SecretString,
+    ResponsesRequest, ResponsesResponse, SecretString,
 };
 
 use crate::http::{insert_header, public_base, HttpClient};
+use crate::responses::with_query;
 use crate::{timeouts, ChunkStream, Provider, ProviderError};
+use crate::{ResponseCall, ResponsesEventStream};
 
 const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
 
-/// The OpenAI adapter: `POST {api_base}/chat/completions` and `{api_base}/embeddings` with
+/// The OpenAI adapter: `POST {api_base}/chat/completions`, `{api_base}/embeddings` and
+/// `{api_base}/responses` (and `/responses/{id}...`) with
 /// `Authorization: Bearer <key>` and an optional `OpenAI-Organization` header.
 ///
 /// A deployment without `api_key` uses `OPENAI_API_KEY`, read once when the adapter is built; with
@@ -110,6 +113,56 @@ impl Provider for OpenAi {
         let body = request.upstream(deployment.model.name());
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+
+    async fn responses(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesResponse, ProviderError> {
+        let url = format!("{}/responses", self.base(deployment));
+        let (timeout, _) = timeouts(deployment);
+        let previous = request.previous_response_id.as_deref();
+        let body = request.upstream(deployment.model.name(), false, previous);
+        self.http
+            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .await
+    }
+
+    async fn responses_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &ResponsesRequest,
+    ) -> Result<ResponsesEventStream, ProviderError> {
+        let url = format!("{}/responses", self.base(deployment));
+        let (timeout, idle) = timeouts(deployment);
+        let previous = request.previous_response_id.as_deref();
+        let body = request.upstream(deployment.model.name(), true, previous);
+        self.http
+            .post_events(url, self.headers(deployment)?, &body, timeout, idle)
+            .await
+    }
+
+    async fn response_call(
+        &self,
+        deployment: &DeploymentParams,
+        call: ResponseCall<'_>,
+    ) -> Result<serde_json::Value, ProviderError> {
+        let url = format!(
+            "{}/responses{}",
+            self.base(deployment),
+            call.operation.path(call.id)
+        );
+        let (timeout, _) = timeouts(deployment);
+        self.http
+            .call_json(
+                call.operation.method(),
+                with_query(url, call.query),
+                self.headers(deployment)?,
+                None::<&()>,
+                timeout,
+            )
             .await
     }
 }

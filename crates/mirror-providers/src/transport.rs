@@ -113,6 +113,18 @@ impl Transport {
     pub(crate) async fn post(
         &self,
         url: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Response, ProviderError> {
+        self.request(Method::POST, url, headers, body).await
+    }
+
+    /// Sends a request of any method (the Responses API's GET and DELETE by id); an empty `body`
+    /// is sent as none.
+    pub(crate) async fn request(
+        &self,
+        method: Method,
+        url: String,
         mut headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Response, ProviderError> {
@@ -124,7 +136,7 @@ impl Transport {
                     .entry(ACCEPT)
                     .or_insert(HeaderValue::from_static("*/*"));
                 let mut request = Request::new(Full::new(Bytes::from(body)));
-                *request.method_mut() = Method::POST;
+                *request.method_mut() = method;
                 *request.uri_mut() = uri;
                 *request.headers_mut() = headers;
                 let response = client
@@ -140,7 +152,7 @@ impl Transport {
             }
             Transport::Reqwest(client) => {
                 let mut response = client
-                    .post(url)
+                    .request(method, url)
                     .headers(headers)
                     .body(body)
                     .send()

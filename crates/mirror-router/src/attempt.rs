@@ -66,7 +66,15 @@ impl Inner {
             let mut error: Option<RouterError> = None;
             let mut avoid: Option<Arc<Deployment>> = None;
             for attempt in 0..=retries {
-                let deployment = match self.pick(&group, avoid.as_deref()).await {
+                // A request about a stored response goes to the deployment that stored it.
+                let pinned = request
+                    .pinned()
+                    .and_then(|id| group.deployments.iter().find(|d| d.id == id));
+                let picked = match pinned {
+                    Some(deployment) => Ok(Arc::clone(deployment)),
+                    None => self.pick(&group, avoid.as_deref()).await,
+                };
+                let deployment = match picked {
                     Ok(deployment) => deployment,
                     Err(wait) => {
                         error = Some(RouterError::NoHealthyDeployment {

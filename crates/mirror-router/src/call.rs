@@ -63,6 +63,12 @@ pub(crate) trait CallRequest: Send + Sync + 'static {
     /// picked. Default: this kind of request is not mirrored.
     fn fire_silent(&self, _router: &Inner, _deployment: &Deployment, _meta: &CallMeta) {}
 
+    /// The deployment id this request must go to (the one that stored the response it names), if
+    /// any. Default: none, the group's strategy picks.
+    fn pinned(&self) -> Option<&str> {
+        None
+    }
+
     /// Moves out what the call's record keeps of the request; `payloads` says whether the record
     /// carries the messages.
     fn take_record_parts(&mut self, payloads: bool) -> RecordParts;

@@ -27,6 +27,8 @@ mod kinds;
 mod locate;
 mod pricing;
 mod records;
+mod response_ids;
+mod responses;
 mod router;
 mod select;
 mod shared;
@@ -41,6 +43,7 @@ pub use config::{
 };
 pub use error::{ConfigError, Position, RouterError};
 pub use records::RecordConsumer;
+pub use responses::ResponsesStream;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
 pub use silent::{DropReason, MirrorSnapshot, MirrorStats};

@@ -385,15 +385,20 @@ async fn scripted(shared: &Shared, mut call: Call) -> Response {
         .pop_front()
         .unwrap_or_else(|| shared.default.lock().unwrap().clone());
     let name = &shared.name;
+    // Responses API paths get Responses-shaped answers; everything else a chat completion.
+    let answer = |name: &str, number: usize, seen: &Seen| {
+        crate::responses::answer(name, number, seen)
+            .unwrap_or_else(|| answer(name, number, &seen.body))
+    };
     match behaviour {
-        Behaviour::Answer => answer(name, call.number, &call.seen.body),
+        Behaviour::Answer => answer(name, call.number, &call.seen),
         Behaviour::Hold => {
             call.released().await;
-            answer(name, call.number, &call.seen.body)
+            answer(name, call.number, &call.seen)
         }
         Behaviour::Delay(delay) => {
             tokio::time::sleep(delay).await;
-            answer(name, call.number, &call.seen.body)
+            answer(name, call.number, &call.seen)
         }
         Behaviour::Fail {
             status,

@@ -7,6 +7,7 @@
 mod azure;
 mod errors;
 mod openai;
+mod responses;
 mod streams;
 mod support;
 mod transports;

@@ -17,7 +17,9 @@ pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod dispatch;
 pub(crate) mod queue;
+mod responses;
 pub(crate) mod sampling;
+pub(crate) mod state;
 pub(crate) mod stats;
 
 use std::sync::atomic::Ordering;
@@ -75,7 +77,7 @@ impl Inner {
                 // Room is reserved before the copy is made: a copy that would be dropped is not made.
                 if let Some(ticket) = silent.reserve(bytes) {
                     let job = SilentJob {
-                        copy: request.to_mirror(meta, &target.name),
+                        copy: queue::SilentCopy::Chat(request.to_mirror(meta, &target.name)),
                         group: target.group,
                     };
                     silent.send(job, ticket);
@@ -86,7 +88,7 @@ impl Inner {
 
     /// Whether copies to `group` are worth making: its silent breaker admits them (closed, or this
     /// copy is the half-open probe) and not every one of its deployments is cooling down.
-    fn is_silent_group_healthy(&self, group: &Group) -> bool {
+    pub(crate) fn is_silent_group_healthy(&self, group: &Group) -> bool {
         let now_ms = self.clock.now_ms();
         !group.is_cooling_down(now_ms) && group.breaker.admits(now_ms, self.silent_open_ms())
     }
@@ -99,7 +101,7 @@ impl Inner {
     }
 
     /// Takes one copy from the silent group's `max_mirrors_per_minute`, if one is set.
-    fn silent_budget_admits(&self, group: &Group) -> bool {
+    pub(crate) fn silent_budget_admits(&self, group: &Group) -> bool {
         let Some(cap) = self.mirror_settings.max_mirrors_per_minute else {
             return true;
         };
@@ -109,6 +111,14 @@ impl Inner {
     /// Runs one silent copy through the router; returns whether it succeeded. Never raises.
     pub(crate) async fn run_silent(self: Arc<Self>, job: SilentJob) -> bool {
         let SilentJob { copy, group } = job;
+        let copy = match copy {
+            queue::SilentCopy::Chat(copy) => copy,
+            queue::SilentCopy::Responses(copy) => {
+                let result = self.run_silent_responses(copy).await;
+                self.note_silent_result(&self.groups[group], &result);
+                return result.is_ok();
+            }
+        };
         let result = if copy.request.is_stream() {
             match self.call::<ChatStreamed>(copy.request, copy.meta).await {
                 Ok(routed) => {

@@ -4,15 +4,22 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mirror_core::{ChatRequest, MessageContent, MirrorCopy};
+use mirror_core::{ChatRequest, MessageContent, MirrorCopy, ResponsesRequest};
 use tokio::sync::mpsc;
 
 use super::stats::{Counts, DropReason, MirrorStats};
 
+/// A silent copy, of one of the mirrored formats.
+#[derive(Debug)]
+pub(crate) enum SilentCopy {
+    Chat(MirrorCopy),
+    Responses(MirrorCopy<ResponsesRequest>),
+}
+
 /// A silent copy waiting to run.
 #[derive(Debug)]
 pub(crate) struct SilentJob {
-    pub(crate) copy: MirrorCopy,
+    pub(crate) copy: SilentCopy,
     /// The silent group's index in the router, for its health.
     pub(crate) group: usize,
 }
@@ -118,6 +125,8 @@ pub(crate) struct SilentQueue {
     pub(crate) stats: Arc<MirrorStats>,
     pub(crate) enabled: AtomicBool,
     pub(crate) closed: AtomicBool,
+    /// Which silent Responses continue which primary ones.
+    pub(crate) links: super::state::ResponseLinks,
 }
 
 impl SilentQueue {
@@ -133,6 +142,7 @@ impl SilentQueue {
             stats: Arc::new(MirrorStats::default()),
             enabled: AtomicBool::new(enabled),
             closed: AtomicBool::new(false),
+            links: super::state::ResponseLinks::default(),
         };
         (queue, receiver)
     }
@@ -233,6 +243,25 @@ pub(crate) fn approx_copy_bytes(request: &ChatRequest) -> u64 {
         bytes += value_bytes(value);
     }
     bytes += request.metadata.as_ref().map_or(0, map_bytes);
+    bytes += map_bytes(&request.extra);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// Roughly the heap bytes a silent copy of a Responses request holds: its JSON strings and nodes
+/// (the input items and tools dominate), as [`approx_copy_bytes`] counts them.
+pub(crate) fn approx_responses_copy_bytes(request: &ResponsesRequest) -> u64 {
+    const PER_REQUEST: usize = 512;
+    let mut bytes =
+        PER_REQUEST + request.model.len() + request.user.as_ref().map_or(0, String::len);
+    bytes += request
+        .tools
+        .iter()
+        .flatten()
+        .map(value_bytes)
+        .sum::<usize>();
+    bytes += request.conversation.as_ref().map_or(0, value_bytes);
+    bytes += request.metadata.as_ref().map_or(0, map_bytes);
+    bytes += request.litellm_metadata.as_ref().map_or(0, map_bytes);
     bytes += map_bytes(&request.extra);
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }

@@ -25,6 +25,13 @@ pub enum DropReason {
     Unhealthy,
     /// The router shut down before it ran or finished.
     Shutdown,
+    /// A Responses request continues state the silent group does not have: a
+    /// `previous_response_id` with no silent response mapped to it (evicted, or the earlier silent
+    /// call failed, was dropped or has not finished), or a `conversation`.
+    MissingState,
+    /// A Responses request with `mcp` tools, which the upstream calls itself and which may write:
+    /// a shadow must not act on the world twice.
+    McpTools,
 }
 
 /// Counters of silent mirroring, readable at any time.
@@ -62,6 +69,8 @@ pub(super) struct Counts {
     pub(super) dropped_rate_capped: AtomicU64,
     pub(super) dropped_unhealthy: AtomicU64,
     pub(super) dropped_shutdown: AtomicU64,
+    pub(super) dropped_missing_state: AtomicU64,
+    pub(super) dropped_mcp_tools: AtomicU64,
     pub(super) queued: AtomicU64,
     pub(super) running: AtomicU64,
 }
@@ -84,6 +93,8 @@ impl Counts {
             DropReason::RateCapped => &self.dropped_rate_capped,
             DropReason::Unhealthy => &self.dropped_unhealthy,
             DropReason::Shutdown => &self.dropped_shutdown,
+            DropReason::MissingState => &self.dropped_missing_state,
+            DropReason::McpTools => &self.dropped_mcp_tools,
         });
     }
 
@@ -100,6 +111,8 @@ impl Counts {
             dropped_rate_capped: load(&self.dropped_rate_capped),
             dropped_unhealthy: load(&self.dropped_unhealthy),
             dropped_shutdown: load(&self.dropped_shutdown),
+            dropped_missing_state: load(&self.dropped_missing_state),
+            dropped_mcp_tools: load(&self.dropped_mcp_tools),
             queued: load(&self.queued),
             running: load(&self.running),
             queued_bytes: 0,
@@ -132,6 +145,10 @@ pub struct MirrorSnapshot {
     pub dropped_unhealthy: u64,
     /// Dropped at shutdown.
     pub dropped_shutdown: u64,
+    /// Dropped because a Responses request continues state the silent group does not have.
+    pub dropped_missing_state: u64,
+    /// Dropped because a Responses request carries `mcp` tools.
+    pub dropped_mcp_tools: u64,
     /// Waiting in the queue.
     pub queued: u64,
     /// Running now.
@@ -153,6 +170,8 @@ impl MirrorSnapshot {
             + self.dropped_rate_capped
             + self.dropped_unhealthy
             + self.dropped_shutdown
+            + self.dropped_missing_state
+            + self.dropped_mcp_tools
     }
 
     /// Queued plus running.

@@ -272,6 +272,8 @@ impl Metrics {
             ("shutdown", mirror.dropped_shutdown),
             ("rate_capped", mirror.dropped_rate_capped),
             ("unhealthy", mirror.dropped_unhealthy),
+            ("missing_state", mirror.dropped_missing_state),
+            ("mcp_tools", mirror.dropped_mcp_tools),
         ] {
             let _ = writeln!(
                 out,

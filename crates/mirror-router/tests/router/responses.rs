@@ -1,0 +1,176 @@
+//! The Responses API through the router, over real HTTP: ids routed to the deployment that stored
+//! them, records, streams, and mirroring with each side's own ids.
+
+use futures::StreamExt;
+use mirror_core::{CallMeta, CallStatus, CallType, ResponsesRequest};
+use mirror_providers::ResponseOperation;
+use serde_json::json;
+
+use crate::support::{builder, http_deployment, record_where, settled, Upstream};
+
+fn create(model: &str) -> ResponsesRequest {
+    ResponsesRequest::new(model, "hi")
+}
+
+#[tokio::test]
+async fn a_two_turn_conversation_continues_on_each_side_with_its_own_ids() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::start("shadow").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+
+    let first = router.responses(create("prod")).await.unwrap();
+    assert_ne!(
+        first.response.id, "resp_primary_1",
+        "the id names its deployment"
+    );
+    let (record, _) = record_where(&mut records, |r| !r.metadata.is_silent_experiment).await;
+    assert_eq!(record.call_type, CallType::Responses);
+    assert_eq!((record.prompt_tokens, record.completion_tokens), (11, 6));
+    settled(&router).await;
+
+    let mut second = create("prod");
+    second.previous_response_id = Some(first.response.id.clone());
+    router.responses(second).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!((stats.mirrored, stats.completed), (2, 2), "{stats:?}");
+
+    let primary_seen = primary.requests();
+    let shadow_seen = shadow.requests();
+    assert_eq!(
+        primary_seen[1].body["previous_response_id"],
+        "resp_primary_1"
+    );
+    assert_eq!(shadow_seen[1].body["previous_response_id"], "resp_shadow_1");
+    assert!(shadow_seen[0].body.get("previous_response_id").is_none());
+}
+
+#[tokio::test]
+async fn a_continuation_without_a_silent_twin_and_mcp_tools_are_dropped_and_counted() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::start("shadow").await;
+    let (builder, _records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+    let mut unknown = create("prod");
+    unknown.previous_response_id = Some("resp_from_elsewhere".to_owned());
+    router.responses(unknown).await.unwrap();
+    let mut mcp = create("prod");
+    mcp.tools = Some(vec![
+        json!({"type": "mcp", "server_label": "x", "server_url": "https://x"}),
+    ]);
+    router.responses(mcp).await.unwrap();
+    let stats = settled(&router).await;
+    assert_eq!(
+        (
+            stats.mirrored,
+            stats.dropped_missing_state,
+            stats.dropped_mcp_tools
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(shadow.count(), 0);
+    assert_eq!(
+        primary.requests()[0].body["previous_response_id"],
+        "resp_from_elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn stored_response_calls_reach_the_deployment_that_stored_it() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(http_deployment("group", "dep-a", &a))
+        .deployment(http_deployment("group", "dep-b", &b))
+        .build()
+        .unwrap();
+    let created = router.responses(create("group")).await.unwrap();
+    let stored_on = if created.deployment_id == "dep-a" {
+        &a
+    } else {
+        &b
+    };
+    let other = if created.deployment_id == "dep-a" {
+        &b
+    } else {
+        &a
+    };
+    for _ in 0..4 {
+        let meta = CallMeta::for_request("group", None);
+        let got = router
+            .response_call(
+                ResponseOperation::Retrieve,
+                &created.response.id,
+                None,
+                meta,
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.response["id"], created.response.id.as_str());
+    }
+    assert_eq!(stored_on.count(), 5);
+    assert_eq!(other.count(), 0);
+    let (record, _) = record_where(&mut records, |r| r.call_type == CallType::GetResponses).await;
+    assert_eq!(record.status, CallStatus::Success);
+    assert_eq!(record.model_id, created.deployment_id);
+
+    let meta = CallMeta::for_request("group", None);
+    let err = router
+        .response_call(ResponseOperation::Delete, "resp_not_ours", None, meta)
+        .await
+        .unwrap_err();
+    let source = err.provider_error().unwrap().to_string();
+    assert!(source.contains("resp_not_ours"), "{source}");
+    assert_eq!(
+        err.provider_error()
+            .and_then(mirror_providers::ProviderError::status),
+        Some(404)
+    );
+    assert_eq!(
+        a.count() + b.count(),
+        5,
+        "an unroutable id calls no deployment"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_relays_every_event_and_records_usage_at_the_end() {
+    let upstream = Upstream::start("up").await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(http_deployment("group", "dep", &upstream))
+        .build()
+        .unwrap();
+    let mut request = create("group");
+    request.stream = Some(true);
+    let routed = router.responses_stream(request).await.unwrap();
+    let events: Vec<_> = routed.response.map(Result::unwrap).collect().await;
+    assert_eq!(events.len(), 8);
+    assert_eq!(
+        events[4].event,
+        mirror_test_support::responses::UNKNOWN_EVENT
+    );
+    let completed = events[7].response().unwrap();
+    assert_ne!(completed.id, "resp_up_1");
+    assert_eq!(events[0].response().unwrap().id, completed.id);
+    let (record, _) = record_where(&mut records, |_| true).await;
+    assert!(record.stream);
+    assert_eq!(record.total_tokens, 17);
+}
