@@ -65,6 +65,10 @@ fn args(logs: Vec<PathBuf>) -> ReportArgs {
         config: None,
         judge_samples: 200,
         seed: 7,
+        resample_pairs: mirror_report::DEFAULT_RESERVOIR,
+        resamples: 200,
+        gate: None,
+        gate_file: None,
         no_progress: true,
     }
 }

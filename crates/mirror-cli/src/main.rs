@@ -138,9 +138,18 @@ fn main() -> anyhow::Result<()> {
             mock_upstream::run(&args).context("the mock upstream failed")?;
         }
         Command::Report(args) => {
-            runtime
-                .block_on(report::run(&args, &mut std::io::stdout()))
-                .context("the report failed")?;
+            let result = runtime.block_on(report::run(&args, &mut std::io::stdout()));
+            let code = report::exit_code(&result);
+            if code != 0 {
+                // A failed gate is not an error, but CI must tell it from a usage error and from
+                // a report that could not be made: each has its own exit code.
+                if let Err(err) = &result {
+                    eprintln!("Error: the report failed: {}", error_chain(err));
+                }
+                std::io::Write::flush(&mut std::io::stdout()).context("cannot write the report")?;
+                drop(runtime);
+                std::process::exit(i32::from(code));
+            }
         }
     }
     Ok(())

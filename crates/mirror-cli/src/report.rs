@@ -7,8 +7,16 @@ use std::path::PathBuf;
 use mirror::logging::{S3Config, S3Reader};
 use mirror_report::{
     feed_paths, feed_s3, judge, parse_s3_url, reader_config, render_html, s3_progress, Analyzer,
-    Report, ReportError, ReportOptions, Table,
+    Gate, Report, ReportError, ReportOptions, Table,
 };
+
+/// The exit code of `mirror report --gate` when a criterion failed (1 is any other failure, 2 a
+/// usage error, as clap exits).
+pub const EXIT_GATE_FAILED: u8 = 3;
+/// The exit code of a usage error: bad arguments (clap) or a bad gate specification.
+pub const EXIT_USAGE: u8 = 2;
+/// The exit code of any other failure (a log that cannot be read, a bad judge configuration).
+pub const EXIT_FAILURE: u8 = 1;
 
 /// How `mirror report` prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -61,15 +69,62 @@ pub struct ReportArgs {
     /// Pairs judged per group pair at most (a uniform sample).
     #[arg(long, default_value_t = 200)]
     pub judge_samples: usize,
-    /// Seed for the judge's sampling and answer order.
+    /// Seed for the judge's sampling and answer order, and for the bootstrap.
     #[arg(long, default_value_t = ReportOptions::default().seed)]
     pub seed: u64,
+    /// Pairs kept per group pair (a uniform sample) for the confidence intervals; bounds their
+    /// memory and work.
+    #[arg(long, default_value_t = mirror_report::DEFAULT_RESERVOIR)]
+    pub resample_pairs: usize,
+    /// Bootstrap resamples (and permutations of the latency test) per group pair.
+    #[arg(long, default_value_t = mirror_report::DEFAULT_RESAMPLES)]
+    pub resamples: usize,
+    /// Check thresholds and exit with code 3 when one fails, for CI pipelines: comma-separated
+    /// `key=value`s among `p99_latency_pct`, `p50_latency_pct`, `error_rate_points`,
+    /// `cost_per_1k_usd` (at most), `agreement_pct`, `judge_win_or_tie_pct` (at least), plus
+    /// `min_pairs` (default 30) and `insufficient=fail|pass` (default fail). See docs/experiments.md.
+    #[arg(long, value_name = "CRITERIA")]
+    pub gate: Option<String>,
+    /// The same settings from a file: a flat YAML map (`agreement_pct: 95`, one a line); `--gate`
+    /// adds to it.
+    #[arg(long, value_name = "FILE")]
+    pub gate_file: Option<PathBuf>,
     /// Never draw a progress bar (it is drawn only when standard error is a terminal).
     #[arg(long)]
     pub no_progress: bool,
 }
 
 impl ReportArgs {
+    /// The gate these arguments ask for, if any.
+    ///
+    /// # Errors
+    ///
+    /// The gate file cannot be read, or a setting is unknown or not a number.
+    pub fn gate(&self) -> Result<Option<Gate>, ReportError> {
+        if self.gate.is_none() && self.gate_file.is_none() {
+            return Ok(None);
+        }
+        let mut gate = Gate::default();
+        if let Some(path) = &self.gate_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            gate.add_spec(&text, &path.display().to_string())
+                .map_err(ReportError::Gate)?;
+        }
+        if let Some(spec) = &self.gate {
+            gate.add_spec(spec, "--gate").map_err(ReportError::Gate)?;
+        }
+        if gate.criteria.is_empty() {
+            return Err(ReportError::Gate(mirror_report::GateError {
+                origin: "--gate".to_owned(),
+                message: "no criterion given".to_owned(),
+            }));
+        }
+        Ok(Some(gate))
+    }
+
     /// The analysis options these arguments ask for.
     pub fn options(&self) -> ReportOptions {
         ReportOptions {
@@ -81,6 +136,8 @@ impl ReportArgs {
                 0
             },
             seed: self.seed,
+            resample_pairs: self.resample_pairs,
+            resamples: self.resamples,
         }
     }
 }
@@ -201,6 +258,7 @@ fn s3_params(args: &ReportArgs) -> Result<Option<S3Config>, ReportError> {
 /// Failed judge calls are counted, not raised.
 pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Report, ReportError> {
     let options = args.options();
+    let gate = args.gate()?;
     // Set the judge up first, so a bad configuration fails before a long read.
     let judge_setup = match (&args.judge, &args.config) {
         (Some(group), Some(path)) => Some((group.as_str(), judge_router(path, group)?)),
@@ -243,12 +301,20 @@ pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Repo
     if let Some((_, router)) = judge_setup {
         router.shutdown(std::time::Duration::from_secs(5)).await;
     }
+    if let Some(gate) = &gate {
+        report.gate = Some(gate.evaluate(&report));
+    }
     let stdout_error = |source| ReportError::Write {
         path: PathBuf::from("-"),
         source,
     };
     match args.format {
-        OutputFormat::Table => write!(out, "{}", Table(&report.edges)).map_err(stdout_error)?,
+        OutputFormat::Table => {
+            write!(out, "{}", Table(&report.edges)).map_err(stdout_error)?;
+            if let Some(gate) = &report.gate {
+                write!(out, "{gate}").map_err(stdout_error)?;
+            }
+        }
         OutputFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &report)
                 .map_err(|err| stdout_error(err.into()))?;
@@ -262,4 +328,15 @@ pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Repo
         })?;
     }
     Ok(report)
+}
+
+/// The process exit code for the outcome of [`run`]: 0, [`EXIT_GATE_FAILED`] when a gate failed,
+/// [`EXIT_USAGE`] for a bad gate specification, [`EXIT_FAILURE`] for any other error.
+pub fn exit_code(result: &Result<Report, ReportError>) -> u8 {
+    match result {
+        Ok(report) if report.gate.as_ref().is_some_and(|g| !g.passed) => EXIT_GATE_FAILED,
+        Ok(_) => 0,
+        Err(ReportError::Gate(_)) => EXIT_USAGE,
+        Err(_) => EXIT_FAILURE,
+    }
 }

@@ -5,7 +5,7 @@
 //! (`POST {host}/api/public/ingestion`).
 
 mod legacy;
-mod otel;
+pub(crate) mod otel;
 
 use std::sync::Arc;
 use std::time::Duration;

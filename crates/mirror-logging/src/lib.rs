@@ -8,6 +8,7 @@
 //! Sinks shipped here:
 //! - [`JsonlSink`]: one JSON record per line in a local file, with rotation (the offline default);
 //! - [`LangfuseSink`]: Langfuse, through its OpenTelemetry endpoint or the legacy batch endpoint;
+//! - [`OtlpSink`]: OpenTelemetry spans to any OTLP/HTTP collector, with the GenAI conventions;
 //! - [`S3Sink`]: one JSON object per call in an S3 bucket (or an S3-compatible server), laid out as
 //!   LiteLLM's S3 logger lays them out.
 //!
@@ -24,6 +25,7 @@ mod http;
 mod ids;
 mod jsonl;
 mod langfuse;
+mod otlp;
 mod s3;
 mod sink;
 #[cfg(test)]
@@ -36,6 +38,7 @@ pub use jsonl::{JsonlConfig, JsonlSink};
 pub use langfuse::{
     LangfuseConfig, LangfuseMode, LangfuseSink, LANGFUSE_DEFAULT_HOST, SILENT_EXPERIMENT_TAG,
 };
+pub use otlp::{OtlpConfig, OtlpSink, OTLP_DEFAULT_ENDPOINT, SILENT_ATTRIBUTE};
 pub use s3::{
     ListPage, ObjectInfo, ObjectStream, S3Config, S3Partition, S3ReadError, S3Reader, S3Sink,
 };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use mirror_core::{CallId, CallRecord, CallStatus, CallType, ChatMessage, TraceId};
 
 use super::agreement::{compare_answers, diff_to_text, word_diff, Agreement, Answer};
+use super::intervals::{intervals, PairPoint, Reservoir};
 use super::stats::{SideAccumulator, SignedDurations};
 use super::{DivergentPair, NoiseComparison, PairSummary, Report, ReportOptions, Totals};
 
@@ -107,7 +108,7 @@ impl Ord for Divergent {
 }
 
 /// Per group-pair accumulators.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Edge {
     pairs: u64,
     self_copy_pairs: u64,
@@ -119,6 +120,30 @@ struct Edge {
     divergent: BinaryHeap<Divergent>,
     judge_samples: Vec<JudgeSample>,
     judge_seen: u64,
+    /// A uniform sample of the pairs, for the confidence intervals.
+    reservoir: Reservoir,
+}
+
+impl Edge {
+    fn new(options: &ReportOptions, index: usize) -> Self {
+        Edge {
+            pairs: 0,
+            self_copy_pairs: 0,
+            primary: SideAccumulator::default(),
+            shadow: SideAccumulator::default(),
+            latency_diff: SignedDurations::default(),
+            ttft_diff: SignedDurations::default(),
+            agreement: Agreement::default(),
+            divergent: BinaryHeap::new(),
+            judge_samples: Vec::new(),
+            judge_seen: 0,
+            // Its own stream of the seed, so the judge's sampling is unchanged by it.
+            reservoir: Reservoir::new(
+                options.resample_pairs,
+                options.seed ^ 0x7265_7365_7276_6f69 ^ index as u64,
+            ),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -356,10 +381,11 @@ impl Analyzer {
         pending.shadows.push(shadow.call_id);
         let primary = &pending.call;
         let options = &self.options;
+        let index = self.edges.len();
         let edge = self
             .edges
             .entry((Arc::clone(&primary.group), Arc::clone(&shadow.group)))
-            .or_default();
+            .or_insert_with(|| Edge::new(options, index));
         edge.pairs += 1;
         edge.self_copy_pairs += u64::from(primary.model == shadow.model);
         edge.primary.add(primary);
@@ -369,11 +395,22 @@ impl Analyzer {
         if let (Some(a), Some(b)) = (primary.ttft, shadow.ttft) {
             edge.ttft_diff.record_seconds(b - a);
         }
+        let mut point = PairPoint {
+            primary_ms: primary.latency * 1000.0,
+            shadow_ms: shadow.latency * 1000.0,
+            cost_diff: shadow.cost - primary.cost,
+            primary_failed: !primary.is_success(),
+            shadow_failed: !shadow.is_success(),
+            agreed: None,
+        };
         if !(primary.is_success() && shadow.is_success()) {
+            edge.reservoir.add(point);
             return;
         }
         let verdict = compare_answers(&primary.answer, &shadow.answer);
         edge.agreement.add(&verdict);
+        point.agreed = Some(verdict.normalized);
+        edge.reservoir.add(point);
         if !verdict.normalized && options.top > 0 {
             let worth_keeping = edge.divergent.len() < options.top
                 || edge
@@ -434,7 +471,9 @@ impl Analyzer {
         }
         let mut edges = Vec::with_capacity(self.edges.len());
         let mut samples = Vec::with_capacity(self.edges.len());
-        for ((primary_group, shadow_group), mut edge) in std::mem::take(&mut self.edges) {
+        for (index, ((primary_group, shadow_group), mut edge)) in
+            std::mem::take(&mut self.edges).into_iter().enumerate()
+        {
             edge.agreement.finish();
             let group_primaries = self
                 .group_primaries
@@ -454,6 +493,11 @@ impl Analyzer {
             }
             let primary = edge.primary.finish();
             let shadow = edge.shadow.finish();
+            let intervals = intervals(
+                &edge.reservoir,
+                self.options.resamples,
+                self.options.seed.wrapping_add(index as u64),
+            );
             edges.push(PairSummary {
                 primary_group: primary_group.to_string(),
                 shadow_group: shadow_group.to_string(),
@@ -470,6 +514,7 @@ impl Analyzer {
                 primary,
                 shadow,
                 agreement: edge.agreement,
+                intervals,
                 noise: None,
                 divergent,
                 judge: None,
@@ -486,6 +531,7 @@ impl Analyzer {
             window: self.options.window,
             totals: self.totals,
             edges,
+            gate: None,
         };
         (report, samples)
     }

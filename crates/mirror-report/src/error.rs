@@ -61,4 +61,7 @@ pub enum ReportError {
         /// The configuration file.
         path: PathBuf,
     },
+    /// The gate's specification is unusable.
+    #[error("invalid gate")]
+    Gate(#[source] crate::GateError),
 }

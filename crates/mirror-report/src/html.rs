@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{DiffOp, PairSummary, Report, SideStats, SIMILARITY_BINS};
+use super::{DiffOp, Estimate, PairSummary, Report, SideStats, SIMILARITY_BINS};
 
 const PRIMARY_COLOR: &str = "#2563eb";
 const SHADOW_COLOR: &str = "#ea580c";
@@ -238,6 +238,7 @@ fn write_edge(out: &mut String, index: usize, edge: &PairSummary) -> std::fmt::R
     writeln!(out, "</div>")?;
     write_side_table(out, edge)?;
     write_agreement_table(out, edge)?;
+    write_intervals_table(out, edge)?;
     writeln!(out, "<div class=\"charts\">")?;
     latency_chart(out, edge)?;
     cost_chart(out, edge)?;
@@ -283,6 +284,54 @@ fn write_side_table(out: &mut String, edge: &PairSummary) -> std::fmt::Result {
         signed_usd(edge.shadow.cost - edge.primary.cost),
         signed_usd(edge.cost_per_1k_diff)
     )
+}
+
+fn write_intervals_table(out: &mut String, edge: &PairSummary) -> std::fmt::Result {
+    let i = &edge.intervals;
+    writeln!(
+        out,
+        "<table class=\"intervals\"><caption>{:.0}% confidence intervals, shadow minus primary (bootstrap, {} resamples, over {} of {} pairs)</caption>\
+         <tr><th>measure</th><th>estimate</th><th>interval</th><th>pairs</th></tr>",
+        i.confidence * 100.0,
+        i.resamples,
+        i.sampled_pairs,
+        i.of_pairs
+    )?;
+    let row = |out: &mut String, label: &str, e: Option<&Estimate>, digits: usize| {
+        match e {
+        Some(e) => writeln!(
+            out,
+            "<tr><td>{label}</td><td>{:+.digits$}</td><td>[{:+.digits$}, {:+.digits$}]</td><td>{}</td></tr>",
+            e.value, e.low, e.high, e.pairs
+        ),
+        None => writeln!(out, "<tr><td>{label}</td><td>–</td><td>–</td><td>0</td></tr>"),
+    }
+    };
+    row(out, "latency p50 (ms)", i.latency_p50_diff_ms.as_ref(), 1)?;
+    row(out, "latency p99 (ms)", i.latency_p99_diff_ms.as_ref(), 1)?;
+    row(out, "latency p99 (%)", i.latency_p99_diff_pct.as_ref(), 1)?;
+    row(
+        out,
+        "cost per 1k requests (USD)",
+        i.cost_per_1k_diff.as_ref(),
+        4,
+    )?;
+    row(
+        out,
+        "error rate (points)",
+        i.error_rate_diff_points.as_ref(),
+        2,
+    )?;
+    row(out, "agreement (%)", i.agreement_pct.as_ref(), 1)?;
+    match i.latency_p_value {
+        Some(p) => writeln!(
+            out,
+            "<tr><td>latency p-value (sign-flip permutation)</td><td>{p:.4}</td><td></td><td>{}</td></tr>",
+            i.sampled_pairs
+        )?,
+        None => writeln!(out, "<tr><td>latency p-value</td><td>–</td><td></td><td>0</td></tr>")?,
+    }
+    writeln!(out, "</table>")
 }
 
 fn write_agreement_table(out: &mut String, edge: &PairSummary) -> std::fmt::Result {

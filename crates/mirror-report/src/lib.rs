@@ -23,8 +23,10 @@
 mod agreement;
 mod analyze;
 mod error;
+mod gate;
 mod html;
 mod input;
+mod intervals;
 mod judge;
 mod s3;
 mod stats;
@@ -38,8 +40,13 @@ use serde::Serialize;
 pub use agreement::{Agreement, DiffOp, SIMILARITY_BINS};
 pub use analyze::{Analyzer, JudgeSample, MAX_ANSWER_BYTES};
 pub use error::ReportError;
+pub use gate::{
+    Counts, CriterionResult, EdgeGate, Gate, GateError, GateOutcome, Insufficient, Measure,
+    Outcome, DEFAULT_MIN_PAIRS,
+};
 pub use html::render_html;
 pub use input::{analyze_paths, analyze_reader, feed_paths};
+pub use intervals::{Estimate, Intervals, CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_RESERVOIR};
 pub use judge::{judge, judge_prompt, parse_verdict, JudgeOutcome, JudgeVerdict};
 pub use s3::{analyze_s3, feed_s3, parse_s3_url, reader_config, s3_progress};
 pub use stats::{Percentiles, SideStats};
@@ -55,8 +62,13 @@ pub struct ReportOptions {
     pub top: usize,
     /// Pairs sampled per group pair for a judge (0: none, and conversations are not kept).
     pub judge_samples: usize,
-    /// Seed of the judge's sampling and answer order.
+    /// Seed of the judge's sampling and answer order, and of the bootstrap.
     pub seed: u64,
+    /// Pairs kept per group pair (a uniform reservoir sample) for the confidence intervals; bounds
+    /// their memory (32 bytes a pair) and work.
+    pub resample_pairs: usize,
+    /// Bootstrap resamples and permutations per group pair (work: this times the sampled pairs).
+    pub resamples: usize,
 }
 
 impl Default for ReportOptions {
@@ -66,6 +78,8 @@ impl Default for ReportOptions {
             top: 10,
             judge_samples: 0,
             seed: 0x6d69_7272_6f72,
+            resample_pairs: DEFAULT_RESERVOIR,
+            resamples: DEFAULT_RESAMPLES,
         }
     }
 }
@@ -79,6 +93,9 @@ pub struct Report {
     pub totals: Totals,
     /// One entry per primary group -> shadow group, in name order.
     pub edges: Vec<PairSummary>,
+    /// The gate's verdict, when one was asked for (`mirror report --gate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateOutcome>,
 }
 
 /// What was read.
@@ -142,6 +159,8 @@ pub struct PairSummary {
     pub cost_per_1k_diff: f64,
     /// How the answers agree, where both calls succeeded.
     pub agreement: Agreement,
+    /// Confidence intervals of the differences and of agreement, and the latency p-value.
+    pub intervals: Intervals,
     /// The noise floor, when the primary group also mirrors to a copy of itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub noise: Option<NoiseComparison>,

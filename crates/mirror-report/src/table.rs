@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{PairSummary, Percentiles};
+use super::{Estimate, Intervals, PairSummary, Percentiles};
 
 /// Renders summaries as a terminal table.
 pub struct Table<'a>(pub &'a [PairSummary]);
@@ -22,6 +22,53 @@ fn percentiles(f: &mut fmt::Formatter<'_>, label: &str, p: &Percentiles) -> fmt:
         "  {label:<22} p50 {:>9.1}  p90 {:>9.1}  p99 {:>9.1}  (n={})",
         p.p50, p.p90, p.p99, p.count
     )
+}
+
+fn estimate_line(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    estimate: Option<&Estimate>,
+    digits: usize,
+) -> fmt::Result {
+    match estimate {
+        Some(e) => writeln!(
+            f,
+            "    {label:<24} {:>+12.digits$}  [{:+.digits$}, {:+.digits$}]  (n={})",
+            e.value, e.low, e.high, e.pairs
+        ),
+        None => writeln!(f, "    {label:<24} {:>12}  (n=0)", "-"),
+    }
+}
+
+/// The verdict's intervals, one line per measure.
+pub(crate) fn write_intervals(f: &mut fmt::Formatter<'_>, i: &Intervals) -> fmt::Result {
+    writeln!(
+        f,
+        "  {:.0}% intervals (bootstrap, {} resamples, over {} of {} pairs), shadow minus primary:",
+        i.confidence * 100.0,
+        i.resamples,
+        i.sampled_pairs,
+        i.of_pairs
+    )?;
+    estimate_line(f, "latency p50 diff ms", i.latency_p50_diff_ms.as_ref(), 1)?;
+    estimate_line(f, "latency p99 diff ms", i.latency_p99_diff_ms.as_ref(), 1)?;
+    estimate_line(f, "latency p99 diff %", i.latency_p99_diff_pct.as_ref(), 1)?;
+    estimate_line(f, "cost diff $ / 1k req", i.cost_per_1k_diff.as_ref(), 4)?;
+    estimate_line(
+        f,
+        "error rate diff points",
+        i.error_rate_diff_points.as_ref(),
+        2,
+    )?;
+    estimate_line(f, "agreement %", i.agreement_pct.as_ref(), 1)?;
+    match i.latency_p_value {
+        Some(p) => writeln!(
+            f,
+            "    latency p-value          {p:>12.4}  (sign-flip permutation test, n={})",
+            i.sampled_pairs
+        ),
+        None => writeln!(f, "    latency p-value          {:>12}  (n=0)", "-"),
+    }
 }
 
 impl fmt::Display for Table<'_> {
@@ -131,6 +178,7 @@ impl fmt::Display for Table<'_> {
                     )?;
                 }
             }
+            write_intervals(f, &summary.intervals)?;
             if let Some(noise) = &summary.noise {
                 writeln!(
                     f,

@@ -318,6 +318,8 @@ pub struct SinkChoice {
     pub langfuse: bool,
     /// `s3` or `s3_v2` in a callback list.
     pub s3: bool,
+    /// `otel` in a callback list (LiteLLM's OpenTelemetry callback): spans over OTLP/HTTP.
+    pub otel: bool,
     /// Callback names we do not know (warned about, not errors: LiteLLM has dozens).
     pub unknown: Vec<String>,
 }
@@ -457,6 +459,7 @@ impl GatewayConfig {
             match name {
                 "langfuse" | "langfuse_otel" => choice.langfuse = true,
                 "s3" | "s3_v2" => choice.s3 = true,
+                "otel" => choice.otel = true,
                 other => choice.unknown.push(other.to_owned()),
             }
         }

@@ -19,29 +19,29 @@ use crate::time_fmt::{epoch_nanos, iso8601, utc};
 use crate::{http, SinkError};
 
 /// OTLP span kind CLIENT: an outgoing call to a model.
-const SPAN_KIND_CLIENT: u8 = 3;
+pub(crate) const SPAN_KIND_CLIENT: u8 = 3;
 /// OTLP status codes.
-const STATUS_OK: u8 = 1;
-const STATUS_ERROR: u8 = 2;
+pub(crate) const STATUS_OK: u8 = 1;
+pub(crate) const STATUS_ERROR: u8 = 2;
 
-fn string(key: &str, value: impl Into<String>) -> Value {
+pub(crate) fn string(key: &str, value: impl Into<String>) -> Value {
     json!({ "key": key, "value": { "stringValue": value.into() } })
 }
 
-fn int(key: &str, value: u64) -> Value {
+pub(crate) fn int(key: &str, value: u64) -> Value {
     // OTLP's JSON encoding writes 64-bit integers as strings.
     json!({ "key": key, "value": { "intValue": value.to_string() } })
 }
 
-fn double(key: &str, value: f64) -> Value {
+pub(crate) fn double(key: &str, value: f64) -> Value {
     json!({ "key": key, "value": { "doubleValue": value } })
 }
 
-fn boolean(key: &str, value: bool) -> Value {
+pub(crate) fn boolean(key: &str, value: bool) -> Value {
     json!({ "key": key, "value": { "boolValue": value } })
 }
 
-fn string_array(key: &str, values: &[String]) -> Value {
+pub(crate) fn string_array(key: &str, values: &[String]) -> Value {
     let values: Vec<Value> = values
         .iter()
         .map(|value| json!({ "stringValue": value }))
@@ -170,7 +170,7 @@ pub(super) fn span(
 }
 
 /// An `ExportTraceServiceRequest` holding `spans`.
-fn request_body(spans: &[Value]) -> Value {
+pub(crate) fn request_body(spans: &[Value]) -> Value {
     json!({
         "resourceSpans": [{
             "resource": {
@@ -238,7 +238,7 @@ pub(super) async fn export(
 }
 
 /// Splits items into runs whose JSON stays under `max_bytes` (an item larger than that goes alone).
-pub(super) fn chunks(items: &[Value], max_bytes: usize) -> Vec<&[Value]> {
+pub(crate) fn chunks(items: &[Value], max_bytes: usize) -> Vec<&[Value]> {
     // Room for the envelope around the items.
     let budget = max_bytes.saturating_sub(4096).max(1);
     let mut out = Vec::new();

@@ -171,7 +171,8 @@ async fn chat_for(
         return refuse(ApiError::bad_request("`messages` must not be empty"));
     }
     apply_silent_header(&headers, &mut request.metadata);
-    let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+    let mut meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+    apply_traceparent(&headers, request.metadata.as_ref(), &mut meta);
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     if request.is_stream() {
@@ -300,7 +301,8 @@ async fn embeddings_for(
         }
     };
     apply_silent_header(&headers, &mut request.metadata);
-    let meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+    let mut meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
+    apply_traceparent(&headers, request.metadata.as_ref(), &mut meta);
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     let result = state.router.embeddings_with_meta(request, meta).await;
@@ -382,4 +384,70 @@ pub(crate) async fn not_found(request: Request) -> Response {
 pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let body = ErrorBody::new("internal error", "internal_error", None);
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+/// A caller's W3C `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) gives the
+/// call's trace id, so its spans and records join the caller's trace; `metadata.trace_id`, LiteLLM's
+/// way, wins when both are sent. A malformed header is ignored, as the W3C spec asks.
+fn apply_traceparent(
+    headers: &HeaderMap,
+    metadata: Option<&Map<String, Value>>,
+    meta: &mut CallMeta,
+) {
+    if metadata.is_some_and(|m| m.contains_key(mirror_core::TRACE_ID_METADATA_KEY)) {
+        return;
+    }
+    let Some(value) = headers.get("traceparent").and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    if let Some(trace_id) = traceparent_trace_id(value) {
+        meta.trace_id = TraceId::from(trace_id);
+    }
+}
+
+/// The trace id of a valid `traceparent` value, in lowercase.
+fn traceparent_trace_id(value: &str) -> Option<String> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, span_id, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let is_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = is_hex(version, 2)
+        && version != "ff"
+        // Version 00 has exactly four fields; later versions may add more.
+        && (version != "00" || parts.next().is_none())
+        && is_hex(trace_id, 32)
+        && trace_id.bytes().any(|b| b != b'0')
+        && is_hex(span_id, 16)
+        && span_id.bytes().any(|b| b != b'0')
+        && is_hex(flags, 2);
+    valid.then(|| trace_id.to_owned())
+}
+
+#[cfg(test)]
+mod traceparent_tests {
+    use super::traceparent_trace_id;
+
+    #[test]
+    fn traceparent() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for (value, want) in [
+            (format!("00-{id}-00f067aa0ba902b7-01"), Some(id)),
+            (format!("01-{id}-00f067aa0ba902b7-01-extra"), Some(id)),
+            (format!("00-{id}-00f067aa0ba902b7-01-extra"), None),
+            (format!("ff-{id}-00f067aa0ba902b7-01"), None),
+            (format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)), None),
+            (format!("00-{id}-0000000000000000-01"), None),
+            (
+                format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+                None,
+            ),
+            ("garbage".to_owned(), None),
+        ] {
+            assert_eq!(traceparent_trace_id(&value).as_deref(), want, "{value}");
+        }
+    }
 }

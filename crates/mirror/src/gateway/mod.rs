@@ -22,8 +22,8 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use mirror_core::{CallRecord, SecretString};
 use mirror_logging::{
-    JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, LogWriter, S3Sink, SinkError,
-    WriterReport,
+    JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, LogWriter, OtlpConfig, OtlpSink, S3Sink,
+    SinkError, WriterReport,
 };
 use mirror_router::{ConfigError, MirrorSnapshot, RecordConsumer, Router};
 use tokio::net::TcpListener;
@@ -164,6 +164,16 @@ impl Gateway {
                 })?;
             sinks.push(format!("langfuse ({})", langfuse.endpoint()));
             writer = writer.sink(langfuse);
+        }
+        if choice.otel {
+            let otlp = OtlpConfig::from_env()
+                .and_then(OtlpSink::new)
+                .map_err(|source| GatewayError::Sink {
+                    sink: "otel",
+                    source,
+                })?;
+            sinks.push(format!("otel ({})", otlp.endpoint()));
+            writer = writer.sink(otlp);
         }
         if choice.s3 {
             let params = config
