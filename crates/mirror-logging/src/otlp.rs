@@ -277,8 +277,14 @@ fn provider_name(provider: &str) -> &str {
 /// One CLIENT span for one call, with the GenAI semantic conventions' attributes.
 pub(crate) fn span(record: &CallRecord) -> Value {
     let operation = match record.call_type {
-        CallType::Completion => "chat",
+        // A Responses create is a chat turn in the conventions' terms; calls on a stored response
+        // have no well-known operation, so they keep LiteLLM's call type names.
+        CallType::Completion | CallType::Responses => "chat",
         CallType::Embedding => "embeddings",
+        CallType::GetResponses => "aget_responses",
+        CallType::DeleteResponses => "adelete_responses",
+        CallType::CancelResponses => "acancel_responses",
+        CallType::ListInputItems => "alist_input_items",
     };
     let mut attributes = vec![
         string("gen_ai.operation.name", operation),
