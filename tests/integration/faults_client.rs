@@ -366,3 +366,54 @@ async fn smuggled_requests_are_refused_and_never_reach_the_upstream() {
     assert!(records.is_empty(), "{records:?}");
     assert!(upstream.requests().is_empty());
 }
+
+#[test]
+fn empty_master_keys_and_zero_limits_are_refused_and_check_says_what_auth_is() {
+    let dir = std::env::temp_dir().join(format!("mirror-faults-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Set before any configuration reads it; no other test names this variable.
+    std::env::set_var("MIRROR_FAULTS_EMPTY_KEY", "");
+    let entry = "model_list:\n  - model_name: gpt-4\n    litellm_params: {model: mock/gpt-4}\n";
+    let cases = [
+        format!("{entry}general_settings:\n  master_key: \"\"\n"),
+        format!("{entry}general_settings:\n  master_key: \"  \"\n"),
+        format!("{entry}general_settings:\n  master_key: os.environ/MIRROR_FAULTS_EMPTY_KEY\n"),
+        format!("{entry}mirror_settings:\n  max_client_connections: 0\n"),
+        format!("{entry}mirror_settings:\n  client_header_timeout: 0\n"),
+        format!("{entry}mirror_settings:\n  client_body_min_rate: 0\n"),
+        format!("{entry}mirror_settings:\n  max_body_bytes_in_flight: 0\n"),
+        format!("{entry}general_settings:\n  master_key: sk-1234\n"),
+        entry.to_owned(),
+    ];
+    let mut out = String::new();
+    for (index, yaml) in cases.iter().enumerate() {
+        let path = dir.join(format!("case-{index}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let args = mirror_cli::cli::CheckArgs { config: Some(path) };
+        let message = match tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { mirror_cli::cli::check(&args) })
+        {
+            Ok(description) => description
+                .lines()
+                .filter(|line| line.starts_with("Auth:"))
+                .collect(),
+            Err(err) => err.to_string(),
+        };
+        out.push_str(&message.replace(&dir.display().to_string(), "$DIR"));
+        out.push('\n');
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.contains("sk-1234"));
+    expect_test::expect![[r#"
+        $DIR/case-0.yaml: general_settings.master_key: is empty or whitespace (an `os.environ/NAME` reference to an empty variable too): it would turn authentication off; set a key, or remove the line to run without one at line 5 column 15
+        $DIR/case-1.yaml: general_settings.master_key: is empty or whitespace (an `os.environ/NAME` reference to an empty variable too): it would turn authentication off; set a key, or remove the line to run without one at line 5 column 15
+        $DIR/case-2.yaml: general_settings.master_key: is empty or whitespace (an `os.environ/NAME` reference to an empty variable too): it would turn authentication off; set a key, or remove the line to run without one at line 5 column 15
+        $DIR/case-3.yaml: mirror_settings.max_client_connections: must be greater than 0 (a number of connections) at line 5 column 27
+        $DIR/case-4.yaml: mirror_settings.client_header_timeout: must be a number of seconds greater than 0 and at most 3600 (1 hour), got 0.0 at line 5 column 26
+        $DIR/case-5.yaml: mirror_settings.client_body_min_rate: must be greater than 0 (a number of bytes per second) at line 5 column 25
+        $DIR/case-6.yaml: mirror_settings.max_body_bytes_in_flight: must be greater than 0 (a number of bytes) at line 5 column 29
+        Auth: master key required on every route but /health* (key redacted)
+        Auth: OFF: no master key, every client is accepted
+    "#]].assert_eq(&out);
+}

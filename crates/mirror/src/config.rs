@@ -393,6 +393,8 @@ impl GatewayConfig {
                 .check(seconds)
                 .map_err(|message| ("litellm_settings.request_timeout", message))?;
         }
+        crate::gateway::check_master_key(self.general_settings.master_key.as_ref())
+            .map_err(|message| (crate::gateway::MASTER_KEY_PATH, message))?;
         self.mirror_settings.check()
     }
 

@@ -7,6 +7,7 @@
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
 //! request out of mirroring. Clients choose a model group, never an upstream URL.
 
+mod auth;
 mod error;
 mod handlers;
 mod limits;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::GatewayConfig;
+pub use auth::{check_master_key, MASTER_KEY_PATH};
 use limits::CheckedLimits;
 pub use limits::{ClientLimits, CLIENT_LIMIT_KEYS};
 use listen::BodyBudget;
@@ -240,6 +242,11 @@ impl Gateway {
     /// The router inside.
     pub fn router(&self) -> &Router {
         &self.state.router
+    }
+
+    /// Whether every request but health checks needs the master key.
+    pub fn requires_key(&self) -> bool {
+        self.state.master_key.is_some()
     }
 
     /// Descriptions of the sinks in use.
