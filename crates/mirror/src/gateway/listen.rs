@@ -220,7 +220,9 @@ pub(crate) async fn accept(
             Err(err) => {
                 // Out of descriptors (EMFILE, ENFILE) or memory: the open connections keep being
                 // served; try again when one closes, or after a growing pause, never in a spin.
-                tracing::warn!(
+                // An error, not a warning: the default log level shows it, and the back-off keeps it
+                // to a few lines a second.
+                tracing::error!(
                     error = %err,
                     retry_in_ms = backoff.as_millis() as u64,
                     "Cannot accept a connection."
