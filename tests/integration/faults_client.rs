@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -416,4 +417,110 @@ fn empty_master_keys_and_zero_limits_are_refused_and_check_says_what_auth_is() {
         Auth: master key required on every route but /health* (key redacted)
         Auth: OFF: no master key, every client is accepted
     "#]].assert_eq(&out);
+}
+
+/// An upstream whose streams send one chunk and then hang, and whose other answers never come.
+async fn hanging_upstream() -> mirror_test_support::Upstream {
+    mirror_test_support::Upstream::with_handler(|call| async move {
+        if call.body["stream"] == true {
+            let chunk = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "partial"}, "finish_reason": null}]});
+            let first = futures::stream::once(async move {
+                Ok::<_, std::convert::Infallible>(format!("data: {chunk}\n\n"))
+            });
+            let body = axum::body::Body::from_stream(first.chain(futures::stream::pending()));
+            return axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap();
+        }
+        futures::future::pending::<()>().await;
+        unreachable!()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_has_one_deadline_and_records_what_it_cuts() {
+    let upstream = hanging_upstream().await;
+    let mut gateway = RunningGateway::start(&format!(
+        r#"
+model_list:
+  - model_name: hang
+    litellm_params: {{model: openai/hang, api_base: "{}/v1", api_key: sk-upstream-secret}}
+router_settings: {{num_retries: 0}}
+mirror_settings:
+  log_file: "{{log}}"
+  shutdown_timeout: 1
+"#,
+        upstream.url()
+    ))
+    .await;
+    let url = format!("{}/v1/chat/completions", gateway.base);
+    // A call the upstream never answers, a stream that stops after one chunk, and a client that
+    // stops in the middle of its body.
+    let held = tokio::spawn({
+        let url = url.clone();
+        async move { client().post(url).json(&chat_body("hang")).send().await }
+    });
+    let stream =
+        json!({"model": "hang", "stream": true, "messages": [{"role": "user", "content": "s"}]});
+    let response = client().post(&url).json(&stream).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut events = response.bytes_stream();
+    let first = events.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("partial"));
+    let address = address(&gateway);
+    let mut stuck = TcpStream::connect(&address).await.unwrap();
+    stuck
+        .write_all(format!("{}{{\"model\":", head(&address, 1000)).as_bytes())
+        .await
+        .unwrap();
+    upstream
+        .wait_until("both calls", |seen| seen.len() == 2)
+        .await;
+    // The stuck client's first bytes are in: its connection was accepted and its request is open.
+    loop {
+        let readiness: Value = client()
+            .get(format!("{}/health/readiness", gateway.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if readiness["request_body_bytes_in_flight"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let started = std::time::Instant::now();
+    gateway.begin_stop();
+    // The open stream ends with an error event at the deadline.
+    let mut rest = Vec::new();
+    while let Some(Ok(bytes)) = events.next().await {
+        rest.extend_from_slice(&bytes);
+    }
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("\"code\":\"shutting_down\""), "{rest}");
+    assert!(!rest.contains("[DONE]"), "{rest}");
+    // The held call and the stuck client are cut, not waited for.
+    assert!(held.await.unwrap().is_err(), "the held call was answered");
+    closed_by_server(&mut stuck).await;
+    let (report, records) = gateway.finish().await;
+    eprintln!(
+        "shutdown with shutdown_timeout 1 s took {:?}",
+        started.elapsed()
+    );
+    assert!(!report.requests_drained);
+    assert_eq!(report.connections_closed, 3, "{report:?}");
+    assert_balanced(&report);
+    assert_eq!(report.writer.dropped(), 0);
+    // Nothing in flight is lost from the log: both cut calls are there, as cancelled.
+    let statuses: Vec<&str> = records
+        .iter()
+        .map(|record| record["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses, ["cancelled", "cancelled"], "{records:?}");
 }
