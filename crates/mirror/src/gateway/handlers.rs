@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -66,27 +66,59 @@ pub(crate) async fn authenticate(
     next.run(request).await
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(body_error)?;
+/// A request body read whole, or the OpenAI-shaped error that stopped it.
+pub(crate) struct RequestBody(Result<Bytes, ApiError>);
+
+impl axum::extract::FromRequest<Arc<AppState>> for RequestBody {
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, Infallible> {
+        Ok(RequestBody(read_body(request, state.max_body_bytes).await))
+    }
+}
+
+/// Reads a body into one buffer sized from `Content-Length`, so a body is held once while it
+/// arrives (collecting chunks and then joining them held it twice), up to `limit` bytes.
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            "request body is larger than `mirror_settings.max_body_bytes`",
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let capacity = declared.map_or(0, |length| usize::try_from(length).unwrap_or(limit));
+    let mut buffer = Vec::with_capacity(capacity.min(limit));
+    let mut data = request.into_body().into_data_stream();
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(|err| body_error(&err))?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: RequestBody) -> Result<T, ApiError> {
+    let bytes = body.0?;
     serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
 }
 
-/// A body that could not be read, in OpenAI's shape: too large (413), too slow (408), over the
-/// gateway's budget of bodies in memory (503, retry shortly), or a broken connection (400).
-fn body_error(rejection: BytesRejection) -> ApiError {
-    let status = rejection.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            status,
-            "invalid_request_error",
-            Some("request_too_large"),
-            "request body is larger than `mirror_settings.max_body_bytes`",
-        );
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+/// A body that could not be read, in OpenAI's shape: too slow (408), over the gateway's budget of
+/// bodies in memory (503, retry shortly), or a broken connection (400).
+fn body_error(err: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(error) = source {
         if let Some(body) = error.downcast_ref::<BodyError>() {
             return match body {
@@ -111,7 +143,7 @@ fn body_error(rejection: BytesRejection) -> ApiError {
         }
         source = error.source();
     }
-    ApiError::new(status, "invalid_request_error", None, rejection.body_text())
+    ApiError::bad_request(format!("cannot read the request body: {err}"))
 }
 
 /// `x-mirror-silent: off` (or `false`, `0`, `no`) puts the opt-out flag into the request metadata.
@@ -192,7 +224,7 @@ fn finish(
 pub(crate) async fn chat(
     State(state): SharedState,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
     chat_for(state, headers, body, None).await
 }
@@ -203,7 +235,7 @@ pub(crate) async fn azure_chat(
     State(state): SharedState,
     deployment: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
     match deployment {
         Ok(Path(deployment)) => chat_for(state, headers, body, Some(deployment)).await,
@@ -228,7 +260,7 @@ fn path_error(state: &AppState, rejection: &PathRejection) -> Response {
 async fn chat_for(
     state: Arc<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
     model: Option<String>,
 ) -> Response {
     let started = Instant::now();
@@ -268,10 +300,7 @@ async fn chat_for(
     finish(&state, with_ids(response, &ids), started, routed)
 }
 
-fn parse_with_model<T>(
-    body: Result<Bytes, BytesRejection>,
-    model: Option<String>,
-) -> Result<T, ApiError>
+fn parse_with_model<T>(body: RequestBody, model: Option<String>) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned,
 {
@@ -364,7 +393,7 @@ fn sse_response(
 pub(crate) async fn embeddings(
     State(state): SharedState,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
     embeddings_for(state, headers, body, None).await
 }
@@ -374,7 +403,7 @@ pub(crate) async fn azure_embeddings(
     State(state): SharedState,
     deployment: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
     match deployment {
         Ok(Path(deployment)) => embeddings_for(state, headers, body, Some(deployment)).await,
@@ -385,7 +414,7 @@ pub(crate) async fn azure_embeddings(
 async fn embeddings_for(
     state: Arc<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
     model: Option<String>,
 ) -> Response {
     let started = Instant::now();

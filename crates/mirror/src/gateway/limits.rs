@@ -56,7 +56,7 @@ fn default_client_body_grace() -> f64 {
     10.0
 }
 fn default_max_body_bytes_in_flight() -> u64 {
-    256 * 1024 * 1024
+    128 * 1024 * 1024
 }
 
 impl Default for ClientLimits {

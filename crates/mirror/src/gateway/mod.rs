@@ -100,6 +100,8 @@ pub(crate) struct AppState {
     pub(crate) deadline: watch::Sender<bool>,
     /// Request-body bytes in memory, across requests.
     pub(crate) bodies: Arc<BodyBudget>,
+    /// The largest request body.
+    pub(crate) max_body_bytes: usize,
 }
 
 /// A configured gateway, ready to serve.
@@ -231,6 +233,7 @@ impl Gateway {
                 shutting_down: AtomicBool::new(false),
                 deadline: watch::Sender::new(false),
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
+                max_body_bytes: section.max_body_bytes,
             }),
             max_body_bytes: section.max_body_bytes,
             shutdown_timeout,
