@@ -175,6 +175,31 @@ async fn idle_and_half_sent_connections_cannot_lock_others_out() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
     assert!(answer.contains("x-mirror-call-id"), "{answer}");
+    // Every cut is counted where an operator sees it.
+    let metrics = client()
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert!(
+        value("mirror_client_header_timeouts_total") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        value("mirror_client_connections_accepted_total") >= 5,
+        "{metrics}"
+    );
+    assert_eq!(value("mirror_request_body_bytes_in_flight"), 0);
 
     let (report, records) = gateway.stop().await;
     assert_balanced(&report);

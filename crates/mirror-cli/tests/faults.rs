@@ -200,6 +200,16 @@ fn out_of_descriptors_the_gateway_serves_what_it_has_and_recovers() {
     // A back-off, not a spin: a spinning loop logs thousands of times a second.
     assert!(refusals < 200, "{refusals} accept errors logged");
 
+    let (status, metrics) =
+        exchange(&mut kept, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("mirror_client_accept_errors_total ") && !line.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+
     // The flood hangs up; the gateway accepts again.
     drop(flood);
     let mut recovered = None;

@@ -479,11 +479,12 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): SharedState) -> Response {
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         &state.router.mirror_stats(),
         &state.writer.stats(),
         &state.router.shared_state_stats(),
     );
+    state.clients.render(&mut text, &state.bodies);
     (
         [(
             header::CONTENT_TYPE,

@@ -32,6 +32,44 @@ pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The longest wait between two tries when accepting fails for want of resources.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What happened to client connections, for `/metrics`: every connection the limits cut is
+/// counted.
+#[derive(Debug, Default)]
+pub(crate) struct ClientStats {
+    open: AtomicU64,
+    accepted: AtomicU64,
+    accept_errors: AtomicU64,
+    header_timeouts: AtomicU64,
+    closed_at_shutdown: AtomicU64,
+}
+
+impl ClientStats {
+    /// Counts connections cut at the shutdown deadline.
+    pub(crate) fn closed_at_shutdown(&self, connections: usize) {
+        self.closed_at_shutdown
+            .fetch_add(connections as u64, Ordering::Relaxed);
+    }
+
+    /// Appends the counters to a Prometheus text page.
+    pub(crate) fn render(&self, out: &mut String, bodies: &BodyBudget) {
+        use std::fmt::Write;
+        let rows: [(&str, &str, &str, u64); 6] = [
+            ("mirror_client_connections", "gauge", "Open client connections.", self.open.load(Ordering::Relaxed)),
+            ("mirror_client_connections_accepted_total", "counter", "Client connections accepted.", self.accepted.load(Ordering::Relaxed)),
+            ("mirror_client_accept_errors_total", "counter", "Failed accepts (out of descriptors or memory), each followed by a back-off.", self.accept_errors.load(Ordering::Relaxed)),
+            ("mirror_client_header_timeouts_total", "counter", "Connections closed for not sending a request head within client_header_timeout (idle ones included).", self.header_timeouts.load(Ordering::Relaxed)),
+            ("mirror_client_closed_at_shutdown_total", "counter", "Connections still open at the shutdown deadline, closed then.", self.closed_at_shutdown.load(Ordering::Relaxed)),
+            ("mirror_request_body_bytes_in_flight", "gauge", "Request-body bytes held by all requests (max_body_bytes_in_flight).", bodies.used()),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+}
+
 /// Request-body bytes held by every request at once.
 #[derive(Debug)]
 pub(crate) struct BodyBudget {
@@ -183,6 +221,7 @@ pub(crate) async fn accept(
     app: axum::Router,
     limits: CheckedLimits,
     budget: Arc<BodyBudget>,
+    stats: Arc<ClientStats>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -218,6 +257,7 @@ pub(crate) async fn accept(
             // The peer gave up before we took it: nothing to wait for.
             Err(err) if is_per_connection(&err) => continue,
             Err(err) => {
+                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                 // Out of descriptors (EMFILE, ENFILE) or memory: the open connections keep being
                 // served; try again when one closes, or after a growing pause, never in a spin.
                 // An error, not a warning: the default log level shows it, and the back-off keeps it
@@ -272,21 +312,45 @@ pub(crate) async fn accept(
         let connection = builder.serve_connection(TokioIo::new(tcp), service);
         let mut stop = stop.clone();
         let closed = Arc::clone(&closed);
+        let open = OpenConnection::new(Arc::clone(&stats));
         connections.spawn(async move {
             let _slot = slot;
             let mut connection = std::pin::pin!(connection);
-            let stopping = tokio::select! {
-                _ = connection.as_mut() => false,
-                stopped = stop.wait_for(|stop| *stop) => stopped.is_ok(),
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                _ = stop.wait_for(|stop| *stop) => None,
             };
-            if stopping {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
+            let ended = match ended {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if ended.is_err_and(|err| err.is_timeout()) {
+                open.0.header_timeouts.fetch_add(1, Ordering::Relaxed);
             }
             closed.notify_one();
         });
     }
     connections
+}
+
+/// One open connection, counted until its task ends or is aborted.
+struct OpenConnection(Arc<ClientStats>);
+
+impl OpenConnection {
+    fn new(stats: Arc<ClientStats>) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(stats)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Accept errors that concern one connection only (it was reset before we took it).

@@ -35,7 +35,7 @@ use crate::config::GatewayConfig;
 pub use auth::{check_master_key, MASTER_KEY_PATH};
 use limits::CheckedLimits;
 pub use limits::{ClientLimits, CLIENT_LIMIT_KEYS};
-use listen::BodyBudget;
+use listen::{BodyBudget, ClientStats};
 use metrics::Metrics;
 
 /// Why the gateway could not start.
@@ -102,6 +102,8 @@ pub(crate) struct AppState {
     pub(crate) bodies: Arc<BodyBudget>,
     /// The largest request body.
     pub(crate) max_body_bytes: usize,
+    /// Client connection counters.
+    pub(crate) clients: Arc<ClientStats>,
 }
 
 /// A configured gateway, ready to serve.
@@ -234,6 +236,7 @@ impl Gateway {
                 deadline: watch::Sender::new(false),
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
                 max_body_bytes: section.max_body_bytes,
+                clients: Arc::new(ClientStats::default()),
             }),
             max_body_bytes: section.max_body_bytes,
             shutdown_timeout,
@@ -316,6 +319,7 @@ impl Gateway {
             self.app(),
             self.limits,
             Arc::clone(&self.state.bodies),
+            Arc::clone(&self.state.clients),
             stop_rx,
         ));
         shutdown.await;
@@ -340,6 +344,7 @@ impl Gateway {
         let mut connections_closed = 0;
         if !drained {
             connections_closed = connections.len();
+            self.state.clients.closed_at_shutdown(connections_closed);
             // Streams end with an error event; give them a moment to write it before the
             // connections are closed.
             self.state.deadline.send_replace(true);
