@@ -148,10 +148,11 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
     let _ = writeln!(
         out,
         "Auth: {}",
-        if config.general_settings.master_key.is_some() {
-            "master key set (redacted)"
+        // What the built gateway enforces, not what the file seems to say.
+        if gateway.requires_key() {
+            "master key required on every route but /health* (key redacted)"
         } else {
-            "none (every client is accepted)"
+            "OFF: no master key, every client is accepted"
         }
     );
     let ignored = config.ignored_keys();

@@ -311,6 +311,18 @@ pub async fn run(args: &ReportArgs, out: &mut (dyn Write + Send)) -> Result<Repo
     match args.format {
         OutputFormat::Table => {
             write!(out, "{}", Table(&report.edges)).map_err(stdout_error)?;
+            let skipped = report.totals.malformed_lines;
+            if skipped > 0 {
+                // A torn last line after a crash, or a foreign line: said, never silently dropped.
+                writeln!(
+                    out,
+                    "Skipped {skipped} malformed line{} (not a call record; a write cut by a crash \
+                     leaves one); {} records read.",
+                    if skipped == 1 { "" } else { "s" },
+                    report.totals.records
+                )
+                .map_err(stdout_error)?;
+            }
             if let Some(gate) = &report.gate {
                 write!(out, "{gate}").map_err(stdout_error)?;
             }

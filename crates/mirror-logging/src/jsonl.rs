@@ -133,7 +133,14 @@ fn open(path: &Path, now: OffsetDateTime) -> Result<OpenFile, SinkError> {
         .append(true)
         .open(path)
         .map_err(io_error(path))?;
-    let metadata = file.metadata().map_err(io_error(path))?;
+    let mut metadata = file.metadata().map_err(io_error(path))?;
+    if metadata.len() > 0 && !ends_with_newline(path).map_err(io_error(path))? {
+        // A process killed in the middle of a write left half a line; appending to it would make
+        // this batch's first record part of that broken line. Ending it loses only the torn record
+        // (a reader counts it as one malformed line) and keeps every later record whole.
+        (&file).write_all(b"\n").map_err(io_error(path))?;
+        metadata = file.metadata().map_err(io_error(path))?;
+    }
     let day = metadata
         .modified()
         .ok()
@@ -144,6 +151,16 @@ fn open(path: &Path, now: OffsetDateTime) -> Result<OpenFile, SinkError> {
         size: metadata.len(),
         day,
     })
+}
+
+/// Whether a non-empty file's last byte is `\n`.
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// The path a rotated file gets: `{stem}.{YYYY-MM-DD}.{N}.{ext}` with the first free `N`.

@@ -191,6 +191,9 @@ pub struct MirrorSection {
     /// `silent_max_per_minute`.
     #[serde(flatten)]
     pub mirror: MirrorSettings,
+    /// The client-facing limits: connections, timeouts, request bodies in memory.
+    #[serde(flatten)]
+    pub limits: crate::gateway::ClientLimits,
     /// Must come after every other flattened field: it sees only the keys they did not take.
     #[serde(flatten)]
     #[allow(dead_code)] // Only its deserializer matters.
@@ -229,6 +232,7 @@ impl<'de> Deserialize<'de> for UnknownKeys {
                         let expected: Vec<String> = GATEWAY_KEYS
                             .iter()
                             .chain(MirrorSettings::keys())
+                            .chain(&crate::gateway::CLIENT_LIMIT_KEYS)
                             .map(|name| format!("`{name}`"))
                             .collect();
                         Err(serde::de::Error::custom(format!(
@@ -268,6 +272,7 @@ impl Default for MirrorSection {
             max_body_bytes: default_max_body_bytes(),
             shutdown_timeout: default_shutdown_seconds(),
             mirror: MirrorSettings::default(),
+            limits: crate::gateway::ClientLimits::default(),
             unknown: UnknownKeys,
         }
     }
@@ -298,7 +303,7 @@ impl MirrorSection {
             check_size(bytes, "a number of bytes")
                 .map_err(|message| ("mirror_settings.log_max_bytes", message))?;
         }
-        Ok(())
+        self.limits.check()
     }
 }
 
@@ -390,6 +395,8 @@ impl GatewayConfig {
                 .check(seconds)
                 .map_err(|message| ("litellm_settings.request_timeout", message))?;
         }
+        crate::gateway::check_master_key(self.general_settings.master_key.as_ref())
+            .map_err(|message| (crate::gateway::MASTER_KEY_PATH, message))?;
         self.mirror_settings.check()
     }
 

@@ -61,3 +61,32 @@ fn rotated_names_take_the_next_free_number() {
     assert_eq!(rotated_path(&path, day), dir.join("calls.2025-01-16.2.log"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_torn_last_line_is_ended_so_every_later_record_is_whole() {
+    let dir = std::env::temp_dir().join(format!("mirror-logging-torn-{}", fastrand::u64(..)));
+    let path = dir.join("mirror.jsonl");
+    std::fs::create_dir_all(&dir).unwrap();
+    // What a SIGKILL in the middle of a write leaves: one whole record, then half of one.
+    let whole = serde_json::to_string(&*record()).unwrap();
+    std::fs::write(&path, format!("{whole}\n{}", &whole[..whole.len() / 2])).unwrap();
+
+    let sink = JsonlSink::new(JsonlConfig::new(&path));
+    sink.write(&[record(), record()]).await.unwrap();
+    sink.flush().await.unwrap();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let parsed = |line: &str| serde_json::from_str::<CallRecord>(line).is_ok();
+    assert!(parsed(lines[0]));
+    assert!(
+        !parsed(lines[1]),
+        "the torn record stays one malformed line"
+    );
+    assert!(
+        parsed(lines[2]) && parsed(lines[3]),
+        "later records are whole"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

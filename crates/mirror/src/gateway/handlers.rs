@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -14,11 +14,13 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use mirror_core::{
     CallId, CallMeta, ChatRequest, EmbeddingsRequest, ErrorBody, TraceId, OPT_OUT_METADATA_KEY,
+    TRACE_ID_METADATA_KEY,
 };
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::listen::BodyError;
 use super::AppState;
 
 /// The header that opts one request out of mirroring: `x-mirror-silent: off`.
@@ -64,24 +66,84 @@ pub(crate) async fn authenticate(
     next.run(request).await
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "invalid_request_error",
-                Some("request_too_large"),
-                "request body is larger than `mirror_settings.max_body_bytes`",
-            )
-        } else {
-            ApiError::new(status, "invalid_request_error", None, rejection.body_text())
+/// A request body read whole, or the OpenAI-shaped error that stopped it.
+pub(crate) struct RequestBody(Result<Bytes, ApiError>);
+
+impl axum::extract::FromRequest<Arc<AppState>> for RequestBody {
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, Infallible> {
+        Ok(RequestBody(read_body(request, state.max_body_bytes).await))
+    }
+}
+
+/// Reads a body into one buffer sized from `Content-Length`, so a body is held once while it
+/// arrives (collecting chunks and then joining them held it twice), up to `limit` bytes.
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            Some("request_too_large"),
+            "request body is larger than `mirror_settings.max_body_bytes`",
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let capacity = declared.map_or(0, |length| usize::try_from(length).unwrap_or(limit));
+    let mut buffer = Vec::with_capacity(capacity.min(limit));
+    let mut data = request.into_body().into_data_stream();
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(|err| body_error(&err))?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(too_large());
         }
-    })?;
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: RequestBody) -> Result<T, ApiError> {
+    let bytes = body.0?;
     serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
+}
+
+/// A body that could not be read, in OpenAI's shape: too slow (408), over the gateway's budget of
+/// bodies in memory (503, retry shortly), or a broken connection (400).
+fn body_error(err: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(error) = source {
+        if let Some(body) = error.downcast_ref::<BodyError>() {
+            return match body {
+                BodyError::TooSlow { .. } => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "invalid_request_error",
+                    Some("request_timeout"),
+                    body.to_string(),
+                ),
+                BodyError::OverBudget => {
+                    let mut api = ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        Some("overloaded"),
+                        body.to_string(),
+                    );
+                    api.retry_after = Some(std::time::Duration::from_secs(1));
+                    api
+                }
+                BodyError::Read(_) => ApiError::bad_request(body.to_string()),
+            };
+        }
+        source = error.source();
+    }
+    ApiError::bad_request(format!("cannot read the request body: {err}"))
 }
 
 /// `x-mirror-silent: off` (or `false`, `0`, `no`) puts the opt-out flag into the request metadata.
@@ -100,6 +162,32 @@ fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Va
             .get_or_insert_with(Map::new)
             .insert(OPT_OUT_METADATA_KEY.to_owned(), Value::Bool(true));
     }
+}
+
+/// The longest `metadata.trace_id` the gateway accepts: it comes back in a response header.
+pub(crate) const MAX_TRACE_ID_CHARS: usize = 128;
+
+/// Caller values that come back in response headers (`metadata.trace_id`, as `x-mirror-trace-id`)
+/// must be short visible ASCII; anything else is refused with 400 rather than truncated, so a
+/// trace id is never silently changed.
+fn check_echoed(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+    let Some(Value::String(trace_id)) = metadata.and_then(|m| m.get(TRACE_ID_METADATA_KEY)) else {
+        return Ok(());
+    };
+    let visible = trace_id.bytes().all(|byte| byte.is_ascii_graphic());
+    if trace_id.len() <= MAX_TRACE_ID_CHARS && visible {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        Some("invalid_trace_id"),
+        format!(
+            "`metadata.trace_id` must be at most {MAX_TRACE_ID_CHARS} visible ASCII characters \
+             (no spaces or control characters); got {} bytes",
+            trace_id.len()
+        ),
+    ))
 }
 
 /// Ids for a response refused before a call existed, so that every response carries them.
@@ -136,7 +224,7 @@ fn finish(
 pub(crate) async fn chat(
     State(state): SharedState,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
     chat_for(state, headers, body, None).await
 }
@@ -145,17 +233,34 @@ pub(crate) async fn chat(
 /// model group.
 pub(crate) async fn azure_chat(
     State(state): SharedState,
-    Path(deployment): Path<String>,
+    deployment: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
-    chat_for(state, headers, body, Some(deployment)).await
+    match deployment {
+        Ok(Path(deployment)) => chat_for(state, headers, body, Some(deployment)).await,
+        Err(rejection) => path_error(&state, &rejection),
+    }
+}
+
+/// A path parameter that cannot be read (not UTF-8 once percent-decoded): 400 in OpenAI's shape.
+fn path_error(state: &AppState, rejection: &PathRejection) -> Response {
+    let error = ApiError::bad_request(format!(
+        "invalid deployment in the path: {}",
+        rejection.body_text()
+    ));
+    finish(
+        state,
+        with_ids(error.into_response(), &fresh_ids()),
+        Instant::now(),
+        Default::default(),
+    )
 }
 
 async fn chat_for(
     state: Arc<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
     model: Option<String>,
 ) -> Response {
     let started = Instant::now();
@@ -170,6 +275,9 @@ async fn chat_for(
     if request.messages.is_empty() {
         return refuse(ApiError::bad_request("`messages` must not be empty"));
     }
+    if let Err(error) = check_echoed(request.metadata.as_ref()) {
+        return refuse(error);
+    }
     apply_silent_header(&headers, &mut request.metadata);
     let mut meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
     apply_traceparent(&headers, request.metadata.as_ref(), &mut meta);
@@ -179,7 +287,7 @@ async fn chat_for(
         let result = state.router.chat_stream_with_meta(request, meta).await;
         let routed = routed_started.elapsed();
         let response = match result {
-            Ok(routed) => sse_response(routed.response),
+            Ok(routed) => sse_response(routed.response, state.deadline.subscribe()),
             Err(error) => ApiError::from_router(&error).into_response(),
         };
         return finish(&state, with_ids(response, &ids), started, routed);
@@ -193,10 +301,7 @@ async fn chat_for(
     finish(&state, with_ids(response, &ids), started, routed)
 }
 
-fn parse_with_model<T>(
-    body: Result<Bytes, BytesRejection>,
-    model: Option<String>,
-) -> Result<T, ApiError>
+fn parse_with_model<T>(body: RequestBody, model: Option<String>) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned,
 {
@@ -235,11 +340,35 @@ fn json_response<T: serde::Serialize>(value: &T) -> Response {
 }
 
 /// Relays a routed stream as OpenAI does: `data: {chunk}\n\n` per chunk, then `data: [DONE]\n\n`; a
-/// failure mid-stream becomes a `data: {"error": ...}` event and ends the stream.
-fn sse_response(stream: mirror_router::ChatStream) -> Response {
-    let events = futures::stream::unfold(Some(stream), |state| async move {
-        let mut stream = state?;
-        match stream.next().await {
+/// failure mid-stream becomes a `data: {"error": ...}` event and ends the stream, and so does the
+/// shutdown deadline (the dropped stream records its call as `cancelled`).
+fn sse_response(
+    stream: mirror_router::ChatStream,
+    deadline: tokio::sync::watch::Receiver<bool>,
+) -> Response {
+    let error_event = |api: ApiError| {
+        let body = serde_json::to_string(&api.body).unwrap_or_else(|_| {
+            r#"{"error":{"message":"stream failed","type":"upstream_error"}}"#.to_owned()
+        });
+        Bytes::from(format!("data: {body}\n\n"))
+    };
+    let events = futures::stream::unfold(Some((stream, deadline)), move |state| async move {
+        let (mut stream, mut deadline) = state?;
+        let next = tokio::select! {
+            biased;
+            next = stream.next() => next,
+            _ = deadline.wait_for(|reached| *reached) => {
+                drop(stream);
+                let api = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    Some("shutting_down"),
+                    "the gateway is shutting down; the stream was cut at `shutdown_timeout`",
+                );
+                return Some((Ok::<Bytes, Infallible>(error_event(api)), None));
+            }
+        };
+        match next {
             Some(Ok(chunk)) => {
                 let mut event = Vec::with_capacity(256);
                 event.extend_from_slice(b"data: ");
@@ -247,15 +376,9 @@ fn sse_response(stream: mirror_router::ChatStream) -> Response {
                     return None;
                 }
                 event.extend_from_slice(b"\n\n");
-                Some((Ok::<Bytes, Infallible>(Bytes::from(event)), Some(stream)))
+                Some((Ok(Bytes::from(event)), Some((stream, deadline))))
             }
-            Some(Err(error)) => {
-                let api = ApiError::from_router(&error);
-                let body = serde_json::to_string(&api.body).unwrap_or_else(|_| {
-                    r#"{"error":{"message":"stream failed","type":"upstream_error"}}"#.to_owned()
-                });
-                Some((Ok(Bytes::from(format!("data: {body}\n\n"))), None))
-            }
+            Some(Err(error)) => Some((Ok(error_event(ApiError::from_router(&error))), None)),
             None => Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), None)),
         }
     });
@@ -271,7 +394,7 @@ fn sse_response(stream: mirror_router::ChatStream) -> Response {
 pub(crate) async fn embeddings(
     State(state): SharedState,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
     embeddings_for(state, headers, body, None).await
 }
@@ -279,17 +402,20 @@ pub(crate) async fn embeddings(
 /// `POST /openai/deployments/{deployment}/embeddings`.
 pub(crate) async fn azure_embeddings(
     State(state): SharedState,
-    Path(deployment): Path<String>,
+    deployment: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
 ) -> Response {
-    embeddings_for(state, headers, body, Some(deployment)).await
+    match deployment {
+        Ok(Path(deployment)) => embeddings_for(state, headers, body, Some(deployment)).await,
+        Err(rejection) => path_error(&state, &rejection),
+    }
 }
 
 async fn embeddings_for(
     state: Arc<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: RequestBody,
     model: Option<String>,
 ) -> Response {
     let started = Instant::now();
@@ -300,6 +426,10 @@ async fn embeddings_for(
             return finish(&state, response, started, Default::default());
         }
     };
+    if let Err(error) = check_echoed(request.metadata.as_ref()) {
+        let response = with_ids(error.into_response(), &fresh_ids());
+        return finish(&state, response, started, Default::default());
+    }
     apply_silent_header(&headers, &mut request.metadata);
     let mut meta = CallMeta::for_request(&request.model, request.metadata.as_ref());
     apply_traceparent(&headers, request.metadata.as_ref(), &mut meta);
@@ -340,6 +470,7 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
         "mirroring": state.router.is_mirroring(),
         "silent": state.router.mirror_stats(),
         "shared_state": state.router.shared_state_stats(),
+        "request_body_bytes_in_flight": state.bodies.used(),
     });
     let mut response = json_response(&body);
     if shutting_down {
@@ -350,11 +481,12 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): SharedState) -> Response {
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         &state.router.mirror_stats(),
         &state.writer.stats(),
         &state.router.shared_state_stats(),
     );
+    state.clients.render(&mut text, &state.bodies);
     (
         [(
             header::CONTENT_TYPE,
@@ -378,6 +510,61 @@ pub(crate) async fn not_found(request: Request) -> Response {
         ),
     )
     .into_response()
+}
+
+/// The last word on every answer: an error without OpenAI's JSON shape (axum's 405, an extractor's
+/// plain-text rejection, the panic handler's answer) gets it, and an answer without ids gets fresh
+/// ones, so every response carries `x-mirror-call-id` and `x-mirror-trace-id`.
+pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let mut response = if response.status().is_client_error() || response.status().is_server_error()
+    {
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"));
+        if is_json {
+            response
+        } else {
+            reshape(response).await
+        }
+    } else {
+        response
+    };
+    if !response.headers().contains_key(CALL_ID_HEADER) {
+        response = with_ids(response, &fresh_ids());
+    }
+    response
+}
+
+/// An error answer with a plain body, in OpenAI's shape; its text (at most 1 KiB) is the message.
+async fn reshape(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        });
+    let (kind, code) = match parts.status {
+        StatusCode::METHOD_NOT_ALLOWED => ("invalid_request_error", Some("method_not_allowed")),
+        status if status.is_server_error() => ("internal_error", None),
+        _ => ("invalid_request_error", None),
+    };
+    let mut error = ApiError::new(parts.status, kind, code, text).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(value) = parts.headers.get(&name) {
+            error.headers_mut().insert(name, value.clone());
+        }
+    }
+    error
 }
 
 /// A handler panicked: answer 500 in OpenAI's shape instead of dropping the connection.

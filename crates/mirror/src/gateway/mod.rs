@@ -7,19 +7,20 @@
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
 //! request out of mirroring. Clients choose a model group, never an upstream URL.
 
+mod auth;
 mod error;
 mod handlers;
+mod limits;
+mod listen;
 mod metrics;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use mirror_core::{CallRecord, SecretString};
 use mirror_logging::{
     JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, LogWriter, OtlpConfig, OtlpSink, S3Sink,
@@ -27,8 +28,14 @@ use mirror_logging::{
 };
 use mirror_router::{ConfigError, MirrorSnapshot, RecordConsumer, Router};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::GatewayConfig;
+pub use auth::{check_master_key, MASTER_KEY_PATH};
+use limits::CheckedLimits;
+pub use limits::{ClientLimits, CLIENT_LIMIT_KEYS};
+use listen::{BodyBudget, ClientStats};
 use metrics::Metrics;
 
 /// Why the gateway could not start.
@@ -89,6 +96,14 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) writer: Arc<LogWriter>,
     pub(crate) shutting_down: AtomicBool,
+    /// Turns true at the shutdown deadline: open streams end with an error event.
+    pub(crate) deadline: watch::Sender<bool>,
+    /// Request-body bytes in memory, across requests.
+    pub(crate) bodies: Arc<BodyBudget>,
+    /// The largest request body.
+    pub(crate) max_body_bytes: usize,
+    /// Client connection counters.
+    pub(crate) clients: Arc<ClientStats>,
 }
 
 /// A configured gateway, ready to serve.
@@ -96,6 +111,7 @@ pub struct Gateway {
     state: Arc<AppState>,
     max_body_bytes: usize,
     shutdown_timeout: Duration,
+    limits: CheckedLimits,
     sinks: Vec<String>,
 }
 
@@ -113,6 +129,9 @@ impl std::fmt::Debug for Gateway {
 pub struct ShutdownReport {
     /// Whether in-flight requests finished before the deadline.
     pub requests_drained: bool,
+    /// Client connections still open at the deadline, closed then (their calls are recorded as
+    /// `cancelled`, their streams ended with an error event).
+    pub connections_closed: usize,
     /// Silent-mirroring counters at the end.
     pub mirror: MirrorSnapshot,
     /// Sink counters at the end.
@@ -135,6 +154,16 @@ impl Gateway {
                 .map_err(|message| ConfigError::Invalid {
                     origin: config.origin().to_owned(),
                     location: "mirror_settings.shutdown_timeout".to_owned(),
+                    message,
+                    position: None,
+                })?;
+        let limits =
+            section
+                .limits
+                .checked()
+                .map_err(|(location, message)| ConfigError::Invalid {
+                    origin: config.origin().to_owned(),
+                    location: location.to_owned(),
                     message,
                     position: None,
                 })?;
@@ -214,9 +243,14 @@ impl Gateway {
                 metrics,
                 writer,
                 shutting_down: AtomicBool::new(false),
+                deadline: watch::Sender::new(false),
+                bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
+                max_body_bytes: section.max_body_bytes,
+                clients: Arc::new(ClientStats::default()),
             }),
             max_body_bytes: section.max_body_bytes,
             shutdown_timeout,
+            limits,
             sinks,
         })
     }
@@ -224,6 +258,11 @@ impl Gateway {
     /// The router inside.
     pub fn router(&self) -> &Router {
         &self.state.router
+    }
+
+    /// Whether every request but health checks needs the master key.
+    pub fn requires_key(&self) -> bool {
+        self.state.master_key.is_some()
     }
 
     /// Descriptions of the sinks in use.
@@ -264,60 +303,82 @@ impl Gateway {
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 handlers::panic_response,
             ))
+            .layer(axum::middleware::from_fn(handlers::error_shape))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(state)
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then stops accepting, lets in-flight requests
-    /// finish, drains silent calls and flushes the sinks, each until the configured deadline.
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting and drains within one
+    /// deadline, `shutdown_timeout`, shared by everything: in-flight requests and silent calls get
+    /// the first nine tenths; at that point open streams end with an error event, connections still
+    /// open are closed (their calls are recorded as `cancelled`) and silent calls still running are
+    /// cut; the sinks get the last tenth to write every record.
     ///
     /// # Errors
     ///
-    /// [`GatewayError::Io`] when serving fails.
+    /// None today: accept errors are logged and retried with a back-off; the `Result` is kept for
+    /// listener set-up errors.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ShutdownReport, GatewayError> {
-        let address = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let app = self
-            .app()
-            .into_make_service_with_connect_info::<SocketAddr>();
-        // Without TCP_NODELAY, every streamed chunk after the first waits for the client's delayed
-        // ACK (40 ms on Linux); the benchmark showed it as a 42 ms stream p99.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "Cannot set TCP_NODELAY.");
-            }
-        });
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let accepting = tokio::spawn(listen::accept(
+            listener,
+            self.app(),
+            self.limits,
+            Arc::clone(&self.state.bodies),
+            Arc::clone(&self.state.clients),
+            stop_rx,
+        ));
         shutdown.await;
         tracing::info!(
             "Shutting down: no new connections; draining requests, silent calls and sinks."
         );
+        let started = Instant::now();
+        let deadline = started + self.shutdown_timeout;
+        // The sinks write last, so they get the last tenth, and no more than two seconds of it.
+        let drain_until = deadline - (self.shutdown_timeout / 10).min(Duration::from_secs(2));
         self.state.shutting_down.store(true, Ordering::Release);
-        let _ = stop_tx.send(());
-        let deadline = self.shutdown_timeout;
-        let requests_drained = match tokio::time::timeout(deadline, server).await {
-            Ok(Ok(Ok(()))) => true,
-            Ok(Ok(Err(source))) => return Err(GatewayError::Io { address, source }),
-            Ok(Err(_join)) => false,
-            Err(_elapsed) => false,
+        let _ = stop_tx.send(true);
+        let mut connections = match accepting.await {
+            Ok(connections) => connections,
+            Err(_join) => tokio::task::JoinSet::new(),
         };
-        let mirror = self.state.router.shutdown(deadline).await;
-        let writer = self.state.writer.shutdown(deadline).await;
+        let drained = tokio::time::timeout_at(drain_until, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        let mut connections_closed = 0;
+        if !drained {
+            connections_closed = connections.len();
+            self.state.clients.closed_at_shutdown(connections_closed);
+            // Streams end with an error event; give them a moment to write it before the
+            // connections are closed.
+            self.state.deadline.send_replace(true);
+            let grace = (deadline - drain_until) / 4;
+            let _ = tokio::time::timeout(grace, async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await;
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
+        let mirror = self
+            .state
+            .router
+            .shutdown(drain_until.saturating_duration_since(Instant::now()))
+            .await;
+        let writer = self
+            .state
+            .writer
+            .shutdown(deadline.saturating_duration_since(Instant::now()))
+            .await;
         Ok(ShutdownReport {
-            requests_drained,
+            requests_drained: drained,
+            connections_closed,
             mirror,
             writer,
         })
