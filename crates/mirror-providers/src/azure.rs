@@ -7,8 +7,10 @@ use mirror_core::{
     SecretString,
 };
 
-use crate::http::{insert_header, public_base, HttpClient};
-use crate::{timeouts, ChunkStream, Provider, ProviderError};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::http::{insert_header, join_url, public_base, HttpClient};
+use crate::{max_response_bytes, stream_limits, timeouts, ChunkStream, Provider, ProviderError};
 
 /// The Azure OpenAI adapter.
 ///
@@ -78,11 +80,15 @@ impl AzureOpenAi {
             Operation::Embeddings => "embeddings",
         };
         Ok(if is_v1_surface(version) {
-            format!("{base}/openai/v1/{path}")
+            join_url(base, &format!("openai/v1/{path}"), None)
         } else {
-            format!(
-                "{base}/openai/deployments/{}/{path}?api-version={version}",
-                deployment.model.name()
+            // A deployment name is one path segment, whatever characters it holds.
+            let name = utf8_percent_encode(deployment.model.name(), PATH_SEGMENT);
+            let version = utf8_percent_encode(version, QUERY_VALUE);
+            join_url(
+                base,
+                &format!("openai/deployments/{name}/{path}"),
+                Some(&format!("api-version={version}")),
             )
         })
     }
@@ -110,6 +116,27 @@ impl AzureOpenAi {
     }
 }
 
+/// What a path segment cannot hold as is (RFC 3986's `pchar` keeps the rest): controls, space,
+/// `"#%/<>?\^`{|}`.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// What a query value cannot hold as is.
+const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
+
 fn is_v1_surface(version: &str) -> bool {
     matches!(version, "v1" | "latest" | "preview")
 }
@@ -132,8 +159,9 @@ impl Provider for AzureOpenAi {
         let url = self.url(deployment, Operation::Chat)?;
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), false);
+        let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -145,8 +173,9 @@ impl Provider for AzureOpenAi {
         let url = self.url(deployment, Operation::Chat)?;
         let (timeout, idle) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), true);
+        let limits = stream_limits(deployment);
         self.http
-            .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
+            .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
 
@@ -158,8 +187,9 @@ impl Provider for AzureOpenAi {
         let url = self.url(deployment, Operation::Embeddings)?;
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name());
+        let max_bytes = max_response_bytes(deployment, true);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 }

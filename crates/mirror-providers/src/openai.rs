@@ -7,8 +7,8 @@ use mirror_core::{
     SecretString,
 };
 
-use crate::http::{insert_header, public_base, HttpClient};
-use crate::{timeouts, ChunkStream, Provider, ProviderError};
+use crate::http::{insert_header, join_url, public_base, HttpClient};
+use crate::{max_response_bytes, stream_limits, timeouts, ChunkStream, Provider, ProviderError};
 
 const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
 
@@ -47,6 +47,10 @@ impl OpenAi {
             .trim_end_matches('/')
     }
 
+    fn url(&self, deployment: &DeploymentParams, path: &str) -> String {
+        join_url(self.base(deployment), path, None)
+    }
+
     fn headers(&self, deployment: &DeploymentParams) -> Result<HeaderMap, ProviderError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = deployment.api_key.as_ref().or(self.default_key.as_ref()) {
@@ -79,11 +83,12 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
-        let url = format!("{}/chat/completions", self.base(deployment));
+        let url = self.url(deployment, "chat/completions");
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), false);
+        let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -92,11 +97,12 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChunkStream, ProviderError> {
-        let url = format!("{}/chat/completions", self.base(deployment));
+        let url = self.url(deployment, "chat/completions");
         let (timeout, idle) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), true);
+        let limits = stream_limits(deployment);
         self.http
-            .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
+            .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
 
@@ -105,11 +111,12 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &EmbeddingsRequest,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let url = format!("{}/embeddings", self.base(deployment));
+        let url = self.url(deployment, "embeddings");
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name());
+        let max_bytes = max_response_bytes(deployment, true);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 }
