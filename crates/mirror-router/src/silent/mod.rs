@@ -190,6 +190,7 @@ fn counts_against_silent_group(error: &RouterError) -> bool {
         RouterError::UnknownModel { .. }
         | RouterError::BlockingInRuntime
         | RouterError::ShuttingDown
-        | RouterError::Cancelled => false,
+        | RouterError::Cancelled
+        | RouterError::Panicked => false,
     }
 }
