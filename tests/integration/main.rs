@@ -6,6 +6,7 @@
 mod config;
 mod demo;
 mod disconnect;
+mod faults_upstream;
 mod gateway;
 mod report;
 mod scale_out;
