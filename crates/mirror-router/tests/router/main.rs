@@ -7,6 +7,7 @@ mod blocking;
 mod cancellation;
 mod config;
 mod mirroring;
+mod panics;
 mod routing;
 mod shared_state;
 mod silent_health;
