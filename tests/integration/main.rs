@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod config;
+mod config_props;
 mod demo;
 mod disconnect;
 mod faults_upstream;

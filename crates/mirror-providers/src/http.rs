@@ -197,17 +197,8 @@ impl HttpClient {
             };
             return Err(secrets.scrub_error(err));
         }
-        // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
-        // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
-        let mut meter = SseMeter::new(limits);
-        let bytes = response
-            .into_stream()
-            .map(move |piece| piece.and_then(|piece| meter.check(&piece).map(|()| piece)));
-        let events = EventStream::new(bytes.chain(futures::stream::once(async {
-            Ok(bytes::Bytes::from_static(b"\n"))
-        })));
         Ok(with_idle_timeout(
-            sse_to_chunks(events, secrets),
+            bytes_to_chunks(response.into_stream(), limits, secrets),
             idle_timeout,
         ))
     }
@@ -405,6 +396,25 @@ pub(crate) fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8])
             code,
         },
     }
+}
+
+/// The SSE path from a body's bytes to chunks: measured, parsed into events, turned into chunks.
+fn bytes_to_chunks<S>(
+    bytes: S,
+    limits: StreamLimits,
+    secrets: Secrets,
+) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
+where
+    S: Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static,
+{
+    let mut meter = SseMeter::new(limits);
+    let bytes = bytes.map(move |piece| piece.and_then(|piece| meter.check(&piece).map(|()| piece)));
+    // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
+    // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
+    let events = EventStream::new(bytes.chain(futures::stream::once(async {
+        Ok(bytes::Bytes::from_static(b"\n"))
+    })));
+    sse_to_chunks(events, secrets)
 }
 
 /// Measures a stream's bytes as they arrive, before the SSE parser buffers them: the parser holds
@@ -880,5 +890,103 @@ mod tests {
         });
         expect![[r#"malformed upstream response: bad <redacted>; body starts with "{\"key\": \"<redacted>\"}""#]]
         .assert_eq(&err.to_string());
+    }
+
+    /// Runs the SSE path over `pieces`, as a body would deliver them.
+    fn chunks_of(pieces: Vec<Vec<u8>>, limits: StreamLimits) -> Vec<Result<ChatChunk, String>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(
+            bytes_to_chunks(
+                futures::stream::iter(
+                    pieces
+                        .into_iter()
+                        .map(|piece| Ok(bytes::Bytes::from(piece))),
+                ),
+                limits,
+                Secrets::default(),
+            )
+            .map(|item| item.map_err(|err| err.to_string()))
+            .collect(),
+        )
+    }
+
+    /// `text` cut at `cuts`.
+    fn cut(text: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(text.len() + 1)).collect();
+        at.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for end in at.into_iter().chain([text.len()]) {
+            pieces.push(text[start..end].to_vec());
+            start = end;
+        }
+        pieces
+    }
+
+    const LOOSE: StreamLimits = StreamLimits {
+        event: 1 << 20,
+        stream: 1 << 24,
+    };
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_chunking_of_a_stream_gives_the_same_chunks(
+            texts in proptest::collection::vec(".{0,16}", 1..6),
+            crlf in proptest::prelude::any::<bool>(),
+            done in proptest::prelude::any::<bool>(),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..12),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut stream = String::new();
+            for (index, text) in texts.iter().enumerate() {
+                let finish = if index + 1 == texts.len() { "\"stop\"" } else { "null" };
+                let chunk = serde_json::json!({"id": "c", "choices": [
+                    {"index": 0, "delta": {"content": text}, "finish_reason": serde_json::from_str::<serde_json::Value>(finish).unwrap()},
+                ]});
+                stream.push_str(&format!("data: {chunk}{end}{end}"));
+            }
+            if done {
+                stream.push_str(&format!("data: [DONE]{end}{end}"));
+            }
+            let whole = chunks_of(vec![stream.clone().into_bytes()], LOOSE);
+            proptest::prop_assert_eq!(whole.len(), texts.len());
+            proptest::prop_assert!(whole.iter().all(Result::is_ok), "{:?}", whole);
+            let pieces = cut(stream.as_bytes(), &cuts);
+            proptest::prop_assert_eq!(chunks_of(pieces, LOOSE), whole);
+        }
+
+        #[test]
+        fn any_bytes_end_in_at_most_one_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..8),
+            small in proptest::prelude::any::<bool>(),
+        ) {
+            let limits = if small { StreamLimits { event: 16, stream: 256 } } else { LOOSE };
+            let items = chunks_of(cut(&bytes, &cuts), limits);
+            let errors = items.iter().filter(|item| item.is_err()).count();
+            proptest::prop_assert!(errors <= 1);
+            proptest::prop_assert!(errors == 0 || items.last().is_some_and(Result::is_err));
+        }
+
+        #[test]
+        fn an_event_over_the_limit_is_always_refused(
+            size in 17usize..200,
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..8),
+        ) {
+            let event = format!("data: {}\n\n", "a".repeat(size));
+            let items = chunks_of(cut(event.as_bytes(), &cuts), StreamLimits { event: 16, stream: 1024 });
+            proptest::prop_assert_eq!(
+                items.last().cloned(),
+                Some(Err("upstream response too large: the stream event exceeds the limit of 16 bytes".to_owned()))
+            );
+        }
     }
 }
