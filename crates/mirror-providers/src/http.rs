@@ -868,6 +868,51 @@ mod tests {
     }
 
     #[test]
+    fn a_base_s_query_stays_a_query_after_the_joined_path() {
+        let check = |base: &str, query: Option<&str>, expected: &str| {
+            assert_eq!(
+                join_url(base, "chat/completions", query),
+                expected,
+                "{base}"
+            );
+        };
+        check("https://h/v1", None, "https://h/v1/chat/completions");
+        check("https://h/v1/", None, "https://h/v1/chat/completions");
+        check(
+            "https://h/v1?code=k",
+            None,
+            "https://h/v1/chat/completions?code=k",
+        );
+        check(
+            "https://h/v1/?code=k&x=1#frag",
+            Some("api-version=1"),
+            "https://h/v1/chat/completions?code=k&x=1&api-version=1",
+        );
+        check(
+            "https://h?",
+            Some("api-version=1"),
+            "https://h/chat/completions?api-version=1",
+        );
+    }
+
+    #[test]
+    fn public_base_redacts_query_values() {
+        assert_eq!(
+            public_base("https://h/v1?code=secret&flag&empty="),
+            "https://h/v1?code=<redacted>&flag&empty="
+        );
+        assert_eq!(
+            public_base("https://u:p@h/v1?code=secret"),
+            "https://h/v1?code=<redacted>"
+        );
+        let secrets = Secrets::default().with_url("https://h/v1?code=query-secret-1&short=abc");
+        assert_eq!(
+            secrets.scrub("echo query-secret-1 abc"),
+            "echo <redacted> abc"
+        );
+    }
+
+    #[test]
     fn secrets_come_from_sensitive_headers_only() {
         let mut map = HeaderMap::new();
         insert_header(&mut map, "authorization", "Bearer sk-abcdefgh123", true).unwrap();
