@@ -241,8 +241,11 @@ async fn send(gateway: &str, group: &str, stream: bool) -> (u16, String, Option<
     }
     if !stream {
         let answer: Value = serde_json::from_str(&text).unwrap();
-        let content = answer["choices"][0]["message"]["content"].clone();
-        return (status, call_id, None, content.as_str().unwrap().to_owned());
+        let content = answer["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{group}: a 200 without a message to read: {answer}"))
+            .to_owned();
+        return (status, call_id, None, content);
     }
     let events = data_events(&text);
     let last = events.last().cloned().unwrap_or_default();
