@@ -173,7 +173,7 @@ impl Inner {
                 group = %group.name,
                 deployment = %deployment,
                 error_class = err.class(),
-                error = %err,
+                error = %crate::records::error_chain(err),
                 failed_unlogged = unlogged,
                 "Silent call failed."
             );
