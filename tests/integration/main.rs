@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod config;
+mod config_props;
 mod demo;
 mod disconnect;
 mod faults_client;
+mod faults_upstream;
 mod gateway;
 mod report;
 mod scale_out;

@@ -164,10 +164,19 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
 
 /// Drops `user:password@` from a URL.
 fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://<redacted>@{}", &url[..scheme], &url[at + 1..])
         }
         _ => url.to_owned(),
+    };
+    // Query values too (`?code=<redacted>`): some gateways in front of a model take their key there.
+    if let Some(query) = query {
+        redacted.push_str(&mirror::providers::public_base(&format!("?{query}")));
     }
+    redacted
 }

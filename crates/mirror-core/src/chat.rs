@@ -467,13 +467,29 @@ where
 /// Rebuilds a complete response from the chunks of a stream, for logging and comparison.
 ///
 /// Text and tool-call fragments are concatenated per choice; the usage chunk's usage is kept.
-#[derive(Debug, Default)]
+///
+/// Bounded, whatever the stream says: at most [`StreamAccumulator::MAX_CHOICES`] choices and
+/// [`StreamAccumulator::MAX_TOOL_CALLS`] tool calls per choice are kept, and at most
+/// `max_bytes` of text and arguments in all ([`StreamAccumulator::DEFAULT_MAX_BYTES`] by default).
+/// What does not fit is left out, and the finished response says so with
+/// `"mirror_truncated": true`.
+#[derive(Debug)]
 pub struct StreamAccumulator {
     id: String,
     model: String,
     created: u64,
     choices: Vec<AccumulatedChoice>,
     usage: Option<Usage>,
+    /// Text and argument bytes kept so far.
+    bytes: usize,
+    max_bytes: usize,
+    truncated: bool,
+}
+
+impl Default for StreamAccumulator {
+    fn default() -> Self {
+        StreamAccumulator::with_max_bytes(StreamAccumulator::DEFAULT_MAX_BYTES)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -485,6 +501,32 @@ struct AccumulatedChoice {
 }
 
 impl StreamAccumulator {
+    /// The most choices kept: OpenAI's largest `n`.
+    pub const MAX_CHOICES: usize = 128;
+    /// The most tool calls kept per choice.
+    pub const MAX_TOOL_CALLS: usize = 128;
+    /// The most text and argument bytes kept by default: more than any real completion holds.
+    pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+
+    /// An accumulator that keeps at most `max_bytes` of text and arguments.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        StreamAccumulator {
+            id: String::new(),
+            model: String::new(),
+            created: 0,
+            choices: Vec::new(),
+            usage: None,
+            bytes: 0,
+            max_bytes,
+            truncated: false,
+        }
+    }
+
+    /// Whether something was left out to stay within the bounds.
+    pub fn is_truncated(&self) -> bool {
+        self.truncated
+    }
+
     /// Adds one chunk.
     pub fn push(&mut self, chunk: &ChatChunk) {
         if self.id.is_empty() && !chunk.id.is_empty() {
@@ -501,6 +543,12 @@ impl StreamAccumulator {
         }
         for choice in &chunk.choices {
             let index = choice.index as usize;
+            if index >= Self::MAX_CHOICES {
+                // An index is the stream's word; growing to it unchecked would let one chunk
+                // allocate billions of slots.
+                self.truncated = true;
+                continue;
+            }
             if self.choices.len() <= index {
                 self.choices
                     .resize_with(index + 1, AccumulatedChoice::default);
@@ -513,11 +561,18 @@ impl StreamAccumulator {
             if let Some(role) = &delta.role {
                 slot.role = Some(role.clone());
             }
+            let mut budget = Budget {
+                used: &mut self.bytes,
+                max: self.max_bytes,
+                truncated: &mut self.truncated,
+            };
             if let Some(text) = &delta.content {
-                slot.content.push_str(text);
+                if budget.take(text.len()) {
+                    slot.content.push_str(text);
+                }
             }
             for fragment in delta.tool_calls.iter().flatten() {
-                merge_tool_call_fragment(&mut slot.tool_calls, fragment);
+                merge_tool_call_fragment(&mut slot.tool_calls, fragment, &mut budget);
             }
         }
     }
@@ -555,17 +610,45 @@ impl StreamAccumulator {
             model: self.model,
             choices,
             usage: self.usage,
-            extra: Map::new(),
+            extra: if self.truncated {
+                Map::from_iter([("mirror_truncated".to_owned(), Value::Bool(true))])
+            } else {
+                Map::new()
+            },
         }
     }
 }
 
-fn merge_tool_call_fragment(calls: &mut Vec<ToolCall>, fragment: &Value) {
+/// The text bytes an accumulator may still keep.
+struct Budget<'a> {
+    used: &'a mut usize,
+    max: usize,
+    truncated: &'a mut bool,
+}
+
+impl Budget<'_> {
+    /// Takes `len` bytes if they fit; otherwise marks the accumulator truncated.
+    fn take(&mut self, len: usize) -> bool {
+        if self.max - *self.used >= len {
+            *self.used += len;
+            true
+        } else {
+            *self.truncated = true;
+            false
+        }
+    }
+}
+
+fn merge_tool_call_fragment(calls: &mut Vec<ToolCall>, fragment: &Value, budget: &mut Budget<'_>) {
     let index = fragment
         .get("index")
         .and_then(Value::as_u64)
         .and_then(|i| usize::try_from(i).ok())
         .unwrap_or(calls.len().saturating_sub(1));
+    if index >= StreamAccumulator::MAX_TOOL_CALLS {
+        *budget.truncated = true;
+        return;
+    }
     if calls.len() <= index {
         calls.resize_with(index + 1, || ToolCall {
             id: String::new(),
@@ -583,10 +666,14 @@ fn merge_tool_call_fragment(calls: &mut Vec<ToolCall>, fragment: &Value) {
     }
     if let Some(function) = fragment.get("function") {
         if let Some(name) = function.get("name").and_then(Value::as_str) {
-            call.function.name.push_str(name);
+            if budget.take(name.len()) {
+                call.function.name.push_str(name);
+            }
         }
         if let Some(arguments) = function.get("arguments").and_then(Value::as_str) {
-            call.function.arguments.push_str(arguments);
+            if budget.take(arguments.len()) {
+                call.function.arguments.push_str(arguments);
+            }
         }
     }
 }

@@ -107,6 +107,16 @@ pub struct DeploymentParams {
     /// Stream idle timeout in seconds (the longest wait for the next chunk).
     #[serde(default)]
     pub stream_timeout: Option<f64>,
+    /// The largest answer read whole (a chat completion or embeddings), in bytes (ours). A larger
+    /// one fails the call as "upstream response too large" without being held whole.
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
+    /// The largest server-sent event of a stream, in bytes (ours).
+    #[serde(default)]
+    pub max_stream_event_bytes: Option<u64>,
+    /// The most bytes a whole stream may carry (ours).
+    #[serde(default)]
+    pub max_stream_bytes: Option<u64>,
     /// Provider-SDK retries (accepted for compatibility; the router's `num_retries` is what retries).
     #[serde(default)]
     pub max_retries: Option<u32>,
@@ -183,6 +193,9 @@ impl DeploymentParams {
             organization: None,
             timeout: None,
             stream_timeout: None,
+            max_response_bytes: None,
+            max_stream_event_bytes: None,
+            max_stream_bytes: None,
             max_retries: None,
             num_retries: None,
             rpm: None,

@@ -7,9 +7,11 @@ use mirror_core::{
     ResponsesRequest, ResponsesResponse, SecretString,
 };
 
-use crate::http::{insert_header, public_base, HttpClient};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::http::{insert_header, join_url, public_base, HttpClient};
 use crate::responses::with_query;
-use crate::{timeouts, ChunkStream, Provider, ProviderError};
+use crate::{max_response_bytes, stream_limits, timeouts, ChunkStream, Provider, ProviderError};
 use crate::{ResponseCall, ResponsesEventStream};
 
 /// The Azure OpenAI adapter.
@@ -84,11 +86,15 @@ impl AzureOpenAi {
             Operation::Embeddings => "embeddings",
         };
         Ok(if is_v1_surface(version) {
-            format!("{base}/openai/v1/{path}")
+            join_url(base, &format!("openai/v1/{path}"), None)
         } else {
-            format!(
-                "{base}/openai/deployments/{}/{path}?api-version={version}",
-                deployment.model.name()
+            // A deployment name is one path segment, whatever characters it holds.
+            let name = utf8_percent_encode(deployment.model.name(), PATH_SEGMENT);
+            let version = utf8_percent_encode(version, QUERY_VALUE);
+            join_url(
+                base,
+                &format!("openai/deployments/{name}/{path}"),
+                Some(&format!("api-version={version}")),
             )
         })
     }
@@ -129,16 +135,55 @@ impl AzureOpenAi {
             .api_version
             .as_deref()
             .unwrap_or(DEFAULT_RESPONSES_API_VERSION);
+        // `join_url` keeps a query in `api_base` (after the path) and adds ours after it.
+        let path = path.trim_start_matches('/');
+        let path = if path.is_empty() {
+            String::new()
+        } else {
+            format!("/{path}")
+        };
         Ok(match version {
-            "v1" | "latest" => format!("{base}/openai/v1/responses{path}"),
-            "preview" => format!("{base}/openai/v1/responses{path}?api-version=preview"),
-            dated => format!("{base}/openai/responses{path}?api-version={dated}"),
+            "v1" | "latest" => join_url(base, &format!("openai/v1/responses{path}"), None),
+            "preview" => join_url(
+                base,
+                &format!("openai/v1/responses{path}"),
+                Some("api-version=preview"),
+            ),
+            dated => {
+                let dated = utf8_percent_encode(dated, QUERY_VALUE);
+                join_url(
+                    base,
+                    &format!("openai/responses{path}"),
+                    Some(&format!("api-version={dated}")),
+                )
+            }
         })
     }
 }
 
 /// LiteLLM's `AZURE_DEFAULT_RESPONSES_API_VERSION`.
 const DEFAULT_RESPONSES_API_VERSION: &str = "preview";
+
+/// What a path segment cannot hold as is (RFC 3986's `pchar` keeps the rest): controls, space,
+/// `"#%/<>?\^`{|}`.
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// What a query value cannot hold as is.
+const QUERY_VALUE: &AsciiSet = &PATH_SEGMENT.add(b'&').add(b'=').add(b'+');
 
 fn is_v1_surface(version: &str) -> bool {
     matches!(version, "v1" | "latest" | "preview")
@@ -162,8 +207,9 @@ impl Provider for AzureOpenAi {
         let url = self.url(deployment, Operation::Chat)?;
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), false);
+        let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -175,8 +221,9 @@ impl Provider for AzureOpenAi {
         let url = self.url(deployment, Operation::Chat)?;
         let (timeout, idle) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), true);
+        let limits = stream_limits(deployment);
         self.http
-            .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
+            .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
 
@@ -188,8 +235,9 @@ impl Provider for AzureOpenAi {
         let url = self.url(deployment, Operation::Embeddings)?;
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name());
+        let max_bytes = max_response_bytes(deployment, true);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -204,7 +252,13 @@ impl Provider for AzureOpenAi {
         // `model` is the Azure deployment name on both surfaces.
         let body = request.upstream(deployment.model.name(), false, previous);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(
+                url,
+                self.headers(deployment)?,
+                &body,
+                timeout,
+                max_response_bytes(deployment, false),
+            )
             .await
     }
 
@@ -218,7 +272,14 @@ impl Provider for AzureOpenAi {
         let previous = request.previous_response_id.as_deref();
         let body = request.upstream(deployment.model.name(), true, previous);
         self.http
-            .post_events(url, self.headers(deployment)?, &body, timeout, idle)
+            .post_events(
+                url,
+                self.headers(deployment)?,
+                &body,
+                timeout,
+                idle,
+                stream_limits(deployment),
+            )
             .await
     }
 
@@ -236,6 +297,7 @@ impl Provider for AzureOpenAi {
                 self.headers(deployment)?,
                 None::<&()>,
                 timeout,
+                max_response_bytes(deployment, false),
             )
             .await
     }

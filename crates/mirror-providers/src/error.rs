@@ -87,12 +87,22 @@ pub enum ProviderError {
         source: Option<BoxError>,
     },
     /// The provider answered something that is not what the API promises.
-    #[error("malformed response: {message}; body starts with {excerpt:?}")]
+    #[error("malformed upstream response: {message}; body starts with {excerpt:?}")]
     MalformedResponse {
         /// What was wrong.
         message: String,
         /// The first bytes of the body.
         excerpt: String,
+    },
+    /// The answer is larger than the deployment's limit (`max_response_bytes` for a whole body,
+    /// `max_stream_event_bytes` for one server-sent event, `max_stream_bytes` for a whole stream).
+    /// Reading stopped at the limit: the answer was never held whole.
+    #[error("upstream response too large: the {what} exceeds the limit of {limit} bytes")]
+    ResponseTooLarge {
+        /// What was too large: `body`, `stream event` or `stream`.
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: u64,
     },
     /// The deployment cannot be called as configured (missing key, base URL or API version).
     #[error("deployment misconfigured: {message}")]
@@ -126,7 +136,10 @@ impl ProviderError {
             | ProviderError::ContextWindowExceeded { .. }
             | ProviderError::ContentPolicy { .. }
             | ProviderError::Config { .. }
-            | ProviderError::Unsupported { .. } => false,
+            | ProviderError::Unsupported { .. }
+            // The same request would most likely get the same answer: reading it again only
+            // costs the bandwidth and memory the limit is there to save.
+            | ProviderError::ResponseTooLarge { .. } => false,
         }
     }
 
@@ -140,6 +153,7 @@ impl ProviderError {
             | ProviderError::Upstream { .. }
             | ProviderError::Transport { .. }
             | ProviderError::MalformedResponse { .. }
+            | ProviderError::ResponseTooLarge { .. }
             | ProviderError::Auth { .. }
             | ProviderError::NotFound { .. }
             | ProviderError::Config { .. } => true,
@@ -173,6 +187,7 @@ impl ProviderError {
             ProviderError::Upstream { .. } => "upstream",
             ProviderError::Transport { .. } => "transport",
             ProviderError::MalformedResponse { .. } => "malformed_response",
+            ProviderError::ResponseTooLarge { .. } => "response_too_large",
             ProviderError::Config { .. } => "config",
             ProviderError::Unsupported { .. } => "unsupported",
         }
@@ -192,6 +207,7 @@ impl ProviderError {
             ProviderError::Timeout { .. }
             | ProviderError::Transport { .. }
             | ProviderError::MalformedResponse { .. }
+            | ProviderError::ResponseTooLarge { .. }
             | ProviderError::Config { .. }
             | ProviderError::Unsupported { .. } => None,
         }

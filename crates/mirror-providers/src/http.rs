@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use mirror_core::{ChatChunk, ErrorBody};
+use mirror_core::{ChatChunk, ChatResponse, EmbeddingsResponse, ErrorBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sseer::errors::EventStreamError;
@@ -27,6 +27,48 @@ pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How much of an unexpected body goes into an error message.
 const EXCERPT_CHARS: usize = 200;
+
+/// How much of an error response is read: enough for any real error message; the rest of a huge
+/// error body is never read.
+pub(crate) const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// What a stream may weigh: one server-sent event, and the whole stream.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamLimits {
+    pub(crate) event: u64,
+    pub(crate) stream: u64,
+}
+
+/// A JSON answer, and what it must hold to be of use to a client.
+pub(crate) trait Answer: DeserializeOwned {
+    /// What a client needs that the answer lacks, if anything.
+    fn lacks(&self) -> Option<&'static str>;
+}
+
+impl Answer for ChatResponse {
+    fn lacks(&self) -> Option<&'static str> {
+        // A completion always has at least one choice (`n` is at least 1); without one a client
+        // has nothing to read, and a 200 would hide the upstream's failure.
+        self.choices
+            .is_empty()
+            .then_some("the chat completion has no `choices`")
+    }
+}
+
+impl Answer for mirror_core::ResponsesResponse {
+    fn lacks(&self) -> Option<&'static str> {
+        // The id is what later calls (retrieve, `previous_response_id`) route by.
+        self.id.is_empty().then_some("the response has no `id`")
+    }
+}
+
+impl Answer for EmbeddingsResponse {
+    fn lacks(&self) -> Option<&'static str> {
+        self.data
+            .is_empty()
+            .then_some("the embeddings response has no `data`")
+    }
+}
 
 /// One pooled HTTP client shared by every adapter (rustls with the webpki roots, no OpenSSL; HTTP/1.1,
 /// and HTTP/2 where the server offers it over TLS). Cloning it is cheap and shares the pool; never
@@ -89,29 +131,36 @@ impl HttpClient {
         ))
     }
 
-    /// Posts a JSON body and reads a JSON answer, within `timeout` for the whole exchange.
-    pub(crate) async fn post_json<B: Serialize + ?Sized, R: DeserializeOwned>(
+    /// Posts a JSON body and reads a JSON answer of at most `max_bytes`, within `timeout` for the
+    /// whole exchange.
+    pub(crate) async fn post_json<B: Serialize + ?Sized, R: Answer>(
         &self,
         url: String,
         headers: HeaderMap,
         body: &B,
         timeout: Duration,
+        max_bytes: u64,
     ) -> Result<R, ProviderError> {
-        let secrets = Secrets::from_headers(&headers);
+        let secrets = Secrets::from_headers(&headers).with_url(&url);
         let exchange = async {
             let mut response = self.send(url, headers, body).await?;
             let status = response.status;
-            let response_headers = std::mem::take(&mut response.headers);
-            let bytes = response.bytes().await?;
             if !status.is_success() {
+                let response_headers = std::mem::take(&mut response.headers);
+                let bytes = response.prefix(ERROR_BODY_BYTES).await?;
                 return Err(error_from_response(
                     status.as_u16(),
                     &response_headers,
                     &secrets.scrub_bytes(&bytes),
                 ));
             }
-            serde_json::from_slice(&bytes)
-                .map_err(|err| malformed(&err.to_string(), &secrets.scrub_bytes(&bytes)))
+            let bytes = response.bytes_limited(max_bytes).await?;
+            let answer: R = serde_json::from_slice(&bytes)
+                .map_err(|err| malformed(&err.to_string(), &secrets.scrub_bytes(&bytes)))?;
+            match answer.lacks() {
+                Some(lack) => Err(malformed(lack, &secrets.scrub_bytes(&bytes))),
+                None => Ok(answer),
+            }
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -120,7 +169,8 @@ impl HttpClient {
     }
 
     /// Posts a JSON body and returns the server-sent events as chunks. `timeout` bounds the wait for
-    /// the response headers; `idle_timeout` bounds the wait for each next event.
+    /// the response headers; `idle_timeout` bounds the wait for each next event; `limits` bound
+    /// the size of one event and of the whole stream.
     pub(crate) async fn post_sse(
         &self,
         url: String,
@@ -128,8 +178,9 @@ impl HttpClient {
         body: &(impl Serialize + ?Sized),
         timeout: Duration,
         idle_timeout: Duration,
+        limits: StreamLimits,
     ) -> Result<ChunkStream, ProviderError> {
-        let secrets = Secrets::from_headers(&headers);
+        let secrets = Secrets::from_headers(&headers).with_url(&url);
         let mut response = tokio::time::timeout(timeout, self.send(url, headers, body))
             .await
             .map_err(|_| ProviderError::Timeout { after: timeout })??;
@@ -141,7 +192,7 @@ impl HttpClient {
             .is_some_and(|value| value.trim_start().starts_with("application/json"));
         if !status.is_success() || is_json {
             let response_headers = std::mem::take(&mut response.headers);
-            let bytes = tokio::time::timeout(timeout, response.bytes())
+            let bytes = tokio::time::timeout(timeout, response.prefix(ERROR_BODY_BYTES))
                 .await
                 .map_err(|_| ProviderError::Timeout { after: timeout })??;
             let bytes = secrets.scrub_bytes(&bytes);
@@ -153,13 +204,8 @@ impl HttpClient {
             };
             return Err(secrets.scrub_error(err));
         }
-        // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
-        // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
-        let events = EventStream::new(response.into_stream().chain(futures::stream::once(async {
-            Ok(bytes::Bytes::from_static(b"\n"))
-        })));
         Ok(with_idle_timeout(
-            sse_to_chunks(events, secrets),
+            bytes_to_chunks(response.into_stream(), limits, secrets),
             idle_timeout,
         ))
     }
@@ -213,20 +259,79 @@ fn excerpt(body: &[u8]) -> String {
         .collect()
 }
 
-/// A base URL as it may appear in records and logs: without the `user:password@` some configurations
-/// put in it. Other URLs are returned unchanged.
-pub(crate) fn public_base(base: &str) -> String {
-    if !base.contains('@') {
-        // No credentials; parsing would only cost time (this runs for the record of every call).
-        return base.to_owned();
+/// `base` (an `api_base`, which may hold a query such as `?code=...`) joined with `path`, with
+/// `query` added to the base's own: `https://h/v1?code=k` and `chat/completions` give
+/// `https://h/v1/chat/completions?code=k`. A fragment is dropped: it is never sent.
+pub(crate) fn join_url(base: &str, path: &str, query: Option<&str>) -> String {
+    let base = base.split_once('#').map_or(base, |(base, _)| base);
+    let (base_path, base_query) = match base.split_once('?') {
+        Some((base_path, base_query)) => (base_path, Some(base_query).filter(|q| !q.is_empty())),
+        None => (base, None),
+    };
+    let mut url = format!("{}/{path}", base_path.trim_end_matches('/'));
+    let queries = [base_query, query];
+    let mut separator = '?';
+    for part in queries.into_iter().flatten() {
+        url.push(separator);
+        url.push_str(part);
+        separator = '&';
     }
+    url
+}
+
+/// The values of `url`'s query parameters.
+fn query_values(url: &str) -> impl Iterator<Item = &str> {
+    let url = url.split_once('#').map_or(url, |(url, _)| url);
+    url.split_once('?')
+        .map_or("", |(_, query)| query)
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').map(|(_, value)| value))
+        .filter(|value| !value.is_empty())
+}
+
+/// A base URL as it may appear in records, logs and `mirror check`: without the `user:password@`
+/// some configurations put in it, and with the values of its query redacted (`?code=<redacted>`:
+/// some gateways take their key there). Other URLs are returned unchanged.
+pub fn public_base(base: &str) -> String {
+    // Most bases have neither; parsing would only cost time (this runs for the record of every
+    // call).
+    let base = if base.contains('@') {
+        Cow::Owned(without_credentials(base))
+    } else {
+        Cow::Borrowed(base)
+    };
+    match base.split_once('?') {
+        None => base.into_owned(),
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((query, fragment)) => (query, Some(fragment)),
+                None => (query, None),
+            };
+            let redacted: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, value)) if !value.is_empty() => format!("{key}=<redacted>"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let mut public = format!("{path}?{}", redacted.join("&"));
+            if let Some(fragment) = fragment {
+                public.push('#');
+                public.push_str(fragment);
+            }
+            public
+        }
+    }
+}
+
+fn without_credentials(base: &str) -> String {
     match reqwest::Url::parse(base) {
         Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
             // Setting them cannot fail on a URL that had them.
             let _ = url.set_username("");
             let _ = url.set_password(None);
             let public = url.to_string();
-            if base.ends_with('/') {
+            if base.ends_with('/') || base.contains('?') {
                 public
             } else {
                 public.trim_end_matches('/').to_owned()
@@ -300,10 +405,92 @@ pub(crate) fn error_from_response(status: u16, headers: &HeaderMap, body: &[u8])
     }
 }
 
+/// The SSE path from a body's bytes to chunks: measured, parsed into events, turned into chunks.
+fn bytes_to_chunks<S>(
+    bytes: S,
+    limits: StreamLimits,
+    secrets: Secrets,
+) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
+where
+    S: Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static,
+{
+    let mut meter = SseMeter::new(limits);
+    let bytes = bytes.map(move |piece| piece.and_then(|piece| meter.check(&piece).map(|()| piece)));
+    // A last line feed at a clean end completes a final `\r` line ending, which the parser holds
+    // back while a `\n` may follow, and a `[DONE]` sent without its blank line.
+    let events = EventStream::new(bytes.chain(futures::stream::once(async {
+        Ok(bytes::Bytes::from_static(b"\n"))
+    })));
+    sse_to_chunks(events, secrets)
+}
+
+/// Measures a stream's bytes as they arrive, before the SSE parser buffers them: the parser holds
+/// an unfinished line and an unfinished event, so bounding the bytes since the last blank line
+/// bounds what it holds; the whole stream is bounded too.
+pub(crate) struct SseMeter {
+    limits: StreamLimits,
+    total: u64,
+    /// Bytes since the last blank line (the end of the last event).
+    event: u64,
+    /// Whether the current line is empty so far.
+    line_empty: bool,
+    /// Whether the last byte was a `\r`, whose `\n` ends the same line.
+    after_cr: bool,
+}
+
+impl SseMeter {
+    pub(crate) fn new(limits: StreamLimits) -> Self {
+        SseMeter {
+            limits,
+            total: 0,
+            event: 0,
+            line_empty: true,
+            after_cr: false,
+        }
+    }
+
+    pub(crate) fn check(&mut self, piece: &[u8]) -> Result<(), ProviderError> {
+        self.total += piece.len() as u64;
+        if self.total > self.limits.stream {
+            return Err(ProviderError::ResponseTooLarge {
+                what: "stream",
+                limit: self.limits.stream,
+            });
+        }
+        for &byte in piece {
+            match byte {
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\r' | b'\n' => {
+                    if self.line_empty {
+                        self.event = 0;
+                    }
+                    self.line_empty = true;
+                    self.after_cr = byte == b'\r';
+                }
+                _ => {
+                    self.line_empty = false;
+                    self.after_cr = false;
+                    self.event += 1;
+                    if self.event > self.limits.event {
+                        return Err(ProviderError::ResponseTooLarge {
+                            what: "stream event",
+                            limit: self.limits.event,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Turns SSE events into chunks: stops at `[DONE]`, raises a mid-stream `{"error": ...}` event,
-/// skips events with an empty data field (keep-alives). A stream that ends without `[DONE]` was cut
-/// off (a clean close of a chunked body looks the same as a complete one), so it ends with
-/// [`ProviderError::Transport`].
+/// skips events with an empty data field (keep-alives).
+///
+/// A stream that ends without `[DONE]` is complete when every choice it started has sent its
+/// `finish_reason` (some OpenAI-compatible servers never send `[DONE]`; the official SDKs end at
+/// the close either way); otherwise it was cut off (a clean close of a chunked body looks the same
+/// as a complete one), so it ends with [`ProviderError::Transport`].
 fn sse_to_chunks<S>(
     events: S,
     secrets: Secrets,
@@ -312,26 +499,72 @@ where
     S: Stream<Item = Result<sseer::event::Event, EventStreamError<ProviderError>>> + Send + 'static,
 {
     let events = Box::pin(events);
-    futures::stream::unfold(Some(events), move |state| {
+    futures::stream::unfold(Some((events, Choices::default())), move |state| {
         let secrets = secrets.clone();
         async move {
-            let mut events = state?;
+            let (mut events, mut choices) = state?;
             loop {
                 let item = match events.next().await {
                     Some(Ok(event)) if event.data.starts_with("[DONE]") => return None,
                     Some(Ok(event)) if event.data.trim().is_empty() => continue,
                     Some(Ok(event)) => parse_chunk(event.data.as_bytes(), &secrets),
                     Some(Err(err)) => Err(stream_error(err)),
+                    None if choices.all_finished() => return None,
                     None => Err(ProviderError::Transport {
                         message: "stream ended before [DONE]".to_owned(),
                         source: None,
                     }),
                 };
-                let next = item.is_ok().then_some(events);
+                if let Ok(chunk) = &item {
+                    choices.note(chunk);
+                }
+                let next = item.is_ok().then_some((events, choices));
                 return Some((item.map_err(|err| secrets.scrub_error(err)), next));
             }
         }
     })
+}
+
+/// Which choices of a stream have started and which have finished.
+#[derive(Default)]
+struct Choices {
+    /// Choice indexes seen without a `finish_reason` yet (a handful: `n` is small).
+    open: Vec<u32>,
+    /// Whether any choice finished.
+    any_finished: bool,
+    /// Whether more choices were open than are tracked.
+    overflowed: bool,
+}
+
+impl Choices {
+    const MAX_OPEN: usize = 128;
+
+    fn note(&mut self, chunk: &ChatChunk) {
+        for choice in &chunk.choices {
+            let position = self.open.iter().position(|index| *index == choice.index);
+            match (&choice.finish_reason, position) {
+                (Some(_), Some(position)) => {
+                    self.open.swap_remove(position);
+                    self.any_finished = true;
+                }
+                (Some(_), None) => self.any_finished = true,
+                (None, None) if choice.delta.is_some() => {
+                    if self.open.len() < Self::MAX_OPEN {
+                        self.open.push(choice.index);
+                    } else {
+                        // More choices than any real stream has (OpenAI's `n` is at most 128):
+                        // such a stream is not judged complete without its `[DONE]`.
+                        self.overflowed = true;
+                    }
+                }
+                (None, _) => {}
+            }
+        }
+    }
+
+    fn all_finished(&self) -> bool {
+        self.any_finished && self.open.is_empty() && !self.overflowed
+    }
 }
 
 pub(crate) fn stream_error(err: EventStreamError<ProviderError>) -> ProviderError {
@@ -429,6 +662,19 @@ impl Secrets {
         Secrets(values)
     }
 
+    /// Adds the values of `url`'s query (`?code=...`: some gateways in front of a model take their
+    /// key there), in case the upstream echoes them.
+    fn with_url(mut self, url: &str) -> Self {
+        let query = query_values(url)
+            .filter(|value| value.len() >= Self::MIN_LEN)
+            .map(str::to_owned);
+        let values: Vec<String> = self.0.iter().cloned().chain(query).collect();
+        if values.len() > self.0.len() {
+            self.0 = values.into();
+        }
+        self
+    }
+
     fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text = Cow::Borrowed(text);
         for secret in self.0.iter() {
@@ -475,7 +721,9 @@ impl Secrets {
                 scrub(message);
                 scrub(excerpt);
             }
-            ProviderError::Timeout { .. } | ProviderError::Unsupported { .. } => {}
+            ProviderError::Timeout { .. }
+            | ProviderError::Unsupported { .. }
+            | ProviderError::ResponseTooLarge { .. } => {}
         }
         err
     }
@@ -627,6 +875,51 @@ mod tests {
     }
 
     #[test]
+    fn a_base_s_query_stays_a_query_after_the_joined_path() {
+        let check = |base: &str, query: Option<&str>, expected: &str| {
+            assert_eq!(
+                join_url(base, "chat/completions", query),
+                expected,
+                "{base}"
+            );
+        };
+        check("https://h/v1", None, "https://h/v1/chat/completions");
+        check("https://h/v1/", None, "https://h/v1/chat/completions");
+        check(
+            "https://h/v1?code=k",
+            None,
+            "https://h/v1/chat/completions?code=k",
+        );
+        check(
+            "https://h/v1/?code=k&x=1#frag",
+            Some("api-version=1"),
+            "https://h/v1/chat/completions?code=k&x=1&api-version=1",
+        );
+        check(
+            "https://h?",
+            Some("api-version=1"),
+            "https://h/chat/completions?api-version=1",
+        );
+    }
+
+    #[test]
+    fn public_base_redacts_query_values() {
+        assert_eq!(
+            public_base("https://h/v1?code=secret&flag&empty="),
+            "https://h/v1?code=<redacted>&flag&empty="
+        );
+        assert_eq!(
+            public_base("https://u:p@h/v1?code=secret"),
+            "https://h/v1?code=<redacted>"
+        );
+        let secrets = Secrets::default().with_url("https://h/v1?code=query-secret-1&short=abc");
+        assert_eq!(
+            secrets.scrub("echo query-secret-1 abc"),
+            "echo <redacted> abc"
+        );
+    }
+
+    #[test]
     fn secrets_come_from_sensitive_headers_only() {
         let mut map = HeaderMap::new();
         insert_header(&mut map, "authorization", "Bearer sk-abcdefgh123", true).unwrap();
@@ -647,9 +940,105 @@ mod tests {
             message: "bad sk-abcdefgh123".to_owned(),
             excerpt: "{\"key\": \"sk-abcdefgh123\"}".to_owned(),
         });
-        expect![[
-            r#"malformed response: bad <redacted>; body starts with "{\"key\": \"<redacted>\"}""#
-        ]]
+        expect![[r#"malformed upstream response: bad <redacted>; body starts with "{\"key\": \"<redacted>\"}""#]]
         .assert_eq(&err.to_string());
+    }
+
+    /// Runs the SSE path over `pieces`, as a body would deliver them.
+    fn chunks_of(pieces: Vec<Vec<u8>>, limits: StreamLimits) -> Vec<Result<ChatChunk, String>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(
+            bytes_to_chunks(
+                futures::stream::iter(
+                    pieces
+                        .into_iter()
+                        .map(|piece| Ok(bytes::Bytes::from(piece))),
+                ),
+                limits,
+                Secrets::default(),
+            )
+            .map(|item| item.map_err(|err| err.to_string()))
+            .collect(),
+        )
+    }
+
+    /// `text` cut at `cuts`.
+    fn cut(text: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|cut| cut.index(text.len() + 1)).collect();
+        at.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for end in at.into_iter().chain([text.len()]) {
+            pieces.push(text[start..end].to_vec());
+            start = end;
+        }
+        pieces
+    }
+
+    const LOOSE: StreamLimits = StreamLimits {
+        event: 1 << 20,
+        stream: 1 << 24,
+    };
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_chunking_of_a_stream_gives_the_same_chunks(
+            texts in proptest::collection::vec(".{0,16}", 1..6),
+            crlf in proptest::prelude::any::<bool>(),
+            done in proptest::prelude::any::<bool>(),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..12),
+        ) {
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut stream = String::new();
+            for (index, text) in texts.iter().enumerate() {
+                let finish = if index + 1 == texts.len() { "\"stop\"" } else { "null" };
+                let chunk = serde_json::json!({"id": "c", "choices": [
+                    {"index": 0, "delta": {"content": text}, "finish_reason": serde_json::from_str::<serde_json::Value>(finish).unwrap()},
+                ]});
+                stream.push_str(&format!("data: {chunk}{end}{end}"));
+            }
+            if done {
+                stream.push_str(&format!("data: [DONE]{end}{end}"));
+            }
+            let whole = chunks_of(vec![stream.clone().into_bytes()], LOOSE);
+            proptest::prop_assert_eq!(whole.len(), texts.len());
+            proptest::prop_assert!(whole.iter().all(Result::is_ok), "{:?}", whole);
+            let pieces = cut(stream.as_bytes(), &cuts);
+            proptest::prop_assert_eq!(chunks_of(pieces, LOOSE), whole);
+        }
+
+        #[test]
+        fn any_bytes_end_in_at_most_one_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..8),
+            small in proptest::prelude::any::<bool>(),
+        ) {
+            let limits = if small { StreamLimits { event: 16, stream: 256 } } else { LOOSE };
+            let items = chunks_of(cut(&bytes, &cuts), limits);
+            let errors = items.iter().filter(|item| item.is_err()).count();
+            proptest::prop_assert!(errors <= 1);
+            proptest::prop_assert!(errors == 0 || items.last().is_some_and(Result::is_err));
+        }
+
+        #[test]
+        fn an_event_over_the_limit_is_always_refused(
+            size in 17usize..200,
+            cuts in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..8),
+        ) {
+            let event = format!("data: {}\n\n", "a".repeat(size));
+            let items = chunks_of(cut(event.as_bytes(), &cuts), StreamLimits { event: 16, stream: 1024 });
+            proptest::prop_assert_eq!(
+                items.last().cloned(),
+                Some(Err("upstream response too large: the stream event exceeds the limit of 16 bytes".to_owned()))
+            );
+        }
     }
 }

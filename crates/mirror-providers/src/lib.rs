@@ -36,7 +36,7 @@ use mirror_core::{
 
 pub use azure::AzureOpenAi;
 pub use error::{BoxError, ProviderError};
-pub use http::{HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
+pub use http::{public_base, HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use mock::Mock;
 pub use openai::OpenAi;
 pub use responses::{ResponseCall, ResponseOperation, ResponsesEventStream};
@@ -155,6 +155,47 @@ pub trait Provider: Send + Sync + 'static {
             provider: self.name().to_owned(),
             operation: "responses",
         })
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Used for a chat completion when a deployment sets no `max_response_bytes`. A long completion is
+/// well under 1 MiB; this leaves room for `logprobs` and many choices while keeping what one call
+/// may hold (the body, then the parsed answer, then its record) to tens of MiB.
+pub const DEFAULT_MAX_CHAT_RESPONSE_BYTES: u64 = 16 * MIB;
+
+/// Used for embeddings when a deployment sets no `max_response_bytes`. OpenAI's largest batch (2048
+/// inputs of 3072 floats, about 20 bytes each as JSON text) is about 126 MB; embeddings are never
+/// mirrored, so only the caller's own call holds one.
+pub const DEFAULT_MAX_EMBEDDINGS_RESPONSE_BYTES: u64 = 160 * MIB;
+
+/// Used when a deployment sets no `max_stream_event_bytes`. A chunk is usually under 1 KiB; a
+/// server that sends a whole answer as one event still fits.
+pub const DEFAULT_MAX_STREAM_EVENT_BYTES: u64 = 4 * MIB;
+
+/// Used when a deployment sets no `max_stream_bytes`. A stream spends about 200 bytes of framing
+/// per token, so a 100k-token answer is about 20 MiB; the stream is relayed as it comes, and its
+/// record holds the text, which this bounds.
+pub const DEFAULT_MAX_STREAM_BYTES: u64 = 32 * MIB;
+
+/// The most bytes of a non-streamed answer.
+pub(crate) fn max_response_bytes(deployment: &DeploymentParams, embeddings: bool) -> u64 {
+    deployment.max_response_bytes.unwrap_or(if embeddings {
+        DEFAULT_MAX_EMBEDDINGS_RESPONSE_BYTES
+    } else {
+        DEFAULT_MAX_CHAT_RESPONSE_BYTES
+    })
+}
+
+pub(crate) fn stream_limits(deployment: &DeploymentParams) -> http::StreamLimits {
+    http::StreamLimits {
+        event: deployment
+            .max_stream_event_bytes
+            .unwrap_or(DEFAULT_MAX_STREAM_EVENT_BYTES),
+        stream: deployment
+            .max_stream_bytes
+            .unwrap_or(DEFAULT_MAX_STREAM_BYTES),
     }
 }
 

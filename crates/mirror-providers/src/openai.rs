@@ -7,9 +7,9 @@ use mirror_core::{
     ResponsesRequest, ResponsesResponse, SecretString,
 };
 
-use crate::http::{insert_header, public_base, HttpClient};
+use crate::http::{insert_header, join_url, public_base, HttpClient};
 use crate::responses::with_query;
-use crate::{timeouts, ChunkStream, Provider, ProviderError};
+use crate::{max_response_bytes, stream_limits, timeouts, ChunkStream, Provider, ProviderError};
 use crate::{ResponseCall, ResponsesEventStream};
 
 const DEFAULT_API_BASE: &str = "https://api.openai.com/v1";
@@ -50,6 +50,10 @@ impl OpenAi {
             .trim_end_matches('/')
     }
 
+    fn url(&self, deployment: &DeploymentParams, path: &str) -> String {
+        join_url(self.base(deployment), path, None)
+    }
+
     fn headers(&self, deployment: &DeploymentParams) -> Result<HeaderMap, ProviderError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = deployment.api_key.as_ref().or(self.default_key.as_ref()) {
@@ -82,11 +86,12 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
-        let url = format!("{}/chat/completions", self.base(deployment));
+        let url = self.url(deployment, "chat/completions");
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), false);
+        let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -95,11 +100,12 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChunkStream, ProviderError> {
-        let url = format!("{}/chat/completions", self.base(deployment));
+        let url = self.url(deployment, "chat/completions");
         let (timeout, idle) = timeouts(deployment);
         let body = request.upstream(deployment.model.name(), true);
+        let limits = stream_limits(deployment);
         self.http
-            .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
+            .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
 
@@ -108,11 +114,12 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &EmbeddingsRequest,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let url = format!("{}/embeddings", self.base(deployment));
+        let url = self.url(deployment, "embeddings");
         let (timeout, _) = timeouts(deployment);
         let body = request.upstream(deployment.model.name());
+        let max_bytes = max_response_bytes(deployment, true);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -121,12 +128,13 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &ResponsesRequest,
     ) -> Result<ResponsesResponse, ProviderError> {
-        let url = format!("{}/responses", self.base(deployment));
+        let url = self.url(deployment, "responses");
         let (timeout, _) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
         let body = request.upstream(deployment.model.name(), false, previous);
+        let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .post_json(url, self.headers(deployment)?, &body, timeout)
+            .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
 
@@ -135,12 +143,19 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         request: &ResponsesRequest,
     ) -> Result<ResponsesEventStream, ProviderError> {
-        let url = format!("{}/responses", self.base(deployment));
+        let url = self.url(deployment, "responses");
         let (timeout, idle) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
         let body = request.upstream(deployment.model.name(), true, previous);
         self.http
-            .post_events(url, self.headers(deployment)?, &body, timeout, idle)
+            .post_events(
+                url,
+                self.headers(deployment)?,
+                &body,
+                timeout,
+                idle,
+                stream_limits(deployment),
+            )
             .await
     }
 
@@ -149,10 +164,9 @@ impl Provider for OpenAi {
         deployment: &DeploymentParams,
         call: ResponseCall<'_>,
     ) -> Result<serde_json::Value, ProviderError> {
-        let url = format!(
-            "{}/responses{}",
-            self.base(deployment),
-            call.operation.path(call.id)
+        let url = self.url(
+            deployment,
+            &format!("responses{}", call.operation.path(call.id)),
         );
         let (timeout, _) = timeouts(deployment);
         self.http
@@ -162,6 +176,7 @@ impl Provider for OpenAi {
                 self.headers(deployment)?,
                 None::<&()>,
                 timeout,
+                max_response_bytes(deployment, false),
             )
             .await
     }

@@ -13,7 +13,10 @@ use serde::Serialize;
 use sseer::errors::EventStreamError;
 use sseer::event_stream::EventStream;
 
-use crate::http::{error_from_response, malformed, stream_error, HttpClient, Secrets};
+use crate::http::{
+    error_from_response, malformed, stream_error, HttpClient, Secrets, SseMeter, StreamLimits,
+    ERROR_BODY_BYTES,
+};
 use crate::ProviderError;
 
 /// The events of a streamed Responses call. Ends after a terminal event (`response.completed`,
@@ -96,6 +99,7 @@ impl HttpClient {
         mut headers: HeaderMap,
         body: Option<&(impl Serialize + ?Sized)>,
         timeout: Duration,
+        max_bytes: u64,
     ) -> Result<R, ProviderError> {
         let secrets = Secrets::from_headers(&headers);
         let body = match body {
@@ -109,14 +113,15 @@ impl HttpClient {
             let mut response = self.transport.request(method, url, headers, body).await?;
             let status = response.status;
             let response_headers = std::mem::take(&mut response.headers);
-            let bytes = response.bytes().await?;
             if !status.is_success() {
+                let bytes = response.prefix(ERROR_BODY_BYTES).await?;
                 return Err(error_from_response(
                     status.as_u16(),
                     &response_headers,
                     &secrets.scrub_bytes(&bytes),
                 ));
             }
+            let bytes = response.bytes_limited(max_bytes).await?;
             serde_json::from_slice(&bytes)
                 .map_err(|err| malformed(&err.to_string(), &secrets.scrub_bytes(&bytes)))
         };
@@ -135,6 +140,7 @@ impl HttpClient {
         body: &(impl Serialize + ?Sized),
         timeout: Duration,
         idle_timeout: Duration,
+        limits: StreamLimits,
     ) -> Result<ResponsesEventStream, ProviderError> {
         let secrets = Secrets::from_headers(&headers);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -153,7 +159,7 @@ impl HttpClient {
             .is_some_and(|value| value.trim_start().starts_with("application/json"));
         if !status.is_success() || is_json {
             let response_headers = std::mem::take(&mut response.headers);
-            let bytes = tokio::time::timeout(timeout, response.bytes())
+            let bytes = tokio::time::timeout(timeout, response.prefix(ERROR_BODY_BYTES))
                 .await
                 .map_err(|_| ProviderError::Timeout { after: timeout })??;
             let bytes = secrets.scrub_bytes(&bytes);
@@ -164,8 +170,13 @@ impl HttpClient {
             };
             return Err(secrets.scrub_error(err));
         }
+        // Measured before the SSE parser buffers it, as for chat streams.
+        let mut meter = SseMeter::new(limits);
+        let bytes = response
+            .into_stream()
+            .map(move |piece| piece.and_then(|piece| meter.check(&piece).map(|()| piece)));
         // A last line feed completes a final event sent without its blank line.
-        let events = EventStream::new(response.into_stream().chain(futures::stream::once(async {
+        let events = EventStream::new(bytes.chain(futures::stream::once(async {
             Ok(bytes::Bytes::from_static(b"\n\n"))
         })));
         Ok(idle_limited(raw_events(events, secrets), idle_timeout))

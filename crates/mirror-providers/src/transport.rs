@@ -19,7 +19,7 @@ use futures::{Stream, TryStreamExt};
 use http::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use http::uri::{Scheme, Uri};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyDataStream, BodyExt, Full};
+use http_body_util::{BodyDataStream, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -110,6 +110,9 @@ impl Transport {
 
     /// Posts `body` with `headers` (which must include the content type) and returns the response
     /// once its headers arrived.
+    ///
+    /// A redirect is an error: neither client follows one (following would resend the key to
+    /// wherever the upstream points), and relaying it would hand the client an upstream URL.
     pub(crate) async fn post(
         &self,
         url: String,
@@ -120,8 +123,22 @@ impl Transport {
     }
 
     /// Sends a request of any method (the Responses API's GET and DELETE by id); an empty `body`
-    /// is sent as none.
+    /// is sent as none. A redirect is an error, never followed.
     pub(crate) async fn request(
+        &self,
+        method: Method,
+        url: String,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Response, ProviderError> {
+        let response = self.send(method, url, headers, body).await?;
+        if response.status.is_redirection() {
+            return Err(redirected(response.status));
+        }
+        Ok(response)
+    }
+
+    async fn send(
         &self,
         method: Method,
         url: String,
@@ -182,19 +199,42 @@ enum Body {
 }
 
 impl Response {
-    /// The whole body.
-    pub(crate) async fn bytes(self) -> Result<Bytes, ProviderError> {
-        match self.body {
-            Body::Direct(body) => body
-                .collect()
-                .await
-                .map(http_body_util::Collected::to_bytes)
-                .map_err(|err| transport_error(Stage::Body, Box::new(err))),
-            Body::Reqwest(response) => response
-                .bytes()
-                .await
-                .map_err(|err| transport_error(Stage::Body, Box::new(err))),
+    /// The whole body, if it is at most `limit` bytes. Reading stops at the limit (or before
+    /// reading anything, when `Content-Length` says the body is larger), so an oversized answer is
+    /// never held whole.
+    pub(crate) async fn bytes_limited(self, limit: u64) -> Result<Bytes, ProviderError> {
+        let too_large = || ProviderError::ResponseTooLarge {
+            what: "body",
+            limit,
+        };
+        let announced = content_length(&self.headers);
+        if announced.is_some_and(|length| length > limit) {
+            return Err(too_large());
         }
+        let capacity = usize::try_from(announced.unwrap_or(0).min(limit)).unwrap_or(0);
+        let mut body = Vec::with_capacity(capacity);
+        let mut stream = std::pin::pin!(self.into_stream());
+        while let Some(piece) = stream.try_next().await? {
+            if (body.len() + piece.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok(Bytes::from(body))
+    }
+
+    /// At most the first `max` bytes of the body, for an error message; the rest is not read.
+    pub(crate) async fn prefix(self, max: usize) -> Result<Bytes, ProviderError> {
+        let mut body = Vec::new();
+        let mut stream = std::pin::pin!(self.into_stream());
+        while let Some(piece) = stream.try_next().await? {
+            let room = max - body.len();
+            body.extend_from_slice(&piece[..piece.len().min(room)]);
+            if body.len() == max {
+                break;
+            }
+        }
+        Ok(Bytes::from(body))
     }
 
     /// The body's data as it arrives.
@@ -211,6 +251,25 @@ impl Response {
             ),
         }
     }
+}
+
+fn redirected(status: StatusCode) -> ProviderError {
+    ProviderError::Upstream {
+        status: status.as_u16(),
+        // The `Location` is left out: it may carry a token, and the fix is in the configuration.
+        message: "the upstream answered with a redirect, which is not followed; set `api_base` to the URL it redirects to".to_owned(),
+        retry_after: None,
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn direct_client() -> Result<DirectClient, ProviderError> {
@@ -259,6 +318,8 @@ fn reqwest_client(proxies: &Proxies) -> Result<reqwest::Client, ProviderError> {
         .connect_timeout(CONNECT_TIMEOUT)
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        // As the direct client: a redirect is answered as an error, never followed.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true);
     match proxies {
         Proxies::FromEnv => {}
@@ -362,8 +423,10 @@ impl std::error::Error for HttpError {
     }
 }
 
-/// Maps a failure of either client. The message holds the whole cause chain (connection refused,
-/// reset, TLS failures), never a URL; a timed-out connection is [`ProviderError::Timeout`].
+/// Maps a failure of either client: the message says what failed at this level ("error sending
+/// request"), the source holds the causes (connection refused, reset, TLS failures), so that a
+/// reporter that prints the source chain reads each cause once. Never a URL; a timed-out connection
+/// is [`ProviderError::Timeout`].
 pub(crate) fn transport_error(stage: Stage, err: BoxError) -> ProviderError {
     let err: BoxError = match err.downcast::<reqwest::Error>() {
         Ok(err) => Box::new(err.without_url()),
@@ -375,16 +438,45 @@ pub(crate) fn transport_error(stage: Stage, err: BoxError) -> ProviderError {
             after: CONNECT_TIMEOUT,
         };
     }
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
+    let message = err.to_string();
+    let source = err
+        .source()
+        .is_some()
+        .then(|| Box::new(Causes(err)) as BoxError);
+    ProviderError::Transport { message, source }
+}
+
+/// The causes of an error without the error itself: its `Display` is its source's, and its source
+/// is its source's source. (A reqwest error cannot give its source away by value.)
+struct Causes(BoxError);
+
+impl Causes {
+    fn first(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
-    ProviderError::Transport {
-        message,
-        source: Some(err),
+}
+
+impl std::fmt::Debug for Causes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.first() {
+            Some(cause) => std::fmt::Debug::fmt(cause, f),
+            None => f.write_str("no cause"),
+        }
+    }
+}
+
+impl std::fmt::Display for Causes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.first() {
+            Some(cause) => std::fmt::Display::fmt(cause, f),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Causes {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.first()?.source()
     }
 }
 
@@ -542,7 +634,15 @@ mod tests {
     #[track_caller]
     fn check_bad_uri(url: &str, expected: &str) {
         let err = request_uri(url.to_owned(), &mut HeaderMap::new()).unwrap_err();
-        assert_eq!(err.to_string(), expected);
+        // Each level once, as a reporter that prints the source chain shows it.
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        assert_eq!(chain, expected);
         assert!(matches!(err, ProviderError::Transport { .. }), "{err:?}");
     }
 

@@ -128,7 +128,7 @@ impl Inner {
                     tracing::info!(
                         from = %group.name,
                         to = %next.name,
-                        error = %error,
+                        error = %crate::records::error_chain(&error),
                         "Falling back to another model group."
                     );
                     scope.fallbacks_tried.push(next.name.clone());
@@ -202,7 +202,7 @@ impl Inner {
             group = %deployment.group,
             deployment = %deployment.id,
             silent,
-            error = %err,
+            error = %crate::records::error_chain(err),
             "Provider call failed."
         );
     }

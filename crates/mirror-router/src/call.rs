@@ -13,10 +13,12 @@
 //! once, as [`CallStatus::Cancelled`](mirror_core::CallStatus::Cancelled).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures::FutureExt as _;
 use mirror_core::{CallMeta, CallType, ChatMessage};
 use mirror_providers::ProviderError;
 use serde_json::{Map, Value};
@@ -187,7 +189,19 @@ impl Inner {
         meta: CallMeta,
     ) -> Result<Routed<K::Output>, RouterError> {
         let mut call = Call::new(Arc::clone(self), request, meta, (K::CALL_TYPE, K::STREAM));
-        match self.attempt::<K>(&mut call).await {
+        // A panic (a provider's bug) is recorded as a failure, not left to the guard, which would
+        // see only a dropped call and record it as cancelled; then it goes on unwinding.
+        let attempted = AssertUnwindSafe(self.attempt::<K>(&mut call))
+            .catch_unwind()
+            .await;
+        let attempted = match attempted {
+            Ok(attempted) => attempted,
+            Err(panic) => {
+                call.failed(&RouterError::Panicked);
+                std::panic::resume_unwind(panic)
+            }
+        };
+        match attempted {
             Ok((answer, deployment)) => {
                 let call_id = call.scope.meta.call_id;
                 let trace_id = call.scope.meta.trace_id.clone();

@@ -336,6 +336,15 @@ pub struct RouterSettings {
     /// Default stream idle timeout in seconds for deployments that set none.
     #[serde(default)]
     pub stream_timeout: Option<f64>,
+    /// Default `max_response_bytes` for deployments that set none (ours).
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
+    /// Default `max_stream_event_bytes` for deployments that set none (ours).
+    #[serde(default)]
+    pub max_stream_event_bytes: Option<u64>,
+    /// Default `max_stream_bytes` for deployments that set none (ours).
+    #[serde(default)]
+    pub max_stream_bytes: Option<u64>,
     /// Failures within a minute before a deployment cools down (default 3).
     #[serde(default = "default_allowed_fails")]
     pub allowed_fails: u32,
@@ -463,6 +472,9 @@ impl Default for RouterSettings {
             retry_after: 0.0,
             timeout: None,
             stream_timeout: None,
+            max_response_bytes: None,
+            max_stream_event_bytes: None,
+            max_stream_bytes: None,
             allowed_fails: default_allowed_fails(),
             cooldown_time: default_cooldown_time(),
             disable_cooldowns: false,

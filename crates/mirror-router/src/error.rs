@@ -126,6 +126,10 @@ pub enum RouterError {
     /// shutdown. Recorded with status `cancelled`.
     #[error("the caller went away before the call finished")]
     Cancelled,
+    /// A provider (or the router) panicked during the call: a bug. Recorded with status `failure`
+    /// and class `panic`; the panic itself goes on unwinding to the caller.
+    #[error("the call panicked")]
+    Panicked,
 }
 
 impl RouterError {
@@ -137,7 +141,8 @@ impl RouterError {
             | RouterError::NoHealthyDeployment { .. }
             | RouterError::BlockingInRuntime
             | RouterError::ShuttingDown
-            | RouterError::Cancelled => None,
+            | RouterError::Cancelled
+            | RouterError::Panicked => None,
         }
     }
 
@@ -150,6 +155,7 @@ impl RouterError {
             RouterError::BlockingInRuntime => "blocking_in_runtime",
             RouterError::ShuttingDown => "shutting_down",
             RouterError::Cancelled => "cancelled",
+            RouterError::Panicked => "panic",
         }
     }
 
@@ -161,7 +167,8 @@ impl RouterError {
             RouterError::UnknownModel { .. }
             | RouterError::BlockingInRuntime
             | RouterError::ShuttingDown
-            | RouterError::Cancelled => None,
+            | RouterError::Cancelled
+            | RouterError::Panicked => None,
         }
     }
 }

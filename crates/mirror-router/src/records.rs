@@ -226,7 +226,8 @@ fn call_id_text(id: CallId) -> String {
         .to_owned()
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes, `a: b: c`: what records and logs show, each level once.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

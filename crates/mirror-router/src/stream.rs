@@ -1,5 +1,6 @@
 //! A routed stream: relays chunks as they arrive and records the call when the stream ends.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -52,7 +53,18 @@ impl Stream for ChatStream {
         let Some(call) = this.call.as_mut() else {
             return Poll::Ready(None);
         };
-        match this.chunks.as_mut().poll_next(cx) {
+        let chunks = &mut this.chunks;
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| chunks.as_mut().poll_next(cx)));
+        let polled = match polled {
+            Ok(polled) => polled,
+            Err(panic) => {
+                // Recorded as a failure (the guard alone would say cancelled), then unwound on.
+                call.failed(&RouterError::Panicked);
+                this.call = None;
+                std::panic::resume_unwind(panic)
+            }
+        };
+        match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 if this.first_token.is_none() && chunk.has_content() {
                     this.first_token = Some(Instant::now());

@@ -13,7 +13,9 @@
 //! - `shutdown_timeout` (the gateway's): greater than 0 and at most one hour; an orchestrator kills a
 //!   process long before (Kubernetes gives 30 s by default).
 //! - rates (`silent_sample_rate`, `default_sample_rate`, `mock_failure_rate`): 0 to 1.
-//! - sizes (queue slots, bytes, calls in flight, `rpm`, `tpm`, per-minute caps): greater than 0.
+//! - sizes (queue slots, bytes, calls in flight, `rpm`, `tpm`, per-minute caps, the response limits
+//!   `max_response_bytes`, `max_stream_event_bytes` and `max_stream_bytes`, per deployment or in
+//!   `router_settings`): greater than 0.
 //! - Redis waits: `redis_timeout_ms` 1 ms to 1 minute (the request path waits that long at most),
 //!   `redis_sync_interval_ms` 1 ms to 1 hour.
 
@@ -248,6 +250,21 @@ fn deployment_values(
             TIMEOUT_SECONDS.check(seconds).map_err(at(field))?;
         }
     }
+    for (field, bytes) in [
+        (
+            "litellm_params.max_response_bytes",
+            params.max_response_bytes,
+        ),
+        (
+            "litellm_params.max_stream_event_bytes",
+            params.max_stream_event_bytes,
+        ),
+        ("litellm_params.max_stream_bytes", params.max_stream_bytes),
+    ] {
+        if let Some(bytes) = bytes {
+            check_size(bytes, "bytes").map_err(at(field))?;
+        }
+    }
     if let Some(ms) = params.mock_latency_ms {
         // Milliseconds, under the same limit as a timeout.
         #[allow(clippy::cast_precision_loss)]
@@ -303,6 +320,15 @@ fn settings_values(settings: &RouterSettings) -> Result<(), Problem> {
     ] {
         if let Some(seconds) = seconds {
             TIMEOUT_SECONDS.check(seconds).map_err(at(field))?;
+        }
+    }
+    for (field, bytes) in [
+        ("max_response_bytes", settings.max_response_bytes),
+        ("max_stream_event_bytes", settings.max_stream_event_bytes),
+        ("max_stream_bytes", settings.max_stream_bytes),
+    ] {
+        if let Some(bytes) = bytes {
+            check_size(bytes, "bytes").map_err(at(field))?;
         }
     }
     WAIT_SECONDS
@@ -469,6 +495,11 @@ fn resolve(
         if params.stream_timeout.is_none() {
             params.stream_timeout = settings.stream_timeout;
         }
+        params.max_response_bytes = params.max_response_bytes.or(settings.max_response_bytes);
+        params.max_stream_event_bytes = params
+            .max_stream_event_bytes
+            .or(settings.max_stream_event_bytes);
+        params.max_stream_bytes = params.max_stream_bytes.or(settings.max_stream_bytes);
         #[allow(clippy::cast_precision_loss)]
         let weight = params
             .weight

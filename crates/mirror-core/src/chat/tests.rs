@@ -88,3 +88,45 @@ fn unknown_request_fields_round_trip() {
         .remove("content");
     assert_eq!(serde_json::to_value(&request).unwrap(), expected);
 }
+
+fn chunk(value: serde_json::Value) -> ChatChunk {
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn accumulator_is_bounded_whatever_the_indexes_say() {
+    let mut accumulator = StreamAccumulator::default();
+    // Growing to these indexes would allocate billions of slots.
+    accumulator.push(&chunk(json!({"choices": [
+        {"index": u32::MAX, "delta": {"content": "far"}},
+        {"index": 0, "delta": {"content": "near", "tool_calls": [
+            {"index": u64::MAX, "function": {"name": "f", "arguments": "{}"}},
+        ]}},
+    ]})));
+    assert!(accumulator.is_truncated());
+    let response = accumulator.finish();
+    assert_eq!(response.choices.len(), 1);
+    assert_eq!(response.text().as_deref(), Some("near"));
+    assert_eq!(response.choices[0].message.tool_calls, None);
+    assert_eq!(response.extra["mirror_truncated"], json!(true));
+}
+
+#[test]
+fn accumulator_keeps_at_most_its_bytes() {
+    let mut accumulator = StreamAccumulator::with_max_bytes(10);
+    for text in ["hello", "12345", "overflow"] {
+        accumulator.push(&chunk(json!({"choices": [
+            {"index": 0, "delta": {"content": text}},
+        ]})));
+    }
+    assert!(accumulator.is_truncated());
+    let response = accumulator.finish();
+    assert_eq!(response.text().as_deref(), Some("hello12345"));
+    // A stream within the bounds is not marked.
+    let mut accumulator = StreamAccumulator::default();
+    accumulator.push(&chunk(
+        json!({"choices": [{"index": 0, "delta": {"content": "hi"}}]}),
+    ));
+    assert!(!accumulator.is_truncated());
+    assert!(accumulator.finish().extra.is_empty());
+}

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::support::{
-    assert_no_secret, clients, deployment, hello, raw, sse, Ending, Upstream, KEY,
+    assert_no_secret, chain, clients, deployment, hello, raw, sse, Ending, Upstream, KEY,
 };
 
 fn render(err: &ProviderError) -> String {
@@ -400,12 +400,24 @@ async fn connection_refused_is_transport() {
         assert!(err.is_retryable());
         assert!(std::error::Error::source(&err).is_some());
         assert_no_secret(&err);
-        // The cause chain is in the message, as reqwest words it.
+        // The message says this level; the causes are the sources, as reqwest words them, each
+        // once.
+        assert_eq!(
+            err.to_string(),
+            "transport error: error sending request",
+            "{transport}"
+        );
+        let chain = chain(&err);
         assert!(
-            err.to_string().starts_with(
+            chain.starts_with(
                 "transport error: error sending request: client error (Connect): tcp connect error: "
             ),
-            "{transport}: {err}"
+            "{transport}: {chain}"
+        );
+        assert_eq!(
+            chain.matches("tcp connect error").count(),
+            1,
+            "{transport}: {chain}"
         );
     }
 }

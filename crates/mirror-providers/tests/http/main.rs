@@ -6,6 +6,7 @@
 
 mod azure;
 mod errors;
+mod hostile;
 mod openai;
 mod responses;
 mod streams;

@@ -10,7 +10,7 @@ use mirror_providers::{AzureOpenAi, HttpClient, OpenAi, Provider, ProviderError}
 use tokio::sync::Notify;
 
 use crate::support::{
-    assert_no_secret, chop, clients, collect, deployment, events, hello, json, sse, Ending,
+    assert_no_secret, chain, chop, clients, collect, deployment, events, hello, json, sse, Ending,
     Upstream,
 };
 
@@ -296,14 +296,28 @@ async fn connection_dropped_inside_an_event_is_a_transport_error() {
 async fn connection_dropped_before_any_event_is_a_transport_error() {
     let err = dropped_after(String::new(), usize::MAX, 0).await;
     expect!["transport transport error: stream broke: error decoding response body: error reading a body from connection: unexpected EOF during chunk size line"]
-        .assert_eq(&format!("{} {err}", err.class()));
+        .assert_eq(&format!("{} {}", err.class(), chain(&err)));
 }
 
 #[tokio::test]
-async fn stream_ending_without_done_is_a_transport_error() {
+async fn stream_ending_with_its_finish_reason_but_without_done_is_complete() {
+    // Some OpenAI-compatible servers never send `[DONE]`; the official SDKs end at the close.
     let body = events(OPENAI_STREAM);
     let (chunks, err) = openai_stream(body, usize::MAX, Ending::Close, stream_deployment).await;
     assert_eq!(chunks.len(), OPENAI_STREAM.len());
+    assert!(err.is_none(), "{err:?}");
+    // The same holds up to the finish reason, before the usage chunk.
+    let body = events(&OPENAI_STREAM[..4]);
+    let (chunks, err) = openai_stream(body, 7, Ending::Close, stream_deployment).await;
+    assert_eq!(chunks.len(), 4);
+    assert!(err.is_none(), "{err:?}");
+}
+
+#[tokio::test]
+async fn stream_ending_before_its_finish_reason_without_done_is_a_transport_error() {
+    let body = events(&OPENAI_STREAM[..3]);
+    let (chunks, err) = openai_stream(body, usize::MAX, Ending::Close, stream_deployment).await;
+    assert_eq!(chunks.len(), 3);
     let err = err.expect("a stream cut before [DONE] must not end cleanly");
     expect!["transport transport error: stream ended before [DONE]"]
         .assert_eq(&format!("{} {err}", err.class()));
@@ -332,7 +346,7 @@ async fn invalid_chunk_is_malformed_response() {
     let (chunks, err) = openai_stream(body, usize::MAX, Ending::Close, stream_deployment).await;
     assert_eq!(chunks.len(), 1);
     let err = err.expect("an error item");
-    expect![[r#"malformed_response malformed response: invalid stream chunk: key must be a string at line 1 column 2; body starts with "{not json""#]].assert_eq(&format!("{} {err}", err.class()));
+    expect![[r#"malformed_response malformed upstream response: invalid stream chunk: key must be a string at line 1 column 2; body starts with "{not json""#]].assert_eq(&format!("{} {err}", err.class()));
 }
 
 #[tokio::test]

@@ -43,6 +43,18 @@ pub(crate) fn hello() -> ChatRequest {
     }))
 }
 
+/// The error and its sources, as a reporter prints them: `a: b: c`.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Fails if the key shows anywhere in the error: its `Display`, its `Debug`, or its sources.
 #[track_caller]
 pub(crate) fn assert_no_secret(err: &mirror_providers::ProviderError) {

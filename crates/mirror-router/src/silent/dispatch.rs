@@ -1,7 +1,9 @@
 //! The silent dispatcher: runs queued copies through the router, at most `max_in_flight` at once.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 
+use futures::FutureExt as _;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::queue::{JobTicket, SilentJob};
@@ -40,10 +42,13 @@ pub(crate) async fn dispatch_loop(
         tokio::spawn(async move {
             let mut ticket = ticket;
             ticket.start();
+            // A panicking call (a provider's bug) is a failed copy, not one dropped at shutdown;
+            // its record says so too (`call.rs`).
+            let run = AssertUnwindSafe(inner.run_silent(job)).catch_unwind();
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop) => drop(ticket),
-                succeeded = inner.run_silent(job) => ticket.finish(succeeded),
+                run = run => ticket.finish(run.unwrap_or(false)),
             }
             drop(permit);
         });

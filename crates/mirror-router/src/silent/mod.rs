@@ -183,7 +183,7 @@ impl Inner {
                 group = %group.name,
                 deployment = %deployment,
                 error_class = err.class(),
-                error = %err,
+                error = %crate::records::error_chain(err),
                 failed_unlogged = unlogged,
                 "Silent call failed."
             );
@@ -200,6 +200,7 @@ fn counts_against_silent_group(error: &RouterError) -> bool {
         RouterError::UnknownModel { .. }
         | RouterError::BlockingInRuntime
         | RouterError::ShuttingDown
-        | RouterError::Cancelled => false,
+        | RouterError::Cancelled
+        | RouterError::Panicked => false,
     }
 }

@@ -7,6 +7,7 @@ mod blocking;
 mod cancellation;
 mod config;
 mod mirroring;
+mod panics;
 mod responses;
 mod routing;
 mod shared_state;
