@@ -16,7 +16,9 @@ use crate::{timeouts, ChunkStream, Provider, ProviderError};
 /// `/embeddings`), or with `api_version` `v1`, `latest` or `preview`, the newer
 /// `{api_base}/openai/v1/chat/completions` with the deployment as the body's `model`.
 /// Auth: `api-key: <key>`, or `Authorization: Bearer <azure_ad_token>` (Entra ID).
-/// Defaults come from `AZURE_API_KEY`, `AZURE_API_BASE` and `AZURE_API_VERSION`, read once.
+/// Defaults come from `AZURE_API_KEY`, `AZURE_API_BASE` and `AZURE_API_VERSION`, read once; without
+/// `api_version` or `AZURE_API_VERSION`, LiteLLM's default [`AZURE_DEFAULT_API_VERSION`] is used, as
+/// LiteLLM does, so a LiteLLM config without `api_version` is served the same way.
 /// Azure's content-filter fields are kept in the responses; a 400 with code `content_filter` becomes
 /// [`ProviderError::ContentPolicy`].
 #[derive(Debug, Clone)]
@@ -24,7 +26,20 @@ pub struct AzureOpenAi {
     http: HttpClient,
     default_key: Option<SecretString>,
     default_base: Option<String>,
-    default_version: Option<String>,
+    default_version: String,
+}
+
+/// LiteLLM's `AZURE_DEFAULT_API_VERSION` (1.106.2), used when neither the deployment's `api_version`
+/// nor `AZURE_API_VERSION` is set.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2025-02-01-preview";
+
+/// The `api-version` an Azure deployment without `api_version` gets: `AZURE_API_VERSION`, else
+/// [`AZURE_DEFAULT_API_VERSION`].
+pub fn azure_default_api_version() -> String {
+    std::env::var("AZURE_API_VERSION")
+        .ok()
+        .filter(|version| !version.trim().is_empty())
+        .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_owned())
 }
 
 enum Operation {
@@ -39,7 +54,7 @@ impl AzureOpenAi {
             http,
             default_key: std::env::var("AZURE_API_KEY").ok().map(SecretString::new),
             default_base: std::env::var("AZURE_API_BASE").ok(),
-            default_version: std::env::var("AZURE_API_VERSION").ok(),
+            default_version: azure_default_api_version(),
         }
     }
 
@@ -66,13 +81,7 @@ impl AzureOpenAi {
         let version = deployment
             .api_version
             .as_deref()
-            .or(self.default_version.as_deref())
-            .ok_or_else(|| ProviderError::Config {
-                message: format!(
-                    "azure deployment `{}` has no `api_version` and AZURE_API_VERSION is not set",
-                    deployment.model.name()
-                ),
-            })?;
+            .unwrap_or(&self.default_version);
         let path = match operation {
             Operation::Chat => "chat/completions",
             Operation::Embeddings => "embeddings",

@@ -29,7 +29,7 @@ use mirror_core::{
     ChatChunk, ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
 };
 
-pub use azure::AzureOpenAi;
+pub use azure::{azure_default_api_version, AzureOpenAi, AZURE_DEFAULT_API_VERSION};
 pub use error::{BoxError, ProviderError};
 pub use http::{HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use mock::Mock;
