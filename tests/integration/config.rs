@@ -191,7 +191,7 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
         $DIR/bad-12.yaml: mirror_settings.max_body_bytes: must be greater than 0 (a number of bytes) at line 6 column 19
         $DIR/bad-13.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got NaN at line 6 column 24
         $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute` at line 6 column 3 (did you mean `silent_max_per_minute`?)
-        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: unknown provider `anthropic` in `anthropic/claude`; supported: azure, mock, openai at line 6 column 29
+        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: azure, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, mistral, mock, ollama, ollama_chat, openai, openrouter, perplexity, together_ai, xai at line 6 column 29
     "#]].assert_eq(&out);
 }
 

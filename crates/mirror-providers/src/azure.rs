@@ -75,6 +75,7 @@ impl AzureOpenAi {
     fn url(
         &self,
         deployment: &DeploymentParams,
+        name: &str,
         operation: Operation,
     ) -> Result<String, ProviderError> {
         let base = self.base(deployment)?;
@@ -89,15 +90,13 @@ impl AzureOpenAi {
         Ok(if is_v1_surface(version) {
             format!("{base}/openai/v1/{path}")
         } else {
-            format!(
-                "{base}/openai/deployments/{}/{path}?api-version={version}",
-                deployment.model.name()
-            )
+            format!("{base}/openai/deployments/{name}/{path}?api-version={version}")
         })
     }
 
     fn headers(&self, deployment: &DeploymentParams) -> Result<HeaderMap, ProviderError> {
         let mut headers = HeaderMap::new();
+        crate::openai::insert_extra_headers(&mut headers, deployment)?;
         if let Some(token) = &deployment.azure_ad_token {
             insert_header(
                 &mut headers,
@@ -138,9 +137,12 @@ impl Provider for AzureOpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
-        let url = self.url(deployment, Operation::Chat)?;
+        let model = deployment.model.upstream_name(&request.model);
+        let url = self.url(deployment, &model, Operation::Chat)?;
         let (timeout, _) = timeouts(deployment);
-        let body = request.upstream(deployment.model.name(), false);
+        let body = request
+            .upstream(&model, false)
+            .with_defaults(&deployment.extra);
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout)
             .await
@@ -151,9 +153,12 @@ impl Provider for AzureOpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChunkStream, ProviderError> {
-        let url = self.url(deployment, Operation::Chat)?;
+        let model = deployment.model.upstream_name(&request.model);
+        let url = self.url(deployment, &model, Operation::Chat)?;
         let (timeout, idle) = timeouts(deployment);
-        let body = request.upstream(deployment.model.name(), true);
+        let body = request
+            .upstream(&model, true)
+            .with_defaults(&deployment.extra);
         self.http
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle)
             .await
@@ -164,9 +169,10 @@ impl Provider for AzureOpenAi {
         deployment: &DeploymentParams,
         request: &EmbeddingsRequest,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let url = self.url(deployment, Operation::Embeddings)?;
+        let model = deployment.model.upstream_name(&request.model);
+        let url = self.url(deployment, &model, Operation::Embeddings)?;
         let (timeout, _) = timeouts(deployment);
-        let body = request.upstream(deployment.model.name());
+        let body = request.upstream(&model).with_defaults(&deployment.extra);
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout)
             .await

@@ -33,7 +33,7 @@ pub use azure::{azure_default_api_version, AzureOpenAi, AZURE_DEFAULT_API_VERSIO
 pub use error::{BoxError, ProviderError};
 pub use http::{HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use mock::Mock;
-pub use openai::OpenAi;
+pub use openai::{OpenAi, OpenAiPreset, OPENAI_COMPATIBLE_PRESETS};
 
 /// The chunks of a streamed chat completion. Ends after the last chunk (the `[DONE]` marker is not
 /// an item); an `Err` item ends the stream. A stream cut off before `[DONE]`, whether the connection

@@ -30,7 +30,23 @@ impl RouterConfig {
     /// [`ConfigError::Parse`] with the line, the column and, for a misspelled key, the nearest valid
     /// name; a missing `os.environ/NAME` variable is named with where it was referenced.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        parse_yaml(text, origin)
+        let config: Self = parse_yaml(text, origin)?;
+        config.check_keys(text, origin)?;
+        Ok(config)
+    }
+
+    /// Refuses, as a parse error with its line and column, the first key LiteLLM would act on
+    /// that Mirror does not, or a typo of a key Mirror implements.
+    fn check_keys(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        crate::validate::check_keys(self).map_err(|(location, message)| {
+            let at = crate::locate::locate(text, &location)
+                .map(|position| format!(" at {position}"))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: format!("{location}: {message}{at}"),
+            }
+        })
     }
 
     /// Parses a JSON document.
@@ -39,10 +55,12 @@ impl RouterConfig {
     ///
     /// As [`RouterConfig::from_yaml_str`].
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|err| ConfigError::Parse {
+        let config: Self = serde_json::from_str(text).map_err(|err| ConfigError::Parse {
             origin: origin.to_owned(),
             message: with_suggestion(&err.to_string()),
-        })
+        })?;
+        config.check_keys(text, origin)?;
+        Ok(config)
     }
 
     /// Adds a deployment.
@@ -53,16 +71,7 @@ impl RouterConfig {
 
     /// LiteLLM keys that were set but that Mirror does not act on, with where they were set.
     pub fn ignored_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        for (index, deployment) in self.model_list.iter().enumerate() {
-            for key in deployment.litellm_params.ignored_keys() {
-                keys.push(format!("model_list[{index}].litellm_params.{key}"));
-            }
-        }
-        for key in self.router_settings.ignored_keys() {
-            keys.push(format!("router_settings.{key}"));
-        }
-        keys
+        crate::validate::ignored_keys(self)
     }
 }
 
@@ -118,6 +127,13 @@ pub struct ModelDeployment {
     /// Facts about it (id, prices).
     #[serde(default)]
     pub model_info: ModelInfo,
+    /// Requests per minute, written beside `litellm_params` (LiteLLM reads it there too);
+    /// `litellm_params.rpm` wins.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute, beside `litellm_params`; `litellm_params.tpm` wins.
+    #[serde(default)]
+    pub tpm: Option<u64>,
 }
 
 impl ModelDeployment {
@@ -138,6 +154,8 @@ impl ModelDeployment {
             model_name,
             litellm_params: DeploymentParams::new(model),
             model_info: ModelInfo::default(),
+            rpm: None,
+            tpm: None,
         })
     }
 
@@ -315,8 +333,10 @@ impl GroupAlias {
 }
 
 /// `router_settings`, with LiteLLM's names and defaults.
+///
+/// Keys without a field are kept aside and judged by `validate` against LiteLLM's keys (see
+/// `litellm_keys.rs`), so `deny_unknown_fields` is not used.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouterSettings {
     /// How deployments are picked.
     #[serde(default)]
@@ -390,21 +410,10 @@ pub struct RouterSettings {
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,
 
-    // LiteLLM keys accepted without effect; see `ignored_keys`.
-    #[serde(default)]
-    enable_pre_call_checks: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    cache_responses: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    retry_policy: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    allowed_fails_policy: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    model_group_retry_policy: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    set_verbose: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    debug_level: Option<serde::de::IgnoredAny>,
+    /// Every other key: LiteLLM keys classified by `litellm_keys` (accepted with a warning or
+    /// refused by name), or typos; `validate` decides.
+    #[serde(flatten)]
+    pub(crate) other: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 fn default_num_retries() -> u32 {
@@ -479,13 +488,7 @@ impl Default for RouterSettings {
             redis_timeout_ms: default_redis_timeout_ms(),
             redis_sync_interval_ms: default_redis_sync_interval_ms(),
             redis_key_prefix: default_redis_key_prefix(),
-            enable_pre_call_checks: None,
-            cache_responses: None,
-            retry_policy: None,
-            allowed_fails_policy: None,
-            model_group_retry_policy: None,
-            set_verbose: None,
-            debug_level: None,
+            other: BTreeMap::new(),
         }
     }
 }
@@ -504,26 +507,35 @@ impl RouterSettings {
         self.redis_url.is_some() || self.redis_host.is_some()
     }
 
-    /// LiteLLM keys that were set but that Mirror does not act on.
-    pub fn ignored_keys(&self) -> Vec<&'static str> {
-        [
-            (
-                "enable_pre_call_checks",
-                self.enable_pre_call_checks.is_some(),
-            ),
-            ("cache_responses", self.cache_responses.is_some()),
-            ("retry_policy", self.retry_policy.is_some()),
-            ("allowed_fails_policy", self.allowed_fails_policy.is_some()),
-            (
-                "model_group_retry_policy",
-                self.model_group_retry_policy.is_some(),
-            ),
-            ("set_verbose", self.set_verbose.is_some()),
-            ("debug_level", self.debug_level.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, set)| set.then_some(key))
-        .collect()
+    /// The keys of `router_settings` Mirror implements.
+    pub const KEYS: &'static [&'static str] = &[
+        "routing_strategy",
+        "routing_strategy_args",
+        "num_retries",
+        "retry_after",
+        "timeout",
+        "stream_timeout",
+        "allowed_fails",
+        "cooldown_time",
+        "disable_cooldowns",
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+        "default_fallbacks",
+        "max_fallbacks",
+        "model_group_alias",
+        "redis_host",
+        "redis_port",
+        "redis_password",
+        "redis_url",
+        "redis_timeout_ms",
+        "redis_sync_interval_ms",
+        "redis_key_prefix",
+    ];
+
+    /// The keys set that have no field here, in order.
+    pub fn other_keys(&self) -> impl Iterator<Item = &str> {
+        self.other.keys().map(String::as_str)
     }
 }
 

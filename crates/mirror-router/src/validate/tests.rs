@@ -88,7 +88,7 @@ fn names_that_resolve_to_nothing() {
     );
     check(
         "model_list:\n  - model_name: a\n    litellm_params: {model: anthropic/claude}\n",
-        expect!["config.yaml: model_list[0] (`a`).litellm_params.model: unknown provider `anthropic` in `anthropic/claude`; supported: mock, openai"],
+        expect!["config.yaml: model_list[0] (`a`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: mock, openai"],
     );
     check(
         &format!("{entry}router_settings:\n  fallbacks: [{{prod: [nowhere]}}]\n"),
