@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod disconnect;
 mod gateway;
+mod litellm_fixtures;
 mod report;
 mod scale_out;
 mod support;

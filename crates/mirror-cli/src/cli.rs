@@ -94,7 +94,11 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
             if params.api_key.is_some() || params.azure_ad_token.is_some() {
                 facts.push("key set (redacted)".to_owned());
             }
-            for (name, value) in [("rpm", params.rpm), ("tpm", params.tpm)] {
+            // `rpm`/`tpm` may sit beside `litellm_params`, as LiteLLM reads them too.
+            for (name, value) in [
+                ("rpm", params.rpm.or(entry.rpm)),
+                ("tpm", params.tpm.or(entry.tpm)),
+            ] {
                 if let Some(value) = value {
                     facts.push(format!("{name} {value}"));
                 }
