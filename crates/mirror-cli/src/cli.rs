@@ -171,6 +171,20 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
             let _ = writeln!(out, "  {key}");
         }
     }
+    if !config.duplicate_keys().is_empty() {
+        let _ = writeln!(
+            out,
+            "Keys written twice (the last value is used): {}",
+            config.duplicate_keys().join(", ")
+        );
+    }
+    if !config.inactive_deployments().is_empty() {
+        let _ = writeln!(
+            out,
+            "Deployments left out for LITELLM_ENVIRONMENT: {}",
+            config.inactive_deployments().join(", ")
+        );
+    }
     let dropped = config.sinks().unknown;
     if !dropped.is_empty() {
         let _ = writeln!(

@@ -37,8 +37,8 @@ mod validate;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
 pub use config::{
-    parse_yaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
-    RoutingStrategy, RoutingStrategyArgs,
+    parse_yaml, parse_yaml_as_pyyaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig,
+    RouterSettings, RoutingStrategy, RoutingStrategyArgs,
 };
 pub use error::{ConfigError, Position, RouterError};
 pub use litellm_keys::{

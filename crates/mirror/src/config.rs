@@ -13,9 +13,9 @@ use std::time::Duration;
 use mirror_core::{deserialize_env_string, SecretString};
 use mirror_logging::S3Config;
 use mirror_router::{
-    apply_supported_environments, check_size, check_values, classify, parse_yaml, Classified,
-    ConfigError, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings, Section,
-    SHUTDOWN_SECONDS, TIMEOUT_SECONDS, WAIT_SECONDS,
+    apply_supported_environments, check_size, check_values, classify, parse_yaml_as_pyyaml,
+    Classified, ConfigError, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
+    Section, SHUTDOWN_SECONDS, TIMEOUT_SECONDS, WAIT_SECONDS,
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     /// Deployments taken out by `model_info.supported_environments`, by path.
     #[serde(skip)]
     inactive: Vec<String>,
+    /// Keys written twice (PyYAML, and so LiteLLM, keeps the last value), by path.
+    #[serde(skip)]
+    duplicates: Vec<String>,
     /// `router_settings` keys whose value came from `litellm_settings`, so errors name that section.
     #[serde(skip)]
     from_litellm_settings: BTreeSet<&'static str>,
@@ -354,13 +357,14 @@ impl GatewayConfig {
     ///
     /// As [`GatewayConfig::from_file`].
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let presence: Presence = parse_yaml(text, origin)?;
+        let (presence, _): (Presence, _) = parse_yaml_as_pyyaml(text, origin)?;
         for (name, value) in &presence.environment_variables {
             // Set before the full parse so `os.environ/NAME` sees them. This runs at start-up,
             // before the runtime's worker threads exist.
             std::env::set_var(name, value);
         }
-        let mut config: GatewayConfig = parse_yaml(text, origin)?;
+        let (mut config, duplicates): (GatewayConfig, _) = parse_yaml_as_pyyaml(text, origin)?;
+        config.duplicates = duplicates;
         config.origin = origin.to_owned();
         config.source = Source(Some(Arc::from(text)));
         config.section_keys().map_err(|(location, message)| {
@@ -442,6 +446,11 @@ impl GatewayConfig {
             }
         }
         Ok(ignored)
+    }
+
+    /// Keys written more than once, by path; the last value was used, as PyYAML does.
+    pub fn duplicate_keys(&self) -> &[String] {
+        &self.duplicates
     }
 
     /// Deployments left out because `model_info.supported_environments` does not list
@@ -614,6 +623,12 @@ pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
         tracing::warn!(
             keys = %ignored.join(", "),
             "LiteLLM settings that Mirror accepts but does not act on."
+        );
+    }
+    if !config.duplicate_keys().is_empty() {
+        tracing::warn!(
+            keys = %config.duplicate_keys().join(", "),
+            "Keys written more than once; the last value is used, as in LiteLLM."
         );
     }
     if !config.inactive_deployments().is_empty() {
