@@ -226,3 +226,31 @@ fn mirror_settings_keys_are_the_same_as_before() {
         .to_string();
     expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute` at line 2 column 3"].assert_eq(&err);
 }
+
+#[test]
+fn every_litellm_key_mirror_judges_is_documented_and_none_is_also_implemented() {
+    use mirror::config::{GeneralSettings, LiteLlmSettings};
+    use mirror::router::{Section, DEPLOYMENT_KEYS, LITELLM_KEYS};
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let coming_from = &docs[docs.find("## Coming from LiteLLM").unwrap()..];
+    for (section, key, _) in LITELLM_KEYS {
+        assert!(
+            coming_from.contains(&format!("`{key}`")),
+            "`{key}` ({section:?}) is not in docs/configuration.md's Coming from LiteLLM"
+        );
+        let implemented: &[&str] = match section {
+            Section::LitellmParams => DEPLOYMENT_KEYS,
+            Section::RouterSettings => mirror::RouterSettings::KEYS,
+            Section::LitellmSettings => LiteLlmSettings::KEYS,
+            Section::GeneralSettings => GeneralSettings::KEYS,
+            _ => &[],
+        };
+        assert!(
+            !implemented.contains(key),
+            "`{key}` is both implemented and in the table"
+        );
+    }
+}

@@ -193,3 +193,30 @@ fn seconds_rules_never_panic() {
         );
     }
 }
+
+#[test]
+fn deployments_differing_only_by_key_get_different_ids_without_the_key() {
+    check(
+        "
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/gpt-4o, api_key: sk-team-a}
+  - model_name: g
+    litellm_params: {model: openai/gpt-4o, api_key: sk-team-b}
+",
+        expect![[r#"
+            groups: ["g"]
+            aliases: []
+            3210a8c9880fc31d group=0 provider=1 weight=1 timeout=None silent=[] rate=1 cool=true
+            32140ec98812a646 group=0 provider=1 weight=1 timeout=None silent=[] rate=1 cool=true
+        "#]],
+    );
+    check(
+        "
+model_list:
+  - model_name: h
+    litellm_params: {model: openai/gpt-4o, custom_llm_provider: openai}
+",
+        expect!["config.yaml: model_list[0] (`h`).litellm_params.custom_llm_provider: `custom_llm_provider` (LiteLLM's provider override; write the provider as the `model` prefix, e.g. `openai/<model>`) is not supported"],
+    );
+}
