@@ -257,17 +257,25 @@ fn describe_router_settings(out: &mut String, config: &GatewayConfig) {
         "none (state stays in this process)".to_owned()
     };
     let _ = writeln!(out, "  redis: {redis}");
-    let from_env: Vec<&str> = [
+    // Variable names only: their values may be keys.
+    let presets = mirror::providers::OPENAI_COMPATIBLE_PRESETS
+        .iter()
+        .flat_map(|preset| preset.key_vars.iter().chain([&preset.base_var]))
+        .copied();
+    let mut from_env: Vec<&str> = [
         "OPENAI_API_KEY",
         "OPENAI_API_BASE",
+        "OPENAI_BASE_URL",
         "AZURE_API_KEY",
         "AZURE_API_BASE",
         "AZURE_API_VERSION",
         "LITELLM_ENVIRONMENT",
     ]
     .into_iter()
+    .chain(presets)
     .filter(|name| std::env::var_os(name).is_some())
     .collect();
+    from_env.dedup();
     let _ = writeln!(
         out,
         "  defaults from the environment: {}",
