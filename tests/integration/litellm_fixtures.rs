@@ -265,10 +265,23 @@ async fn every_litellm_fixture_serves_or_is_refused_by_name() {
         .collect();
     paths.sort();
     assert!(paths.len() >= 20, "fixtures missing from {}", dir.display());
+    // Each fixture runs on its own task, so one that fails does not hide the others.
     let mut table = String::new();
-    for path in &paths {
-        table.push_str(&run(path).await);
+    let mut failed = Vec::new();
+    for path in paths {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        match tokio::spawn(async move { run(&path).await }).await {
+            Ok(line) => table.push_str(&line),
+            Err(_) => {
+                table.push_str(&format!("{name}: FAILED"));
+                failed.push(name);
+            }
+        }
         table.push('\n');
     }
     println!("{table}");
+    assert!(
+        failed.is_empty(),
+        "fixtures that failed: {failed:?}\n{table}"
+    );
 }
