@@ -191,7 +191,7 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
         $DIR/bad-12.yaml: mirror_settings.max_body_bytes: must be greater than 0 (a number of bytes) at line 6 column 19
         $DIR/bad-13.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got NaN at line 6 column 24
         $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 6 column 3 (did you mean `silent_max_per_minute`?)
-        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: unknown provider `anthropic` in `anthropic/claude`; supported: azure, mock, openai at line 6 column 29
+        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: azure, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, mistral, mock, ollama, ollama_chat, openai, openrouter, perplexity, together_ai, xai at line 6 column 29
     "#]].assert_eq(&out);
 }
 
@@ -225,4 +225,32 @@ fn mirror_settings_keys_are_the_same_as_before() {
         .unwrap_err()
         .to_string();
     expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 2 column 3"].assert_eq(&err);
+}
+
+#[test]
+fn every_litellm_key_mirror_judges_is_documented_and_none_is_also_implemented() {
+    use mirror::config::{GeneralSettings, LiteLlmSettings};
+    use mirror::router::{Section, DEPLOYMENT_KEYS, LITELLM_KEYS};
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )
+    .unwrap();
+    let coming_from = &docs[docs.find("## Coming from LiteLLM").unwrap()..];
+    for (section, key, _) in LITELLM_KEYS {
+        assert!(
+            coming_from.contains(&format!("`{key}`")),
+            "`{key}` ({section:?}) is not in docs/configuration.md's Coming from LiteLLM"
+        );
+        let implemented: &[&str] = match section {
+            Section::LitellmParams => DEPLOYMENT_KEYS,
+            Section::RouterSettings => mirror::RouterSettings::KEYS,
+            Section::LitellmSettings => LiteLlmSettings::KEYS,
+            Section::GeneralSettings => GeneralSettings::KEYS,
+            _ => &[],
+        };
+        assert!(
+            !implemented.contains(key),
+            "`{key}` is both implemented and in the table"
+        );
+    }
 }

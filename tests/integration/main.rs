@@ -10,6 +10,7 @@ mod disconnect;
 mod faults_client;
 mod faults_upstream;
 mod gateway;
+mod litellm_fixtures;
 mod report;
 mod scale_out;
 mod support;

@@ -85,11 +85,20 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
             }
             if let Some(version) = &params.api_version {
                 facts.push(format!("api_version {version}"));
+            } else if params.model.provider() == "azure" {
+                facts.push(format!(
+                    "api_version {} (default: AZURE_API_VERSION, else LiteLLM's)",
+                    mirror::providers::azure_default_api_version()
+                ));
             }
             if params.api_key.is_some() || params.azure_ad_token.is_some() {
                 facts.push("key set (redacted)".to_owned());
             }
-            for (name, value) in [("rpm", params.rpm), ("tpm", params.tpm)] {
+            // `rpm`/`tpm` may sit beside `litellm_params`, as LiteLLM reads them too.
+            for (name, value) in [
+                ("rpm", params.rpm.or(entry.rpm)),
+                ("tpm", params.tpm.or(entry.tpm)),
+            ] {
                 if let Some(value) = value {
                     facts.push(format!("{name} {value}"));
                 }
@@ -155,11 +164,128 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
             "OFF: no master key, every client is accepted"
         }
     );
+    describe_router_settings(&mut out, config);
     let ignored = config.ignored_keys();
     if !ignored.is_empty() {
-        let _ = writeln!(out, "Accepted without effect: {}", ignored.join(", "));
+        let _ = writeln!(out, "Accepted without effect:");
+        for key in &ignored {
+            let _ = writeln!(out, "  {key}");
+        }
+    }
+    if !config.duplicate_keys().is_empty() {
+        let _ = writeln!(
+            out,
+            "Keys written twice (the last value is used): {}",
+            config.duplicate_keys().join(", ")
+        );
+    }
+    if !config.inactive_deployments().is_empty() {
+        let _ = writeln!(
+            out,
+            "Deployments left out for LITELLM_ENVIRONMENT: {}",
+            config.inactive_deployments().join(", ")
+        );
+    }
+    let dropped = config.sinks().unknown;
+    if !dropped.is_empty() {
+        let _ = writeln!(
+            out,
+            "Callbacks dropped (Mirror does not implement them): {}",
+            dropped.join(", ")
+        );
     }
     out
+}
+
+/// The router settings as resolved: `router_settings`, then `litellm_settings`, then defaults.
+fn describe_router_settings(out: &mut String, config: &GatewayConfig) {
+    let settings = &config.router_settings;
+    let seconds = |value: Option<f64>| value.map_or_else(|| "none".to_owned(), |s| format!("{s}s"));
+    let _ = writeln!(out, "Router settings:");
+    let _ = writeln!(
+        out,
+        "  strategy {}; num_retries {}; retry_after {}s; timeout {}; stream_timeout {}",
+        settings.routing_strategy.name(),
+        settings.num_retries,
+        settings.retry_after,
+        seconds(settings.timeout),
+        seconds(settings.stream_timeout)
+    );
+    let _ = writeln!(
+        out,
+        "  cooldowns: {}; allowed_fails {} per minute; cooldown_time {}s",
+        if settings.disable_cooldowns {
+            "off"
+        } else {
+            "on"
+        },
+        settings.allowed_fails,
+        settings.cooldown_time
+    );
+    for (name, lists) in [
+        ("fallbacks", &settings.fallbacks),
+        (
+            "context_window_fallbacks",
+            &settings.context_window_fallbacks,
+        ),
+        (
+            "content_policy_fallbacks",
+            &settings.content_policy_fallbacks,
+        ),
+    ] {
+        for map in lists {
+            for (from, to) in map {
+                let _ = writeln!(out, "  {name}: {from} -> {}", to.join(", "));
+            }
+        }
+    }
+    if !settings.default_fallbacks.is_empty() {
+        let _ = writeln!(
+            out,
+            "  default_fallbacks: {}",
+            settings.default_fallbacks.join(", ")
+        );
+    }
+    let _ = writeln!(out, "  max_fallbacks {}", settings.max_fallbacks);
+    for (alias, target) in &settings.model_group_alias {
+        let _ = writeln!(out, "  alias: {alias} -> {}", target.target());
+    }
+    let redis = if settings.redis_url.is_some() {
+        "redis_url (redacted)".to_owned()
+    } else if let Some(host) = &settings.redis_host {
+        format!("{host}:{}", settings.redis_port.unwrap_or(6379))
+    } else {
+        "none (state stays in this process)".to_owned()
+    };
+    let _ = writeln!(out, "  redis: {redis}");
+    // Variable names only: their values may be keys.
+    let presets = mirror::providers::OPENAI_COMPATIBLE_PRESETS
+        .iter()
+        .flat_map(|preset| preset.key_vars.iter().chain([&preset.base_var]))
+        .copied();
+    let mut from_env: Vec<&str> = [
+        "OPENAI_API_KEY",
+        "OPENAI_API_BASE",
+        "OPENAI_BASE_URL",
+        "AZURE_API_KEY",
+        "AZURE_API_BASE",
+        "AZURE_API_VERSION",
+        "LITELLM_ENVIRONMENT",
+    ]
+    .into_iter()
+    .chain(presets)
+    .filter(|name| std::env::var_os(name).is_some())
+    .collect();
+    from_env.dedup();
+    let _ = writeln!(
+        out,
+        "  defaults from the environment: {}",
+        if from_env.is_empty() {
+            "none".to_owned()
+        } else {
+            from_env.join(", ")
+        }
+    );
 }
 
 /// Drops `user:password@` from a URL.

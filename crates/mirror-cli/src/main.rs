@@ -51,11 +51,30 @@ enum Command {
     MockUpstream(mock_upstream::MockUpstreamArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Warnings are visible by default: settings accepted without effect, dropped callbacks, shared state
+/// lost and regained, cooldowns and failing silent groups. Each is logged once per state change, not
+/// per request; the one per-record warning (a full record channel) stays at `error`, since its drops
+/// are counted in the shutdown report and `/metrics`.
+const DEFAULT_LOG_FILTER: &str = "warn,mirror_router::records=error";
+
+fn main() -> std::process::ExitCode {
+    // The error and its causes on one line, never a Rust backtrace: returning the `anyhow::Error`
+    // from `main` would print one whenever RUST_BACKTRACE is set, which reads as a crash when it is a
+    // configuration mistake.
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -102,6 +102,24 @@ impl ChatRequest {
             request: self,
             model,
             stream,
+            defaults: None,
+        }
+    }
+
+    /// Whether the request itself sets `key` (a named field or one of `extra`).
+    fn sets(&self, key: &str) -> bool {
+        match key {
+            "model" | "messages" | "stream" | "stream_options" => true,
+            "n" => self.n.is_some(),
+            "stop" => self.stop.is_some(),
+            "temperature" => self.temperature.is_some(),
+            "max_tokens" => self.max_tokens.is_some(),
+            "max_completion_tokens" => self.max_completion_tokens.is_some(),
+            "tools" => self.tools.is_some(),
+            "tool_choice" => self.tool_choice.is_some(),
+            "response_format" => self.response_format.is_some(),
+            "user" => self.user.is_some(),
+            other => self.extra.contains_key(other),
         }
     }
 }
@@ -133,6 +151,48 @@ pub struct UpstreamChatRequest<'a> {
     request: &'a ChatRequest,
     model: &'a str,
     stream: bool,
+    defaults: Option<&'a crate::RequestDefaults>,
+}
+
+impl<'a> UpstreamChatRequest<'a> {
+    /// Adds a deployment's request defaults (`litellm_params` such as `temperature`, `extra_body`)
+    /// under the request's own values: a key the request sets is never overridden, as in LiteLLM.
+    #[must_use]
+    pub fn with_defaults(mut self, defaults: &'a crate::RequestDefaults) -> Self {
+        self.defaults = Some(defaults);
+        self
+    }
+}
+
+/// Writes the defaults the request does not set itself. `extra_body` entries are defaults at the
+/// top level of the body (the OpenAI SDK merges `extra_body` there); `extra_headers` are headers,
+/// sent by the provider; a request's `reasoning_effort` drops the default `thinking` (LiteLLM's
+/// `_deployment_params_with_request_reasoning_override`).
+pub(crate) fn serialize_defaults<M: serde::ser::SerializeMap>(
+    map: &mut M,
+    defaults: &crate::RequestDefaults,
+    sets: impl Fn(&str) -> bool,
+) -> Result<(), M::Error> {
+    let skip = |key: &str| {
+        key == "extra_headers"
+            || key == "extra_body"
+            || sets(key)
+            || ROUTER_ONLY_KEYS.contains(&key)
+            || (key == "thinking" && sets("reasoning_effort"))
+    };
+    for (key, value) in &defaults.0 {
+        if !skip(key) {
+            map.serialize_entry(key, value)?;
+        }
+    }
+    if let Some(body) = defaults.0.get("extra_body").and_then(Value::as_object) {
+        for (key, value) in body {
+            if !skip(key) && !defaults.0.contains_key(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Serialize for UpstreamChatRequest<'_> {
@@ -171,6 +231,9 @@ impl Serialize for UpstreamChatRequest<'_> {
             if !ROUTER_ONLY_KEYS.contains(&key.as_str()) {
                 map.serialize_entry(key, value)?;
             }
+        }
+        if let Some(defaults) = self.defaults {
+            serialize_defaults(&mut map, defaults, |key| request.sets(key))?;
         }
         map.end()
     }

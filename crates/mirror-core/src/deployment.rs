@@ -49,6 +49,25 @@ impl ModelRef {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Whether the name is a wildcard (`openai/*`, `*`): the deployment serves any requested name.
+    pub fn is_wildcard(&self) -> bool {
+        self.name.contains('*')
+    }
+
+    /// The model name to send upstream for a request that asked for `requested`: the configured
+    /// name, or for a wildcard, the requested name (without this provider's prefix) in place of the
+    /// `*`, as LiteLLM's wildcard routing does. Never `*` itself.
+    pub fn upstream_name<'a>(&'a self, requested: &'a str) -> std::borrow::Cow<'a, str> {
+        if !self.is_wildcard() {
+            return std::borrow::Cow::Borrowed(&self.name);
+        }
+        let captured = requested
+            .strip_prefix(self.provider.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(requested);
+        std::borrow::Cow::Owned(self.name.replacen('*', captured, 1).replace('*', ""))
+    }
 }
 
 impl fmt::Debug for ModelRef {
@@ -78,10 +97,9 @@ impl Serialize for ModelRef {
 
 /// One deployment's parameters (LiteLLM's `litellm_params`).
 ///
-/// Unknown keys are refused; LiteLLM keys we accept but do not act on are listed by
-/// [`DeploymentParams::ignored_keys`] so the loader can warn about them once.
+/// Keys without a field land in [`DeploymentParams::extra`]; the router's validation decides what
+/// each one is (a request default, a LiteLLM key accepted with a warning, a refused feature, a typo).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DeploymentParams {
     /// The provider and model, e.g. `azure/chatgpt-v-2`.
@@ -160,25 +178,12 @@ pub struct DeploymentParams {
     #[serde(default)]
     pub output_cost_per_token: Option<f64>,
 
-    // LiteLLM keys accepted without effect; see `ignored_keys`.
-    #[serde(default)]
-    custom_llm_provider: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    litellm_credential_name: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    max_parallel_requests: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    region_name: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    aws_region_name: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    drop_params: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    use_in_pass_through: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    merge_reasoning_content_in_choices: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    model_info: Option<serde::de::IgnoredAny>,
+    /// Every other key of `litellm_params`. Once the router has validated the configuration, only
+    /// request defaults are left here (`temperature`, `max_tokens`, `extra_body`, `extra_headers`,
+    /// ...): providers merge them under each request's own values, as LiteLLM does. LiteLLM keys
+    /// Mirror does not act on are taken out (with a warning), and refused ones fail validation.
+    #[serde(flatten)]
+    pub extra: RequestDefaults,
 }
 
 impl DeploymentParams {
@@ -210,44 +215,61 @@ impl DeploymentParams {
             silent_sample_rate: None,
             input_cost_per_token: None,
             output_cost_per_token: None,
-            custom_llm_provider: None,
-            litellm_credential_name: None,
-            max_parallel_requests: None,
-            region_name: None,
-            aws_region_name: None,
-            drop_params: None,
-            use_in_pass_through: None,
-            merge_reasoning_content_in_choices: None,
-            model_info: None,
+            extra: RequestDefaults::default(),
         }
     }
 
-    /// LiteLLM keys that were set but that Mirror does not act on.
-    pub fn ignored_keys(&self) -> Vec<&'static str> {
-        let candidates = [
-            ("custom_llm_provider", self.custom_llm_provider.is_some()),
-            (
-                "litellm_credential_name",
-                self.litellm_credential_name.is_some(),
-            ),
-            (
-                "max_parallel_requests",
-                self.max_parallel_requests.is_some(),
-            ),
-            ("region_name", self.region_name.is_some()),
-            ("aws_region_name", self.aws_region_name.is_some()),
-            ("drop_params", self.drop_params.is_some()),
-            ("use_in_pass_through", self.use_in_pass_through.is_some()),
-            (
-                "merge_reasoning_content_in_choices",
-                self.merge_reasoning_content_in_choices.is_some(),
-            ),
-            ("model_info", self.model_info.is_some()),
-        ];
-        candidates
+    /// The `extra_headers` request default: headers sent with every request of this deployment.
+    pub fn extra_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.extra
+            .0
+            .get("extra_headers")
+            .and_then(serde_json::Value::as_object)
             .into_iter()
-            .filter_map(|(key, set)| set.then_some(key))
-            .collect()
+            .flatten()
+            .filter_map(|(name, value)| Some((name.as_str(), value.as_str()?)))
+    }
+}
+
+/// The keys of `litellm_params` without a field of their own: after validation, the request defaults
+/// of a deployment. `os.environ/NAME` strings are resolved, as LiteLLM resolves every value.
+///
+/// `Debug` prints only the keys: `extra_headers` may carry credentials.
+#[derive(Clone, Default, PartialEq)]
+pub struct RequestDefaults(pub serde_json::Map<String, serde_json::Value>);
+
+impl fmt::Debug for RequestDefaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestDefaults {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        fn resolve(value: &mut serde_json::Value) -> Result<(), String> {
+            match value {
+                serde_json::Value::String(text) => {
+                    *text = crate::secret::resolve_env_reference(std::mem::take(text))?;
+                }
+                serde_json::Value::Array(items) => {
+                    for item in items {
+                        resolve(item)?;
+                    }
+                }
+                serde_json::Value::Object(map) => {
+                    for item in map.values_mut() {
+                        resolve(item)?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        for value in map.values_mut() {
+            resolve(value).map_err(serde::de::Error::custom)?;
+        }
+        Ok(RequestDefaults(map))
     }
 }
 

@@ -30,6 +30,16 @@ impl EmbeddingsRequest {
         UpstreamEmbeddingsRequest {
             request: self,
             model,
+            defaults: None,
+        }
+    }
+
+    fn sets(&self, key: &str) -> bool {
+        match key {
+            "model" | "input" => true,
+            "encoding_format" => self.encoding_format.is_some(),
+            "user" => self.user.is_some(),
+            other => self.extra.contains_key(other),
         }
     }
 }
@@ -39,6 +49,17 @@ impl EmbeddingsRequest {
 pub struct UpstreamEmbeddingsRequest<'a> {
     request: &'a EmbeddingsRequest,
     model: &'a str,
+    defaults: Option<&'a crate::RequestDefaults>,
+}
+
+impl<'a> UpstreamEmbeddingsRequest<'a> {
+    /// Adds a deployment's request defaults under the request's own values (see
+    /// [`crate::UpstreamChatRequest::with_defaults`]).
+    #[must_use]
+    pub fn with_defaults(mut self, defaults: &'a crate::RequestDefaults) -> Self {
+        self.defaults = Some(defaults);
+        self
+    }
 }
 
 impl Serialize for UpstreamEmbeddingsRequest<'_> {
@@ -59,6 +80,9 @@ impl Serialize for UpstreamEmbeddingsRequest<'_> {
             if !crate::chat::ROUTER_ONLY_KEYS.contains(&key.as_str()) {
                 map.serialize_entry(key, value)?;
             }
+        }
+        if let Some(defaults) = self.defaults {
+            crate::chat::serialize_defaults(&mut map, defaults, |key| request.sets(key))?;
         }
         map.end()
     }

@@ -24,7 +24,9 @@ use crate::{ResponseCall, ResponsesEventStream};
 /// versions predate the Responses API), the v1 surface for `api_version` `v1`, `latest` or
 /// `preview`, and `{api_base}/openai/responses?api-version=<date>` for a dated `api_version`.
 /// Auth: `api-key: <key>`, or `Authorization: Bearer <azure_ad_token>` (Entra ID).
-/// Defaults come from `AZURE_API_KEY`, `AZURE_API_BASE` and `AZURE_API_VERSION`, read once.
+/// Defaults come from `AZURE_API_KEY`, `AZURE_API_BASE` and `AZURE_API_VERSION`, read once; without
+/// `api_version` or `AZURE_API_VERSION`, LiteLLM's default [`AZURE_DEFAULT_API_VERSION`] is used, as
+/// LiteLLM does, so a LiteLLM config without `api_version` is served the same way.
 /// Azure's content-filter fields are kept in the responses; a 400 with code `content_filter` becomes
 /// [`ProviderError::ContentPolicy`].
 #[derive(Debug, Clone)]
@@ -32,7 +34,20 @@ pub struct AzureOpenAi {
     http: HttpClient,
     default_key: Option<SecretString>,
     default_base: Option<String>,
-    default_version: Option<String>,
+    default_version: String,
+}
+
+/// LiteLLM's `AZURE_DEFAULT_API_VERSION` (1.106.2), used when neither the deployment's `api_version`
+/// nor `AZURE_API_VERSION` is set.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2025-02-01-preview";
+
+/// The `api-version` an Azure deployment without `api_version` gets: `AZURE_API_VERSION`, else
+/// [`AZURE_DEFAULT_API_VERSION`].
+pub fn azure_default_api_version() -> String {
+    std::env::var("AZURE_API_VERSION")
+        .ok()
+        .filter(|version| !version.trim().is_empty())
+        .unwrap_or_else(|| AZURE_DEFAULT_API_VERSION.to_owned())
 }
 
 enum Operation {
@@ -47,7 +62,7 @@ impl AzureOpenAi {
             http,
             default_key: std::env::var("AZURE_API_KEY").ok().map(SecretString::new),
             default_base: std::env::var("AZURE_API_BASE").ok(),
-            default_version: std::env::var("AZURE_API_VERSION").ok(),
+            default_version: azure_default_api_version(),
         }
     }
 
@@ -68,19 +83,14 @@ impl AzureOpenAi {
     fn url(
         &self,
         deployment: &DeploymentParams,
+        name: &str,
         operation: Operation,
     ) -> Result<String, ProviderError> {
         let base = self.base(deployment)?;
         let version = deployment
             .api_version
             .as_deref()
-            .or(self.default_version.as_deref())
-            .ok_or_else(|| ProviderError::Config {
-                message: format!(
-                    "azure deployment `{}` has no `api_version` and AZURE_API_VERSION is not set",
-                    deployment.model.name()
-                ),
-            })?;
+            .unwrap_or(&self.default_version);
         let path = match operation {
             Operation::Chat => "chat/completions",
             Operation::Embeddings => "embeddings",
@@ -89,7 +99,7 @@ impl AzureOpenAi {
             join_url(base, &format!("openai/v1/{path}"), None)
         } else {
             // A deployment name is one path segment, whatever characters it holds.
-            let name = utf8_percent_encode(deployment.model.name(), PATH_SEGMENT);
+            let name = utf8_percent_encode(name, PATH_SEGMENT);
             let version = utf8_percent_encode(version, QUERY_VALUE);
             join_url(
                 base,
@@ -101,6 +111,7 @@ impl AzureOpenAi {
 
     fn headers(&self, deployment: &DeploymentParams) -> Result<HeaderMap, ProviderError> {
         let mut headers = HeaderMap::new();
+        crate::openai::insert_extra_headers(&mut headers, deployment)?;
         if let Some(token) = &deployment.azure_ad_token {
             insert_header(
                 &mut headers,
@@ -204,9 +215,12 @@ impl Provider for AzureOpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChatResponse, ProviderError> {
-        let url = self.url(deployment, Operation::Chat)?;
+        let model = deployment.model.upstream_name(&request.model);
+        let url = self.url(deployment, &model, Operation::Chat)?;
         let (timeout, _) = timeouts(deployment);
-        let body = request.upstream(deployment.model.name(), false);
+        let body = request
+            .upstream(&model, false)
+            .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
@@ -218,9 +232,12 @@ impl Provider for AzureOpenAi {
         deployment: &DeploymentParams,
         request: &ChatRequest,
     ) -> Result<ChunkStream, ProviderError> {
-        let url = self.url(deployment, Operation::Chat)?;
+        let model = deployment.model.upstream_name(&request.model);
+        let url = self.url(deployment, &model, Operation::Chat)?;
         let (timeout, idle) = timeouts(deployment);
-        let body = request.upstream(deployment.model.name(), true);
+        let body = request
+            .upstream(&model, true)
+            .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
@@ -232,9 +249,10 @@ impl Provider for AzureOpenAi {
         deployment: &DeploymentParams,
         request: &EmbeddingsRequest,
     ) -> Result<EmbeddingsResponse, ProviderError> {
-        let url = self.url(deployment, Operation::Embeddings)?;
+        let model = deployment.model.upstream_name(&request.model);
+        let url = self.url(deployment, &model, Operation::Embeddings)?;
         let (timeout, _) = timeouts(deployment);
-        let body = request.upstream(deployment.model.name());
+        let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
@@ -250,7 +268,8 @@ impl Provider for AzureOpenAi {
         let (timeout, _) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
         // `model` is the Azure deployment name on both surfaces.
-        let body = request.upstream(deployment.model.name(), false, previous);
+        let model = deployment.model.upstream_name(&request.model);
+        let body = request.upstream(&model, false, previous);
         self.http
             .post_json(
                 url,
@@ -270,7 +289,8 @@ impl Provider for AzureOpenAi {
         let url = self.responses_url(deployment, "")?;
         let (timeout, idle) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
-        let body = request.upstream(deployment.model.name(), true, previous);
+        let model = deployment.model.upstream_name(&request.model);
+        let body = request.upstream(&model, true, previous);
         self.http
             .post_events(
                 url,

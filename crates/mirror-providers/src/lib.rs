@@ -34,11 +34,11 @@ use mirror_core::{
     ResponsesRequest, ResponsesResponse,
 };
 
-pub use azure::AzureOpenAi;
+pub use azure::{azure_default_api_version, AzureOpenAi, AZURE_DEFAULT_API_VERSION};
 pub use error::{BoxError, ProviderError};
 pub use http::{public_base, HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use mock::Mock;
-pub use openai::OpenAi;
+pub use openai::{OpenAi, OpenAiPreset, OPENAI_COMPATIBLE_PRESETS};
 pub use responses::{ResponseCall, ResponseOperation, ResponsesEventStream};
 
 /// The chunks of a streamed chat completion. Ends after the last chunk (the `[DONE]` marker is not

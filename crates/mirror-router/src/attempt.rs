@@ -14,14 +14,32 @@ use crate::router::Inner;
 use crate::select::Group;
 
 impl Inner {
+    /// The group a model name asks for: a group or alias, else a deployment id (exactly that
+    /// deployment), else the longest wildcard group that matches (LiteLLM's order). A wildcard
+    /// deployment then sends the requested name upstream (`ModelRef::upstream_name`).
     pub(crate) fn resolve(&self, model: &str) -> Result<&Arc<Group>, RouterError> {
-        match self.names.get(model) {
-            Some(&index) => Ok(&self.groups[index]),
-            None => Err(RouterError::UnknownModel {
-                model: model.to_owned(),
-                suggestion: nearest(model, self.names.keys().map(String::as_str)),
-            }),
+        if let Some(&index) = self.names.get(model) {
+            return Ok(&self.groups[index]);
         }
+        if let Some(group) = self.by_id.get(model) {
+            return Ok(group);
+        }
+        // As LiteLLM: every pattern against the name, then against `openai/<name>` (the provider a
+        // bare name implies).
+        let implied = format!("openai/{model}");
+        for name in [model, implied.as_str()] {
+            if let Some((_, index)) = self
+                .patterns
+                .iter()
+                .find(|(pattern, _)| wildcard_matches(pattern, name))
+            {
+                return Ok(&self.groups[*index]);
+            }
+        }
+        Err(RouterError::UnknownModel {
+            model: model.to_owned(),
+            suggestion: nearest(model, self.names.keys().map(String::as_str)),
+        })
     }
 
     fn fallback_groups(&self, group: &str, error: &RouterError) -> Vec<String> {
@@ -226,4 +244,23 @@ impl Inner {
 /// A non-negative number of seconds as a duration; anything `Duration` cannot hold is zero.
 fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value.max(0.0)).unwrap_or(Duration::ZERO)
+}
+
+/// Whether `name` matches a LiteLLM wildcard `pattern`: each `*` is `(.*)`, anchored at the start but
+/// not at the end, as Python's `re.match`.
+fn wildcard_matches(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return true;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    for part in parts {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use mirror_core::{DeploymentParams, ModelInfo, ModelRef, SecretString, SilentTargets};
+use serde::de::DeserializeSeed;
 use serde::Deserialize;
 
 use crate::error::{nearest, ConfigError};
@@ -30,7 +31,23 @@ impl RouterConfig {
     /// [`ConfigError::Parse`] with the line, the column and, for a misspelled key, the nearest valid
     /// name; a missing `os.environ/NAME` variable is named with where it was referenced.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        parse_yaml(text, origin)
+        let config: Self = parse_yaml(text, origin)?;
+        config.check_keys(text, origin)?;
+        Ok(config)
+    }
+
+    /// Refuses, as a parse error with its line and column, the first key LiteLLM would act on
+    /// that Mirror does not, or a typo of a key Mirror implements.
+    fn check_keys(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        crate::validate::check_keys(self).map_err(|(location, message)| {
+            let at = crate::locate::locate(text, &location)
+                .map(|position| format!(" at {position}"))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: format!("{location}: {message}{at}"),
+            }
+        })
     }
 
     /// Parses a JSON document.
@@ -39,10 +56,12 @@ impl RouterConfig {
     ///
     /// As [`RouterConfig::from_yaml_str`].
     pub fn from_json_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|err| ConfigError::Parse {
+        let config: Self = serde_json::from_str(text).map_err(|err| ConfigError::Parse {
             origin: origin.to_owned(),
             message: with_suggestion(&err.to_string()),
-        })
+        })?;
+        config.check_keys(text, origin)?;
+        Ok(config)
     }
 
     /// Adds a deployment.
@@ -53,16 +72,7 @@ impl RouterConfig {
 
     /// LiteLLM keys that were set but that Mirror does not act on, with where they were set.
     pub fn ignored_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        for (index, deployment) in self.model_list.iter().enumerate() {
-            for key in deployment.litellm_params.ignored_keys() {
-                keys.push(format!("model_list[{index}].litellm_params.{key}"));
-            }
-        }
-        for key in self.router_settings.ignored_keys() {
-            keys.push(format!("router_settings.{key}"));
-        }
-        keys
+        crate::validate::ignored_keys(self)
     }
 }
 
@@ -75,10 +85,192 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
     origin: &str,
 ) -> Result<T, ConfigError> {
-    serde_yaml_ng::from_str(text).map_err(|err| ConfigError::Parse {
+    let (value, duplicates) = parse_yaml_as_pyyaml(text, origin)?;
+    for key in &duplicates {
+        tracing::warn!(
+            origin,
+            key = %key,
+            "Duplicate key in the configuration; the last value is used, as in LiteLLM."
+        );
+    }
+    Ok(value)
+}
+
+/// Parses YAML as LiteLLM's PyYAML reads it, returning the duplicate keys found (their paths).
+///
+/// serde_yaml_ng reads YAML 1.2 and refuses duplicate keys; PyYAML reads YAML 1.1, where `20_000` is
+/// a number and `yes`/`on` are booleans, takes the last of duplicate keys and applies `<<` merge
+/// keys. The strict parse runs first, so errors keep their line and column; only when it fails is
+/// the document read again the PyYAML way. If that changes nothing, the strict error stands.
+///
+/// # Errors
+///
+/// [`ConfigError::Parse`] with location and suggestion.
+pub fn parse_yaml_as_pyyaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+) -> Result<(T, Vec<String>), ConfigError> {
+    // serde_yaml_ng keeps a `<<` merge key as an ordinary key, which the strict parse would take
+    // for a field; a document with one is always read the PyYAML way.
+    let merges = text.contains("<<");
+    let strict = match serde_yaml_ng::from_str(text) {
+        Ok(value) if !merges => return Ok((value, Vec::new())),
+        Ok(_) => None,
+        Err(err) => Some(with_suggestion(&err.to_string())),
+    };
+    let strict = || ConfigError::Parse {
         origin: origin.to_owned(),
-        message: with_suggestion(&err.to_string()),
+        message: strict
+            .clone()
+            .unwrap_or_else(|| "cannot apply the `<<` merge keys".to_owned()),
+    };
+    let mut notes = PyYamlNotes::default();
+    let Ok(mut tree) = (PyYaml {
+        path: String::new(),
+        notes: &mut notes,
     })
+    .deserialize(serde_yaml_ng::Deserializer::from_str(text)) else {
+        return Err(strict());
+    };
+    if merges {
+        tree.apply_merge().map_err(|_| strict())?;
+        notes.changed = true;
+    }
+    if !notes.changed {
+        return Err(strict());
+    }
+    let value = T::deserialize(tree).map_err(|err| ConfigError::Parse {
+        origin: origin.to_owned(),
+        // Read from a rebuilt tree: no line or column, but the path and the suggestion.
+        message: with_suggestion(&err.to_string()),
+    })?;
+    Ok((value, notes.duplicates))
+}
+
+#[derive(Default)]
+struct PyYamlNotes {
+    duplicates: Vec<String>,
+    changed: bool,
+}
+
+/// Builds a YAML value the way PyYAML would read the document (see [`parse_yaml_as_pyyaml`]).
+struct PyYaml<'n> {
+    path: String,
+    notes: &'n mut PyYamlNotes,
+}
+
+/// A YAML 1.1 number with `_` separators (PyYAML's int and float resolvers), without them.
+fn pyyaml_number(text: &str) -> Option<serde_yaml_ng::Value> {
+    if !text.contains('_') || text.starts_with('_') || text.ends_with('_') {
+        return None;
+    }
+    let plain: String = text.chars().filter(|c| *c != '_').collect();
+    let digits = plain.trim_start_matches(['-', '+']);
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&plain)
+        .ok()
+        .filter(serde_yaml_ng::Value::is_number)
+}
+
+/// A YAML 1.1 boolean that YAML 1.2 reads as a string.
+fn pyyaml_bool(text: &str) -> Option<bool> {
+    match text {
+        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
+        _ => None,
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for PyYaml<'_> {
+    type Value = serde_yaml_ng::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for PyYaml<'_> {
+    type Value = serde_yaml_ng::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(value.into())
+    }
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        if let Some(number) = pyyaml_number(value) {
+            self.notes.changed = true;
+            return Ok(number);
+        }
+        if let Some(flag) = pyyaml_bool(value) {
+            self.notes.changed = true;
+            return Ok(flag.into());
+        }
+        Ok(value.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_yaml_ng::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_yaml_ng::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, deserializer)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(PyYaml {
+            path: format!("{}[{}]", self.path, items.len()),
+            notes: self.notes,
+        })? {
+            items.push(item);
+        }
+        Ok(serde_yaml_ng::Value::Sequence(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut mapping = serde_yaml_ng::Mapping::new();
+        while let Some(key) = map.next_key::<serde_yaml_ng::Value>()? {
+            let name = match &key {
+                serde_yaml_ng::Value::String(name) => name.clone(),
+                other => serde_yaml_ng::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            };
+            let path = if self.path.is_empty() {
+                name
+            } else {
+                format!("{}.{name}", self.path)
+            };
+            let value = map.next_value_seed(PyYaml {
+                path: path.clone(),
+                notes: self.notes,
+            })?;
+            if mapping.insert(key, value).is_some() {
+                self.notes.changed = true;
+                self.notes.duplicates.push(path);
+            }
+        }
+        Ok(serde_yaml_ng::Value::Mapping(mapping))
+    }
 }
 
 /// Adds "did you mean" to serde's unknown-field and unknown-variant messages.
@@ -118,6 +310,13 @@ pub struct ModelDeployment {
     /// Facts about it (id, prices).
     #[serde(default)]
     pub model_info: ModelInfo,
+    /// Requests per minute, written beside `litellm_params` (LiteLLM reads it there too);
+    /// `litellm_params.rpm` wins.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute, beside `litellm_params`; `litellm_params.tpm` wins.
+    #[serde(default)]
+    pub tpm: Option<u64>,
 }
 
 impl ModelDeployment {
@@ -138,6 +337,8 @@ impl ModelDeployment {
             model_name,
             litellm_params: DeploymentParams::new(model),
             model_info: ModelInfo::default(),
+            rpm: None,
+            tpm: None,
         })
     }
 
@@ -315,8 +516,10 @@ impl GroupAlias {
 }
 
 /// `router_settings`, with LiteLLM's names and defaults.
+///
+/// Keys without a field are kept aside and judged by `validate` against LiteLLM's keys (see
+/// `litellm_keys.rs`), so `deny_unknown_fields` is not used.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RouterSettings {
     /// How deployments are picked.
     #[serde(default)]
@@ -399,21 +602,10 @@ pub struct RouterSettings {
     #[serde(default = "default_redis_key_prefix")]
     pub redis_key_prefix: String,
 
-    // LiteLLM keys accepted without effect; see `ignored_keys`.
-    #[serde(default)]
-    enable_pre_call_checks: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    cache_responses: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    retry_policy: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    allowed_fails_policy: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    model_group_retry_policy: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    set_verbose: Option<serde::de::IgnoredAny>,
-    #[serde(default)]
-    debug_level: Option<serde::de::IgnoredAny>,
+    /// Every other key: LiteLLM keys classified by `litellm_keys` (accepted with a warning or
+    /// refused by name), or typos; `validate` decides.
+    #[serde(flatten)]
+    pub(crate) other: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 fn default_num_retries() -> u32 {
@@ -491,13 +683,7 @@ impl Default for RouterSettings {
             redis_timeout_ms: default_redis_timeout_ms(),
             redis_sync_interval_ms: default_redis_sync_interval_ms(),
             redis_key_prefix: default_redis_key_prefix(),
-            enable_pre_call_checks: None,
-            cache_responses: None,
-            retry_policy: None,
-            allowed_fails_policy: None,
-            model_group_retry_policy: None,
-            set_verbose: None,
-            debug_level: None,
+            other: BTreeMap::new(),
         }
     }
 }
@@ -516,26 +702,35 @@ impl RouterSettings {
         self.redis_url.is_some() || self.redis_host.is_some()
     }
 
-    /// LiteLLM keys that were set but that Mirror does not act on.
-    pub fn ignored_keys(&self) -> Vec<&'static str> {
-        [
-            (
-                "enable_pre_call_checks",
-                self.enable_pre_call_checks.is_some(),
-            ),
-            ("cache_responses", self.cache_responses.is_some()),
-            ("retry_policy", self.retry_policy.is_some()),
-            ("allowed_fails_policy", self.allowed_fails_policy.is_some()),
-            (
-                "model_group_retry_policy",
-                self.model_group_retry_policy.is_some(),
-            ),
-            ("set_verbose", self.set_verbose.is_some()),
-            ("debug_level", self.debug_level.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, set)| set.then_some(key))
-        .collect()
+    /// The keys of `router_settings` Mirror implements.
+    pub const KEYS: &'static [&'static str] = &[
+        "routing_strategy",
+        "routing_strategy_args",
+        "num_retries",
+        "retry_after",
+        "timeout",
+        "stream_timeout",
+        "allowed_fails",
+        "cooldown_time",
+        "disable_cooldowns",
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+        "default_fallbacks",
+        "max_fallbacks",
+        "model_group_alias",
+        "redis_host",
+        "redis_port",
+        "redis_password",
+        "redis_url",
+        "redis_timeout_ms",
+        "redis_sync_interval_ms",
+        "redis_key_prefix",
+    ];
+
+    /// The keys set that have no field here, in order.
+    pub fn other_keys(&self) -> impl Iterator<Item = &str> {
+        self.other.keys().map(String::as_str)
     }
 }
 

@@ -24,6 +24,7 @@ mod config;
 mod deployment;
 mod error;
 mod kinds;
+mod litellm_keys;
 mod locate;
 mod pricing;
 mod records;
@@ -38,10 +39,14 @@ mod validate;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
 pub use config::{
-    parse_yaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
-    RoutingStrategy, RoutingStrategyArgs,
+    parse_yaml, parse_yaml_as_pyyaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig,
+    RouterSettings, RoutingStrategy, RoutingStrategyArgs,
 };
 pub use error::{ConfigError, Position, RouterError};
+pub use litellm_keys::{
+    classify, Classified, KeyUse, Section, LITELLM_KEYS, REQUEST_DEFAULT_KEYS,
+    UNSUPPORTED_PROVIDERS,
+};
 pub use records::RecordConsumer;
 pub use responses::ResponsesStream;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
@@ -49,6 +54,6 @@ pub use shared::SharedStateStats;
 pub use silent::{DropReason, MirrorSnapshot, MirrorStats};
 pub use stream::ChatStream;
 pub use validate::{
-    check_rate, check_size, check_values, SecondsRule, SHUTDOWN_SECONDS, TIMEOUT_SECONDS,
-    WAIT_SECONDS,
+    apply_supported_environments, check_rate, check_size, check_values, SecondsRule,
+    DEPLOYMENT_KEYS, SHUTDOWN_SECONDS, TIMEOUT_SECONDS, WAIT_SECONDS,
 };

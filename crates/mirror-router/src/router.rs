@@ -47,6 +47,12 @@ pub(crate) struct Inner {
     /// FxHash instead of SipHash: keys are fixed when the router is built, and a caller's model
     /// name is only ever looked up, never inserted, so crafted names cannot degrade the map.
     pub(crate) names: FxHashMap<String, usize>,
+    /// Wildcard groups (`*`, `openai/*`), longest pattern first, as LiteLLM tries them; consulted
+    /// only when a name is neither a group nor an alias.
+    pub(crate) patterns: Vec<(String, usize)>,
+    /// One single-deployment group per deployment id: a request or fallback that names an id goes
+    /// to exactly that deployment (shared with its own group, so load and cooldowns are one).
+    pub(crate) by_id: FxHashMap<String, Arc<Group>>,
     pub(crate) settings: RouterSettings,
     pub(crate) mirror_settings: MirrorSettings,
     pub(crate) clock: Clock,
@@ -159,6 +165,7 @@ impl RouterBuilder {
         let mirror_settings = self.mirror;
 
         let mut members: Vec<Vec<Arc<Deployment>>> = vec![Vec::new(); valid.groups.len()];
+        let mut by_id: FxHashMap<String, Arc<Group>> = FxHashMap::default();
         for (entry, checked) in model_list.into_iter().zip(valid.deployments) {
             // `validate` resolved the provider and the group to indexes into `prefixes` and
             // `valid.groups`.
@@ -177,7 +184,17 @@ impl RouterBuilder {
                 state: DeploymentState::default(),
                 params: checked.params,
             };
-            members[checked.group].push(Arc::new(deployment));
+            let deployment = Arc::new(deployment);
+            by_id.insert(
+                deployment.id.clone(),
+                Arc::new(Group {
+                    name: deployment.group.clone(),
+                    deployments: vec![Arc::clone(&deployment)],
+                    budget: Arc::new(MinuteBudget::default()),
+                    breaker: SilentBreaker::default(),
+                }),
+            );
+            members[checked.group].push(deployment);
         }
 
         let mut names: FxHashMap<String, usize> = FxHashMap::default();
@@ -199,6 +216,13 @@ impl RouterBuilder {
         for (alias, index) in valid.aliases {
             names.insert(alias, index);
         }
+        let mut patterns: Vec<(String, usize)> = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, group)| group.name.contains('*'))
+            .map(|(index, group)| (group.name.clone(), index))
+            .collect();
+        patterns.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         let shared = SharedState::from_settings(&settings)
             .map_err(|(location, message)| ConfigError::Invalid {
                 origin: self.origin.clone(),
@@ -243,6 +267,8 @@ impl RouterBuilder {
         let inner = Arc::new(Inner {
             groups,
             names,
+            patterns,
+            by_id,
             settings,
             mirror_settings,
             clock,

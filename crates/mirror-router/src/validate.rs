@@ -27,6 +27,37 @@ use mirror_core::DeploymentParams;
 use crate::config::{GroupAlias, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
 use crate::deployment::SilentTarget;
 use crate::error::{nearest, ConfigError};
+use crate::litellm_keys::{classify, Classified, Section, UNSUPPORTED_PROVIDERS};
+
+/// The keys of `litellm_params` Mirror implements (fields of `DeploymentParams`); every other key is
+/// judged by `litellm_keys::classify`.
+pub const DEPLOYMENT_KEYS: &[&str] = &[
+    "model",
+    "api_key",
+    "api_base",
+    "api_version",
+    "azure_ad_token",
+    "organization",
+    "timeout",
+    "stream_timeout",
+    "max_retries",
+    "num_retries",
+    "rpm",
+    "tpm",
+    "weight",
+    "order",
+    "tags",
+    "mock_response",
+    "mock_latency_ms",
+    "mock_failure_rate",
+    "silent_model",
+    "silent_sample_rate",
+    "input_cost_per_token",
+    "output_cost_per_token",
+];
+
+/// The values `model_info.supported_environments` and `LITELLM_ENVIRONMENT` may take.
+const ENVIRONMENTS: [&str; 3] = ["development", "staging", "production"];
 
 /// What a number of seconds in a configuration may be.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -134,6 +165,112 @@ pub(crate) struct ValidConfig {
     pub(crate) aliases: Vec<(String, usize)>,
 }
 
+/// Classifies every key a section does not implement, for `keys`: Ok with the path of each key
+/// accepted without effect, or the first refused key.
+fn key_report(config: &RouterConfig) -> Result<Vec<String>, Problem> {
+    let mut ignored = Vec::new();
+    for (index, entry) in config.model_list.iter().enumerate() {
+        for key in entry.litellm_params.extra.0.keys() {
+            let path = entry_path(index, entry, &format!("litellm_params.{key}"));
+            match classify(Section::LitellmParams, key, DEPLOYMENT_KEYS) {
+                Classified::RequestDefault => {}
+                Classified::Ignored => ignored.push(path),
+                Classified::Refused(message) => return Err((path, message)),
+            }
+        }
+    }
+    for key in config.router_settings.other_keys() {
+        let path = format!("router_settings.{key}");
+        match classify(Section::RouterSettings, key, RouterSettings::KEYS) {
+            Classified::Ignored => ignored.push(path),
+            Classified::RequestDefault => {}
+            Classified::Refused(message) => return Err((path, message)),
+        }
+    }
+    Ok(ignored)
+}
+
+/// The first key of `config` that is refused, with its path.
+pub(crate) fn check_keys(config: &RouterConfig) -> Result<(), Problem> {
+    key_report(config).map(drop)
+}
+
+/// The LiteLLM keys set in `config` that Mirror accepts without acting on them, with their paths.
+pub(crate) fn ignored_keys(config: &RouterConfig) -> Vec<String> {
+    key_report(config).unwrap_or_default()
+}
+
+/// Applies `model_info.supported_environments` as LiteLLM does: an entry that lists environments
+/// is kept only when `environment` (`LITELLM_ENVIRONMENT`) is one of them. Returns the paths of
+/// the entries taken out, for a warning.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] when the field is not a list of `development`, `staging` and
+/// `production`, or when it is set and `environment` is unset or not one of those.
+pub fn apply_supported_environments(
+    config: &mut RouterConfig,
+    environment: Option<&str>,
+    origin: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let invalid = |location: String, message: String| ConfigError::Invalid {
+        origin: origin.to_owned(),
+        location,
+        message,
+        position: None,
+    };
+    let mut skipped = Vec::new();
+    let mut keep = Vec::with_capacity(config.model_list.len());
+    for (index, entry) in config.model_list.iter().enumerate() {
+        let Some(value) = entry.model_info.extra.get("supported_environments") else {
+            keep.push(true);
+            continue;
+        };
+        let path = entry_path(index, entry, "model_info.supported_environments");
+        let listed: Vec<&str> = value
+            .as_array()
+            .and_then(|items| items.iter().map(serde_json::Value::as_str).collect())
+            .ok_or_else(|| {
+                invalid(
+                    path.clone(),
+                    format!("must be a list drawn from {}", ENVIRONMENTS.join(", ")),
+                )
+            })?;
+        if let Some(bad) = listed.iter().find(|name| !ENVIRONMENTS.contains(name)) {
+            return Err(invalid(
+                path,
+                format!(
+                    "`{bad}` is not an environment; expected {}",
+                    ENVIRONMENTS.join(", ")
+                ),
+            ));
+        }
+        let Some(environment) = environment else {
+            return Err(invalid(
+                path,
+                "is set, so LITELLM_ENVIRONMENT must name the environment this runs in".to_owned(),
+            ));
+        };
+        if !ENVIRONMENTS.contains(&environment) {
+            return Err(invalid(
+                path,
+                format!(
+                    "LITELLM_ENVIRONMENT is `{environment}`; expected {}",
+                    ENVIRONMENTS.join(", ")
+                ),
+            ));
+        }
+        let active = listed.contains(&environment);
+        if !active {
+            skipped.push(path);
+        }
+        keep.push(active);
+    }
+    let mut flags = keep.into_iter();
+    config.model_list.retain(|_| flags.next().unwrap_or(true));
+    Ok(skipped)
+}
+
 /// One `model_list` entry, checked and resolved.
 #[derive(Debug)]
 pub(crate) struct ValidDeployment {
@@ -210,6 +347,7 @@ fn entry_path(index: usize, entry: &ModelDeployment, field: &str) -> String {
 }
 
 fn values(config: &RouterConfig, mirror: &MirrorSettings) -> Result<(), Problem> {
+    key_report(config)?;
     for (index, entry) in config.model_list.iter().enumerate() {
         deployment_values(&entry.litellm_params, &entry.model_info)
             .map_err(|(field, message)| (entry_path(index, entry, &field), message))?;
@@ -453,15 +591,32 @@ fn resolve(
         let mut params = entry.litellm_params.clone();
         let prefix = params.model.provider();
         let Ok(provider) = prefixes.binary_search(&prefix) else {
-            return Err((
-                at("litellm_params.model"),
+            let message = if UNSUPPORTED_PROVIDERS.contains(&prefix) {
+                format!(
+                    "the LiteLLM provider `{prefix}` (in `{}`) is not supported; supported: {}",
+                    params.model,
+                    prefixes.join(", ")
+                )
+            } else {
                 format!(
                     "unknown provider `{prefix}` in `{}`; supported: {}",
                     params.model,
                     prefixes.join(", ")
-                ),
-            ));
+                )
+            };
+            return Err((at("litellm_params.model"), message));
         };
+        // What is left in `extra` is sent with every request: LiteLLM keys accepted without
+        // effect leave (`key_report` warned about them, and refused ones never got here).
+        params.extra.0.retain(|key, _| {
+            classify(Section::LitellmParams, key, DEPLOYMENT_KEYS) == Classified::RequestDefault
+        });
+        if params.rpm.is_none() {
+            params.rpm = entry.rpm;
+        }
+        if params.tpm.is_none() {
+            params.tpm = entry.tpm;
+        }
         let id = entry
             .model_info
             .id
@@ -527,7 +682,11 @@ fn resolve(
     }
 
     let alias_names: HashSet<&str> = aliases.iter().map(|(alias, _)| alias.as_str()).collect();
-    let resolves = |name: &str| groups.binary_search(&name).is_ok() || alias_names.contains(name);
+    // A fallback may name a deployment id: LiteLLM sends a request whose model is an id to exactly
+    // that deployment.
+    let resolves = |name: &str| {
+        groups.binary_search(&name).is_ok() || alias_names.contains(name) || ids.contains_key(name)
+    };
     for (field, lists) in [
         ("fallbacks", &settings.fallbacks),
         (
@@ -569,15 +728,26 @@ fn resolve(
 }
 
 /// A stable id from what identifies a deployment (FNV-1a), for entries without `model_info.id`.
+///
+/// The key is part of it, as in LiteLLM (whose id hashes every `litellm_params` value), so two
+/// deployments that differ only by `api_key` (a common way to spread rate limits) are two
+/// deployments. Only the hash of the key enters the id, never the key.
 fn generated_id(entry: &ModelDeployment) -> String {
     let params = &entry.litellm_params;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let key = params
+        .api_key
+        .as_ref()
+        .or(params.azure_ad_token.as_ref())
+        .map(|key| key.expose())
+        .unwrap_or("");
     let parts = [
         entry.model_name.as_str(),
         params.model.provider(),
         params.model.name(),
         params.api_base.as_deref().unwrap_or(""),
         params.api_version.as_deref().unwrap_or(""),
+        key,
     ];
     for part in parts {
         for byte in part.bytes().chain(std::iter::once(0)) {

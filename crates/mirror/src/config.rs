@@ -1,7 +1,9 @@
 //! The gateway's configuration file: a LiteLLM proxy `config.yaml`, plus our `mirror_settings`.
 //!
-//! LiteLLM keys we know but do not act on are accepted and listed once in a warning; keys nobody
-//! knows are errors with the file, line, column and the nearest valid name.
+//! Every LiteLLM section accepts any key, as LiteLLM does; each key we do not implement is judged by
+//! the router's `litellm_keys` table: accepted with one warning when it does not change what a
+//! caller gets, refused by the feature's name when it would, and a typo ("did you mean") when it is
+//! close to a key we implement. Errors carry the file, line and column.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,15 +13,15 @@ use std::time::Duration;
 use mirror_core::{deserialize_env_string, SecretString};
 use mirror_logging::S3Config;
 use mirror_router::{
-    check_size, check_values, parse_yaml, ConfigError, MirrorSettings, ModelDeployment,
-    RouterConfig, RouterSettings, SHUTDOWN_SECONDS, TIMEOUT_SECONDS,
+    apply_supported_environments, check_size, check_values, classify, parse_yaml_as_pyyaml,
+    Classified, ConfigError, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
+    Section, SHUTDOWN_SECONDS, TIMEOUT_SECONDS, WAIT_SECONDS,
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 /// A whole gateway configuration.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// The deployments.
     #[serde(default)]
@@ -40,6 +42,18 @@ pub struct GatewayConfig {
     /// Mirror's own settings.
     #[serde(default)]
     pub mirror_settings: MirrorSection,
+    /// Other top-level sections, judged by the router's `litellm_keys` table.
+    #[serde(flatten)]
+    other: BTreeMap<String, IgnoredAny>,
+    /// Deployments taken out by `model_info.supported_environments`, by path.
+    #[serde(skip)]
+    inactive: Vec<String>,
+    /// Keys written twice (PyYAML, and so LiteLLM, keeps the last value), by path.
+    #[serde(skip)]
+    duplicates: Vec<String>,
+    /// `router_settings` keys whose value came from `litellm_settings`, so errors name that section.
+    #[serde(skip)]
+    from_litellm_settings: BTreeSet<&'static str>,
     /// Where the configuration came from (the file name), for errors found when it is used.
     #[serde(skip)]
     origin: String,
@@ -61,9 +75,8 @@ impl std::fmt::Debug for Source {
     }
 }
 
-/// `litellm_settings`.
+/// `litellm_settings`. Keys without a field are judged by the router's `litellm_keys` table.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LiteLlmSettings {
     /// Callbacks run on success: `langfuse`, `langfuse_otel`, `s3`.
     #[serde(default)]
@@ -83,6 +96,13 @@ pub struct LiteLlmSettings {
     /// Request timeout in seconds, when `router_settings.timeout` is not set.
     #[serde(default)]
     pub request_timeout: Option<f64>,
+    /// Failures per minute before a deployment cools down, when `router_settings.allowed_fails`
+    /// is not set.
+    #[serde(default)]
+    pub allowed_fails: Option<u32>,
+    /// Cooldown in seconds, when `router_settings.cooldown_time` is not set.
+    #[serde(default)]
+    pub cooldown_time: Option<f64>,
     /// Fallbacks, when `router_settings.fallbacks` is not set.
     #[serde(default)]
     pub fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,
@@ -92,72 +112,59 @@ pub struct LiteLlmSettings {
     /// Content-policy fallbacks, when the router settings have none.
     #[serde(default)]
     pub content_policy_fallbacks: Option<Vec<BTreeMap<String, Vec<String>>>>,
-
-    // LiteLLM keys accepted without effect; see `GatewayConfig::ignored_keys`.
+    /// Fallbacks for groups without their own, when the router settings have none.
     #[serde(default)]
-    drop_params: Option<IgnoredAny>,
+    pub default_fallbacks: Option<Vec<String>>,
+    /// At most this many fallback groups per call, when the router settings do not say.
     #[serde(default)]
-    set_verbose: Option<IgnoredAny>,
-    #[serde(default)]
-    json_logs: Option<IgnoredAny>,
-    #[serde(default)]
-    cache: Option<IgnoredAny>,
-    #[serde(default)]
-    cache_params: Option<IgnoredAny>,
-    #[serde(default)]
-    turn_off_message_logging: Option<IgnoredAny>,
-    #[serde(default)]
-    redact_user_api_key_info: Option<IgnoredAny>,
-    #[serde(default)]
-    max_budget: Option<IgnoredAny>,
-    #[serde(default)]
-    budget_duration: Option<IgnoredAny>,
-    #[serde(default)]
-    default_fallbacks: Option<IgnoredAny>,
-    #[serde(default)]
-    telemetry: Option<IgnoredAny>,
-    #[serde(default)]
-    service_callback: Option<IgnoredAny>,
-    #[serde(default)]
-    modify_params: Option<IgnoredAny>,
-    #[serde(default)]
-    enable_preview_features: Option<IgnoredAny>,
+    pub max_fallbacks: Option<usize>,
+    #[serde(flatten)]
+    other: BTreeMap<String, IgnoredAny>,
 }
 
-/// `general_settings`.
+impl LiteLlmSettings {
+    /// The keys of `litellm_settings` Mirror implements.
+    pub const KEYS: &'static [&'static str] = &[
+        "success_callback",
+        "failure_callback",
+        "callbacks",
+        "s3_callback_params",
+        "num_retries",
+        "request_timeout",
+        "allowed_fails",
+        "cooldown_time",
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+        "default_fallbacks",
+        "max_fallbacks",
+    ];
+}
+
+/// `general_settings`. Keys without a field are judged by the router's `litellm_keys` table.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GeneralSettings {
     /// With a master key, every request but health checks needs `Authorization: Bearer <key>`.
     #[serde(default)]
     pub master_key: Option<SecretString>,
-
-    // LiteLLM keys accepted without effect; see `GatewayConfig::ignored_keys`.
-    #[serde(default)]
-    database_url: Option<IgnoredAny>,
-    #[serde(default)]
-    alerting: Option<IgnoredAny>,
-    #[serde(default)]
-    alerting_threshold: Option<IgnoredAny>,
-    #[serde(default)]
-    store_model_in_db: Option<IgnoredAny>,
-    #[serde(default)]
-    disable_spend_logs: Option<IgnoredAny>,
-    #[serde(default)]
-    proxy_batch_write_at: Option<IgnoredAny>,
-    #[serde(default)]
-    database_connection_pool_limit: Option<IgnoredAny>,
-    #[serde(default)]
-    background_health_checks: Option<IgnoredAny>,
-    #[serde(default)]
-    health_check_interval: Option<IgnoredAny>,
-    #[serde(default)]
-    ui_access_mode: Option<IgnoredAny>,
-    #[serde(default)]
-    allowed_routes: Option<IgnoredAny>,
-    #[serde(default)]
-    custom_auth: Option<IgnoredAny>,
+    #[serde(flatten)]
+    other: BTreeMap<String, IgnoredAny>,
 }
+
+impl GeneralSettings {
+    /// The keys of `general_settings` Mirror implements.
+    pub const KEYS: &'static [&'static str] = &["master_key"];
+}
+
+/// The top-level sections Mirror implements.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "model_list",
+    "router_settings",
+    "litellm_settings",
+    "general_settings",
+    "environment_variables",
+    "mirror_settings",
+];
 
 /// `mirror_settings`: ours. The silent-mirroring keys are the router's [`MirrorSettings`], flattened
 /// (its serde names are these keys, and its defaults are the only ones); the rest are the gateway's.
@@ -357,15 +364,29 @@ impl GatewayConfig {
     ///
     /// As [`GatewayConfig::from_file`].
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let presence: Presence = parse_yaml(text, origin)?;
+        let (presence, _): (Presence, _) = parse_yaml_as_pyyaml(text, origin)?;
         for (name, value) in &presence.environment_variables {
             // Set before the full parse so `os.environ/NAME` sees them. This runs at start-up,
             // before the runtime's worker threads exist.
             std::env::set_var(name, value);
         }
-        let mut config: GatewayConfig = parse_yaml(text, origin)?;
+        let (mut config, duplicates): (GatewayConfig, _) = parse_yaml_as_pyyaml(text, origin)?;
+        config.duplicates = duplicates;
         config.origin = origin.to_owned();
         config.source = Source(Some(Arc::from(text)));
+        config.section_keys().map_err(|(location, message)| {
+            config.locate(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                location,
+                message,
+                position: None,
+            })
+        })?;
+        let environment = std::env::var("LITELLM_ENVIRONMENT").ok();
+        let mut router = config.router_config();
+        config.inactive = apply_supported_environments(&mut router, environment.as_deref(), origin)
+            .map_err(|err| config.locate(err))?;
+        config.model_list = router.model_list;
         let set: BTreeSet<String> = presence
             .router_settings
             .map(|keys| keys.into_keys().collect())
@@ -397,7 +418,54 @@ impl GatewayConfig {
         }
         crate::gateway::check_master_key(self.general_settings.master_key.as_ref())
             .map_err(|message| (crate::gateway::MASTER_KEY_PATH, message))?;
+        if let Some(seconds) = self.litellm_settings.cooldown_time {
+            WAIT_SECONDS
+                .check(seconds)
+                .map_err(|message| ("litellm_settings.cooldown_time", message))?;
+        }
         self.mirror_settings.check()
+    }
+
+    /// Judges every key of the top level, `litellm_settings` and `general_settings` that Mirror does
+    /// not implement; returns the paths of those accepted without effect, or the first refused one.
+    /// (The router judges `litellm_params` and `router_settings`.)
+    fn section_keys(&self) -> Result<Vec<String>, (String, String)> {
+        let mut ignored = Vec::new();
+        for (section, prefix, keys, implemented) in [
+            (Section::TopLevel, "", &self.other, TOP_LEVEL_KEYS),
+            (
+                Section::LitellmSettings,
+                "litellm_settings.",
+                &self.litellm_settings.other,
+                LiteLlmSettings::KEYS,
+            ),
+            (
+                Section::GeneralSettings,
+                "general_settings.",
+                &self.general_settings.other,
+                GeneralSettings::KEYS,
+            ),
+        ] {
+            for key in keys.keys() {
+                let path = format!("{prefix}{key}");
+                match classify(section, key, implemented) {
+                    Classified::Ignored | Classified::RequestDefault => ignored.push(path),
+                    Classified::Refused(message) => return Err((path, message)),
+                }
+            }
+        }
+        Ok(ignored)
+    }
+
+    /// Keys written more than once, by path; the last value was used, as PyYAML does.
+    pub fn duplicate_keys(&self) -> &[String] {
+        &self.duplicates
+    }
+
+    /// Deployments left out because `model_info.supported_environments` does not list
+    /// `LITELLM_ENVIRONMENT`, by path.
+    pub fn inactive_deployments(&self) -> &[String] {
+        &self.inactive
     }
 
     /// Where the configuration came from: the file name, `<built-in default>`, or what
@@ -406,40 +474,94 @@ impl GatewayConfig {
         &self.origin
     }
 
-    /// Adds the line and column of the field an error names, when the text is known.
+    /// Adds the line and column of the field an error names, when the text is known. A
+    /// `router_settings` key whose value came from `litellm_settings` is named in that section.
     pub fn locate(&self, err: ConfigError) -> ConfigError {
+        let err = match err {
+            ConfigError::Invalid {
+                origin,
+                location,
+                message,
+                position,
+            } => {
+                let moved = location.strip_prefix("router_settings.").and_then(|rest| {
+                    let key = rest.split(['.', '[']).next().unwrap_or(rest);
+                    self.from_litellm_settings
+                        .contains(key)
+                        .then(|| format!("litellm_settings.{rest}"))
+                });
+                ConfigError::Invalid {
+                    origin,
+                    location: moved.unwrap_or(location),
+                    message,
+                    position,
+                }
+            }
+            other => other,
+        };
         match &self.source.0 {
             Some(text) => err.with_position_in(text),
             None => err,
         }
     }
 
-    /// LiteLLM reads `num_retries`, `request_timeout` and fallbacks from `litellm_settings` too; the
-    /// router's own keys win when both are set.
+    /// LiteLLM reads `num_retries`, `request_timeout`, `allowed_fails`, `cooldown_time` and the
+    /// fallbacks from `litellm_settings` too; the router's own keys win when both are set.
     fn merge_litellm_settings(&mut self, router_keys_set: &BTreeSet<String>) {
         let litellm = &self.litellm_settings;
         let router = &mut self.router_settings;
-        let unset = |key: &str| !router_keys_set.contains(key);
-        if let (Some(retries), true) = (litellm.num_retries, unset("num_retries")) {
-            router.num_retries = retries;
+        let moved = &mut self.from_litellm_settings;
+        let mut take = |key: &'static str, set: bool| {
+            let take = set && !router_keys_set.contains(key);
+            if take {
+                moved.insert(key);
+            }
+            take
+        };
+        if take("num_retries", litellm.num_retries.is_some()) {
+            router.num_retries = litellm.num_retries.unwrap_or(router.num_retries);
         }
-        if let (Some(timeout), true) = (litellm.request_timeout, unset("timeout")) {
-            router.timeout = Some(timeout);
+        if take("timeout", litellm.request_timeout.is_some()) {
+            router.timeout = litellm.request_timeout;
         }
-        if let (Some(fallbacks), true) = (&litellm.fallbacks, unset("fallbacks")) {
+        if take("allowed_fails", litellm.allowed_fails.is_some()) {
+            router.allowed_fails = litellm.allowed_fails.unwrap_or(router.allowed_fails);
+        }
+        if take("cooldown_time", litellm.cooldown_time.is_some()) {
+            router.cooldown_time = litellm.cooldown_time.unwrap_or(router.cooldown_time);
+        }
+        if take("max_fallbacks", litellm.max_fallbacks.is_some()) {
+            router.max_fallbacks = litellm.max_fallbacks.unwrap_or(router.max_fallbacks);
+        }
+        if let (Some(fallbacks), true) = (
+            &litellm.fallbacks,
+            take("fallbacks", litellm.fallbacks.is_some()),
+        ) {
             router.fallbacks.clone_from(fallbacks);
         }
         if let (Some(fallbacks), true) = (
             &litellm.context_window_fallbacks,
-            unset("context_window_fallbacks"),
+            take(
+                "context_window_fallbacks",
+                litellm.context_window_fallbacks.is_some(),
+            ),
         ) {
             router.context_window_fallbacks.clone_from(fallbacks);
         }
         if let (Some(fallbacks), true) = (
             &litellm.content_policy_fallbacks,
-            unset("content_policy_fallbacks"),
+            take(
+                "content_policy_fallbacks",
+                litellm.content_policy_fallbacks.is_some(),
+            ),
         ) {
             router.content_policy_fallbacks.clone_from(fallbacks);
+        }
+        if let (Some(fallbacks), true) = (
+            &litellm.default_fallbacks,
+            take("default_fallbacks", litellm.default_fallbacks.is_some()),
+        ) {
+            router.default_fallbacks.clone_from(fallbacks);
         }
     }
 
@@ -475,54 +597,8 @@ impl GatewayConfig {
 
     /// Every key that was set but that Mirror does not act on, with where it was set.
     pub fn ignored_keys(&self) -> Vec<String> {
-        let mut keys = self.router_config().ignored_keys();
-        let litellm = &self.litellm_settings;
-        let general = &self.general_settings;
-        macro_rules! collect {
-            ($section:literal, $source:expr, [$($field:ident),*]) => {$(
-                if $source.$field.is_some() {
-                    keys.push(concat!($section, ".", stringify!($field)).to_owned());
-                }
-            )*};
-        }
-        collect!(
-            "litellm_settings",
-            litellm,
-            [
-                drop_params,
-                set_verbose,
-                json_logs,
-                cache,
-                cache_params,
-                turn_off_message_logging,
-                redact_user_api_key_info,
-                max_budget,
-                budget_duration,
-                default_fallbacks,
-                telemetry,
-                service_callback,
-                modify_params,
-                enable_preview_features
-            ]
-        );
-        collect!(
-            "general_settings",
-            general,
-            [
-                database_url,
-                alerting,
-                alerting_threshold,
-                store_model_in_db,
-                disable_spend_logs,
-                proxy_batch_write_at,
-                database_connection_pool_limit,
-                background_health_checks,
-                health_check_interval,
-                ui_access_mode,
-                allowed_routes,
-                custom_auth
-            ]
-        );
+        let mut keys = self.section_keys().unwrap_or_default();
+        keys.extend(self.router_config().ignored_keys());
         if let Some(s3) = &self.litellm_settings.s3_callback_params {
             for key in s3.ignored_keys() {
                 keys.push(format!("litellm_settings.s3_callback_params.{key}"));
@@ -543,11 +619,32 @@ pub fn load(path: Option<&Path>) -> Result<GatewayConfig, ConfigError> {
         Some(path) => GatewayConfig::from_file(path)?,
         None => GatewayConfig::from_yaml_str(crate::DEFAULT_CONFIG_YAML, "<built-in default>")?,
     };
+    if config.model_list.is_empty() {
+        // LiteLLM can load models from its database; Mirror has none, so nothing would serve.
+        return Err(ConfigError::Invalid {
+            origin: config.origin().to_owned(),
+            location: "model_list".to_owned(),
+            message: "is empty or missing: Mirror has no database to load models from, so list at least one deployment (or every deployment was left out by `model_info.supported_environments`)".to_owned(),
+            position: None,
+        });
+    }
     let ignored = config.ignored_keys();
     if !ignored.is_empty() {
         tracing::warn!(
             keys = %ignored.join(", "),
             "LiteLLM settings that Mirror accepts but does not act on."
+        );
+    }
+    if !config.duplicate_keys().is_empty() {
+        tracing::warn!(
+            keys = %config.duplicate_keys().join(", "),
+            "Keys written more than once; the last value is used, as in LiteLLM."
+        );
+    }
+    if !config.inactive_deployments().is_empty() {
+        tracing::warn!(
+            deployments = %config.inactive_deployments().join(", "),
+            "Deployments skipped: their model_info.supported_environments does not list LITELLM_ENVIRONMENT."
         );
     }
     Ok(config)

@@ -2,21 +2,29 @@
 
 use std::sync::Arc;
 
-use mirror_providers::{AzureOpenAi, HttpClient, Mock, OpenAi, Provider, ProviderError};
+use mirror_providers::{
+    AzureOpenAi, HttpClient, Mock, OpenAi, Provider, ProviderError, OPENAI_COMPATIBLE_PRESETS,
+};
 use mirror_router::{RouterBuilder, RouterConfig};
 
-/// The shipped providers on one shared HTTP client: `openai` (and bare model names), `azure`, `mock`.
+/// The shipped providers on one shared HTTP client: `openai` (and bare model names), `azure`, `mock`,
+/// and LiteLLM's OpenAI-compatible providers as presets of the OpenAI adapter (`groq`, `ollama`,
+/// `gemini`, ...; see `OPENAI_COMPATIBLE_PRESETS`).
 ///
 /// # Errors
 ///
 /// Fails when the HTTP client cannot be built.
 pub fn default_providers() -> Result<Vec<Arc<dyn Provider>>, ProviderError> {
     let http = HttpClient::new()?;
-    Ok(vec![
+    let mut providers: Vec<Arc<dyn Provider>> = vec![
         Arc::new(OpenAi::new(http.clone())),
-        Arc::new(AzureOpenAi::new(http)),
+        Arc::new(AzureOpenAi::new(http.clone())),
         Arc::new(Mock::new()),
-    ])
+    ];
+    for preset in OPENAI_COMPATIBLE_PRESETS {
+        providers.push(Arc::new(OpenAi::preset(http.clone(), preset)));
+    }
+    Ok(providers)
 }
 
 /// A router builder with the shipped providers registered. Register your own with

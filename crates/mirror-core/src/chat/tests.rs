@@ -1,5 +1,6 @@
 //! Tests of the wire types: Azure chunks, the stream accumulator, upstream bodies and unknown fields.
 
+use expect_test::{expect, Expect};
 use serde_json::json;
 
 use super::*;
@@ -129,4 +130,68 @@ fn accumulator_keeps_at_most_its_bytes() {
     ));
     assert!(!accumulator.is_truncated());
     assert!(accumulator.finish().extra.is_empty());
+}
+
+#[track_caller]
+fn check_defaults(request: serde_json::Value, litellm_params: serde_json::Value, expect: Expect) {
+    let request: ChatRequest = serde_json::from_value(request).unwrap();
+    let mut params = serde_json::json!({"model": "openai/gpt-4o"});
+    params
+        .as_object_mut()
+        .unwrap()
+        .extend(litellm_params.as_object().unwrap().clone());
+    let params: crate::DeploymentParams = serde_json::from_value(params).unwrap();
+    let body = request
+        .upstream("gpt-4o", false)
+        .with_defaults(&params.extra);
+    expect.assert_eq(&serde_json::to_string(&body).unwrap());
+}
+
+#[test]
+fn request_defaults_fill_only_what_the_request_leaves_out() {
+    check_defaults(
+        serde_json::json!({"model": "g", "messages": [], "temperature": 0.9, "top_p": 0.5}),
+        serde_json::json!({
+            "temperature": 0.2, "max_tokens": 64, "seed": 7,
+            "extra_body": {"top_k": 5, "top_p": 0.1, "seed": 8},
+            "extra_headers": {"x-team": "blue"}
+        }),
+        expect![[
+            r#"{"model":"gpt-4o","messages":[],"temperature":0.9,"top_p":0.5,"max_tokens":64,"seed":7,"top_k":5}"#
+        ]],
+    );
+    // A request's reasoning_effort drops the deployment's thinking, as LiteLLM does.
+    check_defaults(
+        serde_json::json!({"model": "g", "messages": [], "reasoning_effort": "low"}),
+        serde_json::json!({"thinking": {"type": "enabled", "budget_tokens": 1024}, "silent_model": "x"}),
+        expect![[r#"{"model":"gpt-4o","messages":[],"reasoning_effort":"low"}"#]],
+    );
+}
+
+#[test]
+fn a_wildcard_deployment_sends_the_requested_name_never_the_star() {
+    let cases = [
+        ("openai/*", "gpt-4o"),
+        ("openai/*", "openai/gpt-4o"),
+        ("*", "text-model"),
+        ("groq/*", "groq/llama-3"),
+        ("openai/fixed", "anything"),
+    ];
+    let sent: Vec<String> = cases
+        .iter()
+        .map(|(model, requested)| {
+            let model = crate::ModelRef::parse(model).unwrap();
+            format!("{model} <- {requested}: {}", model.upstream_name(requested))
+        })
+        .collect();
+    expect![[r#"
+        [
+            "openai/* <- gpt-4o: gpt-4o",
+            "openai/* <- openai/gpt-4o: gpt-4o",
+            "openai/* <- text-model: text-model",
+            "groq/* <- groq/llama-3: llama-3",
+            "openai/fixed <- anything: fixed",
+        ]
+    "#]]
+    .assert_debug_eq(&sent);
 }

@@ -180,12 +180,29 @@ fn missing_api_base_is_a_config_error_naming_the_deployment() {
     check_config_error(&params, expect!["deployment misconfigured: azure deployment `my-deploy` has no `api_base` and AZURE_API_BASE is not set"]);
 }
 
-#[test]
-fn missing_api_version_is_a_config_error_naming_the_deployment() {
+#[tokio::test]
+async fn missing_api_version_uses_litellms_default() {
+    // LiteLLM sends its `AZURE_DEFAULT_API_VERSION` when neither the deployment nor
+    // AZURE_API_VERSION names one; a LiteLLM config without `api_version` must work the same.
+    assert!(
+        std::env::var_os("AZURE_API_VERSION").is_none(),
+        "unset AZURE_API_VERSION to run this test"
+    );
+    let upstream = Upstream::with_handler(|_| async { json(200, completion("Hi")) }).await;
     let mut params = DeploymentParams::new(ModelRef::parse("azure/my-deploy").unwrap());
     params.api_key = Some(SecretString::new(KEY));
-    params.api_base = Some("http://127.0.0.1:9".to_owned());
-    check_config_error(&params, expect!["deployment misconfigured: azure deployment `my-deploy` has no `api_version` and AZURE_API_VERSION is not set"]);
+    params.api_base = Some(upstream.url().to_owned());
+    azure().chat(&params, &hello()).await.unwrap();
+    let seen = upstream.only_request();
+    assert_eq!(seen.path, "/openai/deployments/my-deploy/chat/completions");
+    assert_eq!(
+        seen.query.as_deref(),
+        Some("api-version=2025-02-01-preview")
+    );
+    assert_eq!(
+        mirror_providers::AZURE_DEFAULT_API_VERSION,
+        "2025-02-01-preview"
+    );
 }
 
 #[test]

@@ -88,7 +88,7 @@ fn names_that_resolve_to_nothing() {
     );
     check(
         "model_list:\n  - model_name: a\n    litellm_params: {model: anthropic/claude}\n",
-        expect!["config.yaml: model_list[0] (`a`).litellm_params.model: unknown provider `anthropic` in `anthropic/claude`; supported: mock, openai"],
+        expect!["config.yaml: model_list[0] (`a`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: mock, openai"],
     );
     check(
         &format!("{entry}router_settings:\n  fallbacks: [{{prod: [nowhere]}}]\n"),
@@ -192,4 +192,31 @@ fn seconds_rules_never_panic() {
             rule.max_seconds
         );
     }
+}
+
+#[test]
+fn deployments_differing_only_by_key_get_different_ids_without_the_key() {
+    check(
+        "
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/gpt-4o, api_key: sk-team-a}
+  - model_name: g
+    litellm_params: {model: openai/gpt-4o, api_key: sk-team-b}
+",
+        expect![[r#"
+            groups: ["g"]
+            aliases: []
+            3210a8c9880fc31d group=0 provider=1 weight=1 timeout=None silent=[] rate=1 cool=true
+            32140ec98812a646 group=0 provider=1 weight=1 timeout=None silent=[] rate=1 cool=true
+        "#]],
+    );
+    check(
+        "
+model_list:
+  - model_name: h
+    litellm_params: {model: openai/gpt-4o, custom_llm_provider: openai}
+",
+        expect!["config.yaml: model_list[0] (`h`).litellm_params.custom_llm_provider: `custom_llm_provider` (LiteLLM's provider override; write the provider as the `model` prefix, e.g. `openai/<model>`) is not supported"],
+    );
 }

@@ -258,7 +258,7 @@ fn json_typos_and_unknown_router_settings_get_suggestions_and_ignored_keys_are_l
     assert_eq!(
         config.ignored_keys(),
         [
-            "model_list[0].litellm_params.drop_params",
+            "model_list[0] (`a`).litellm_params.drop_params",
             "router_settings.cache_responses"
         ]
     );

@@ -444,12 +444,14 @@ async fn embeddings_for(
     finish(&state, with_ids(response, &ids), started, routed)
 }
 
-/// `GET /v1/models`: the model groups.
+/// `GET /v1/models`: the model groups. Wildcard groups (`*`, `openai/*`) are patterns, not models a
+/// client can pick from a list, so they are left out, as LiteLLM does.
 pub(crate) async fn models(State(state): SharedState) -> Response {
     let data: Vec<Value> = state
         .router
         .model_groups()
         .into_iter()
+        .filter(|group| !group.contains('*'))
         .map(|group| {
             serde_json::json!({"id": group, "object": "model", "created": 0, "owned_by": "mirror"})
         })
