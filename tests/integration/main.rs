@@ -8,5 +8,6 @@ mod demo;
 mod disconnect;
 mod gateway;
 mod report;
+mod responses;
 mod scale_out;
 mod support;

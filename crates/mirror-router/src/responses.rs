@@ -513,6 +513,12 @@ impl crate::Router {
         meta: CallMeta,
     ) -> Result<crate::Routed<Value>, RouterError> {
         let call = self.inner.stored_call(id, query)?;
+        let mut meta = meta;
+        if meta.model_group.is_empty() {
+            // A caller that could not know the group (the gateway has only the id): the record
+            // names the group of the deployment that stored the response.
+            meta.model_group.clone_from(&call.group);
+        }
         match operation {
             ResponseOperation::Retrieve => self.inner.call::<Retrieve>(call, meta).await,
             ResponseOperation::Delete => self.inner.call::<Delete>(call, meta).await,

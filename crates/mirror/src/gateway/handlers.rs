@@ -64,7 +64,7 @@ pub(crate) async fn authenticate(
     next.run(request).await
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
@@ -85,7 +85,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
 }
 
 /// `x-mirror-silent: off` (or `false`, `0`, `no`) puts the opt-out flag into the request metadata.
-fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Value>>) {
+pub(super) fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Value>>) {
     let off = headers
         .get(SILENT_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -103,11 +103,11 @@ fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Va
 }
 
 /// Ids for a response refused before a call existed, so that every response carries them.
-fn fresh_ids() -> (String, String) {
+pub(super) fn fresh_ids() -> (String, String) {
     (CallId::new().to_string(), TraceId::new().to_string())
 }
 
-fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
+pub(super) fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&meta.0) {
         headers.insert(REQUEST_ID_HEADER, value.clone());
@@ -119,7 +119,7 @@ fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
     response
 }
 
-fn finish(
+pub(super) fn finish(
     state: &AppState,
     response: Response,
     started: Instant,
@@ -192,7 +192,7 @@ async fn chat_for(
     finish(&state, with_ids(response, &ids), started, routed)
 }
 
-fn parse_with_model<T>(
+pub(super) fn parse_with_model<T>(
     body: Result<Bytes, BytesRejection>,
     model: Option<String>,
 ) -> Result<T, ApiError>
@@ -213,7 +213,7 @@ where
     }
 }
 
-fn json_response<T: serde::Serialize>(value: &T) -> Response {
+pub(super) fn json_response<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => (
             [(
