@@ -10,7 +10,12 @@ use serde_json::{json, Value};
 
 use crate::support::{client, RunningGateway};
 
-const PREFIXES: [&str; 3] = ["/v1/responses", "/responses", "/openai/v1/responses"];
+const PREFIXES: [&str; 4] = [
+    "/v1/responses",
+    "/responses",
+    "/openai/v1/responses",
+    "/openai/responses",
+];
 
 /// A mirrored group on `primary`, its silent group on `shadow`.
 fn config(primary: &Upstream, shadow: &Upstream, extra: &str) -> String {
@@ -84,9 +89,15 @@ async fn silent_completed(base: &str, completed: u64) {
 async fn create_answers_with_a_routed_id_under_every_prefix_and_is_mirrored() {
     let (primary, shadow, gateway) = started().await;
     let mut call_ids = Vec::new();
+    // The `AzureOpenAI` SDK client's path carries its `api-version`.
     for prefix in PREFIXES {
         let body = json!({"model": "primary", "input": "hi", "reasoning": {"effort": "low"}});
-        let response = post(&gateway.base, prefix, &body).await;
+        let response = post(
+            &gateway.base,
+            &format!("{prefix}?api-version=preview"),
+            &body,
+        )
+        .await;
         assert_eq!(response.status(), 200, "{prefix}");
         call_ids.push(header(&response, "x-mirror-call-id"));
         assert!(response.headers().contains_key("x-mirror-trace-id"));
@@ -103,27 +114,31 @@ async fn create_answers_with_a_routed_id_under_every_prefix_and_is_mirrored() {
             "hello from primary"
         );
     }
-    silent_completed(&gateway.base, 3).await;
+    silent_completed(&gateway.base, 4).await;
     let (report, records) = gateway.stop().await;
-    assert_eq!(report.mirror.completed, 3, "{:?}", report.mirror);
+    assert_eq!(report.mirror.completed, 4, "{:?}", report.mirror);
     assert!(report.mirror.is_balanced());
 
     // Unknown fields passed through; the gateway's own never did.
     for seen in primary.requests().iter().chain(shadow.requests().iter()) {
         assert_eq!(seen.path, "/v1/responses");
+        assert_eq!(
+            seen.query, None,
+            "the client's api-version is not forwarded"
+        );
         assert_eq!(seen.body["reasoning"]["effort"], "low");
         assert!(seen.body.get("silent_model").is_none());
         assert!(seen.body.get("litellm_metadata").is_none());
     }
-    assert_eq!(primary.count(), 3);
-    assert_eq!(shadow.count(), 3);
+    assert_eq!(primary.count(), 4);
+    assert_eq!(shadow.count(), 4);
     assert!(shadow
         .requests()
         .iter()
         .all(|seen| seen.body["model"] == "gpt-4o-mini"));
 
     // Each primary is paired with its shadow in the log, with usage.
-    assert_eq!(records.len(), 6);
+    assert_eq!(records.len(), 8);
     for call_id in &call_ids {
         let primary = records
             .iter()
@@ -243,7 +258,7 @@ async fn stored_response_calls_reach_the_deployment_that_stored_it() {
 
         let got: Value = http
             .get(format!(
-                "{}{prefix}/{id}/input_items?limit=5&order=asc",
+                "{}{prefix}/{id}/input_items?api-version=2025-04-01-preview&limit=5&order=asc",
                 gateway.base
             ))
             .send()

@@ -1,7 +1,9 @@
 //! The Responses API handlers: create (whole and streamed) and the calls on a stored response.
 //!
 //! Served under `/v1/responses`, `/responses` and `/openai/v1/responses`, as LiteLLM's proxy serves
-//! them. Auth, the body limit, the `x-mirror-*` headers and OpenAI-shaped errors are those of the
+//! them, and under `/openai/responses`, where the SDK's `AzureOpenAI` client sends them (its
+//! `api-version` query is the client's view of Azure and is not forwarded: the deployment's own
+//! `api_version` decides the upstream's surface, as for chat). Auth, the body limit, the `x-mirror-*` headers and OpenAI-shaped errors are those of the
 //! chat handlers. Response ids are the router's routed ids (they name the deployment that stored
 //! the response), so an id the router cannot route is a 404 and no deployment is called.
 
@@ -135,6 +137,7 @@ async fn stored(
     operation: ResponseOperation,
 ) -> Response {
     let started = Instant::now();
+    let query = query.and_then(|query| without_api_version(&query));
     // The group is unknown until the router decodes the id; it fills it in for the record.
     let meta = CallMeta::for_request("", None);
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
@@ -159,16 +162,31 @@ async fn stored(
     finish(&state, with_ids(response, &ids), started, routed)
 }
 
+/// The client's query string without `api-version` (an `AzureOpenAI` client's), or `None` when
+/// nothing is left.
+fn without_api_version(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("api-version"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 /// The routes, under each of the three prefixes LiteLLM's proxy serves.
 pub(crate) fn routes(router: axum::Router<Arc<AppState>>) -> axum::Router<Arc<AppState>> {
     use axum::routing::{get, post};
-    ["/v1/responses", "/responses", "/openai/v1/responses"]
-        .into_iter()
-        .fold(router, |router, prefix| {
-            router
-                .route(prefix, post(create))
-                .route(&format!("{prefix}/{{id}}"), get(retrieve).delete(delete))
-                .route(&format!("{prefix}/{{id}}/cancel"), post(cancel))
-                .route(&format!("{prefix}/{{id}}/input_items"), get(input_items))
-        })
+    [
+        "/v1/responses",
+        "/responses",
+        "/openai/v1/responses",
+        "/openai/responses",
+    ]
+    .into_iter()
+    .fold(router, |router, prefix| {
+        router
+            .route(prefix, post(create))
+            .route(&format!("{prefix}/{{id}}"), get(retrieve).delete(delete))
+            .route(&format!("{prefix}/{{id}}/cancel"), post(cancel))
+            .route(&format!("{prefix}/{{id}}/input_items"), get(input_items))
+    })
 }
