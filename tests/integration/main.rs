@@ -12,5 +12,6 @@ mod faults_upstream;
 mod gateway;
 mod litellm_fixtures;
 mod report;
+mod responses;
 mod scale_out;
 mod support;

@@ -7,6 +7,7 @@ to hold an answer until a test releases it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -38,7 +39,8 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
-    # For streams: each item is one SSE `data:` payload (a dict is JSON-encoded; a str is sent as is).
+    # For streams: each item is one SSE `data:` payload (a dict is JSON-encoded; a str is sent as is),
+    # or an `(event name, payload)` pair, sent with an `event:` line first (the Responses API's framing).
     events: Iterable[Any] | None = None
 
 
@@ -64,6 +66,9 @@ class FakeUpstream:
                 self._handle()
 
             def do_POST(self) -> None:
+                self._handle()
+
+            def do_DELETE(self) -> None:
                 self._handle()
 
             def _handle(self) -> None:
@@ -109,8 +114,12 @@ class FakeUpstream:
                     self.send_header(name, value)
                 self.end_headers()
                 for event in reply.events:
+                    name = None
+                    if isinstance(event, tuple):
+                        name, event = event
                     payload = event if isinstance(event, str) else json.dumps(event)
-                    self._chunk(f"data: {payload}\n\n".encode())
+                    head = f"event: {name}\n" if name else ""
+                    self._chunk(f"{head}data: {payload}\n\n".encode())
                 self._chunk(b"")
 
             def _chunk(self, data: bytes) -> None:
@@ -234,3 +243,100 @@ def embeddings_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 def error_reply(status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status, {"error": {"message": message, "type": kind, "param": None, "code": code}}, headers or {})
+
+
+# ---- Responses API -----------------------------------------------------------------------------------
+
+
+def response_object(response_id: str, model: Any, text: str, previous: Any = None, status: str = "completed") -> dict[str, Any]:
+    """A Responses API response object as OpenAI sends it (a text answer with usage)."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": 1700000000,
+        "status": status,
+        "model": model,
+        "previous_response_id": previous,
+        "output": [
+            {
+                "type": "message",
+                "id": f"msg_{response_id}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "metadata": {},
+        "usage": {
+            "input_tokens": 11,
+            "input_tokens_details": {"cached_tokens": 2},
+            "output_tokens": 6,
+            "output_tokens_details": {"reasoning_tokens": 1},
+            "total_tokens": 17,
+        },
+    }
+
+
+def response_stream(done: dict[str, Any]) -> list[Any]:
+    """The events of a text answer in OpenAI's order, as `(event, data)` pairs with sequence numbers."""
+    created = {**done, "status": "in_progress", "output": [], "usage": None}
+    item = done["output"][0]
+    text = item["content"][0]["text"]
+    first, _, rest = text.partition(" ")
+    pieces = [first + (" " if rest else ""), rest] if rest else [first]
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": created}),
+        ("response.in_progress", {"response": created}),
+        ("response.output_item.added", {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}}),
+        ("response.content_part.added", {"item_id": item["id"], "output_index": 0, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}),
+    ]
+    for piece in pieces:
+        events.append(("response.output_text.delta", {"item_id": item["id"], "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}))
+    events += [
+        ("response.output_text.done", {"item_id": item["id"], "output_index": 0, "content_index": 0, "text": text, "logprobs": []}),
+        ("response.content_part.done", {"item_id": item["id"], "output_index": 0, "content_index": 0, "part": item["content"][0]}),
+        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.completed", {"response": done}),
+    ]
+    return [(kind, {"type": kind, "sequence_number": number, **data}) for number, (kind, data) in enumerate(events)]
+
+
+def responses_handler(name: str, model_of: Callable[[Recorded], Any] | None = None) -> Handler:
+    """A Responses API server under any prefix (`/v1/responses`, Azure's `/openai/responses` and
+    `/openai/v1/responses`): creates answer `hello from <name>` with ids `resp_<name>_<n>` and echo
+    `previous_response_id`, so a test sees which ids each upstream got; retrieve, delete, cancel and
+    input_items answer for any id."""
+    counter = itertools.count(1)
+    lock = threading.Lock()
+    text = f"hello from {name}"
+
+    def handle(request: Recorded) -> Reply:
+        at = request.path.find("/responses")
+        if at < 0:
+            return error_reply(404, f"no route {request.path}", "invalid_request_error", None)
+        rest = request.path[at + len("/responses") :].strip("/")
+        body = request.json or {}
+        model = model_of(request) if model_of else body.get("model")
+        if request.method == "POST" and not rest:
+            with lock:
+                number = next(counter)
+            done = response_object(f"resp_{name}_{number}", model, text, body.get("previous_response_id"))
+            if body.get("stream"):
+                return Reply(events=response_stream(done))
+            return Reply(body=done)
+        response_id, _, action = rest.partition("/")
+        if request.method == "GET" and not action:
+            return Reply(body=response_object(response_id, model, text))
+        if request.method == "DELETE" and not action:
+            return Reply(body={"id": response_id, "object": "response.deleted", "deleted": True})
+        if request.method == "POST" and action == "cancel":
+            return Reply(body=response_object(response_id, model, text, status="cancelled"))
+        if request.method == "GET" and action == "input_items":
+            item = {"id": f"msg_in_{response_id}", "type": "message", "role": "user", "status": "completed", "content": [{"type": "input_text", "text": "hi"}]}
+            return Reply(body={"object": "list", "data": [item], "first_id": item["id"], "last_id": item["id"], "has_more": False})
+        return error_reply(404, f"no route {request.method} {request.path}", "invalid_request_error", None)
+
+    return handle

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::mirror::{MirrorCopy, PER_CALL_METADATA_KEYS};
+use crate::{CallId, CallMeta};
+
 /// An embeddings request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingsRequest {
@@ -25,6 +28,34 @@ pub struct EmbeddingsRequest {
 }
 
 impl EmbeddingsRequest {
+    /// A deep copy of this request for the silent model group `target`: the embeddings copy point,
+    /// with the rules of [`crate::ChatRequest::to_mirror`] (`model` is the silent group; `metadata`
+    /// keeps the caller's keys except [`crate::PER_CALL_METADATA_KEYS`] and gains
+    /// `is_silent_experiment`, `model_group` and `mirror_of`; a fresh call id, the primary's trace
+    /// id and `mirror_of` for the identity).
+    pub fn to_mirror(&self, primary: &CallMeta, target: &str) -> MirrorCopy<EmbeddingsRequest> {
+        let mut request = self.clone();
+        request.model = target.to_owned();
+        let metadata = request.metadata.get_or_insert_with(Map::new);
+        metadata.retain(|key, _| !PER_CALL_METADATA_KEYS.contains(&key.as_str()));
+        metadata.insert("is_silent_experiment".to_owned(), Value::Bool(true));
+        metadata.insert("model_group".to_owned(), Value::String(target.to_owned()));
+        metadata.insert(
+            "mirror_of".to_owned(),
+            Value::String(primary.call_id.to_string()),
+        );
+        let meta = CallMeta {
+            call_id: CallId::new(),
+            trace_id: primary.trace_id.clone(),
+            model_group: target.to_owned(),
+            is_silent_experiment: true,
+            mirror_of: Some(primary.call_id),
+            tags: primary.tags.clone(),
+            mirror_opt_out: false,
+        };
+        MirrorCopy { request, meta }
+    }
+
     /// The body to send to a provider, with `model` replaced and the gateway's own fields left out.
     pub fn upstream<'a>(&'a self, model: &'a str) -> UpstreamEmbeddingsRequest<'a> {
         UpstreamEmbeddingsRequest {

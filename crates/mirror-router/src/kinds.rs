@@ -47,6 +47,10 @@ impl CallRequest for EmbeddingsRequest {
         &self.model
     }
 
+    fn fire_silent(&self, router: &Inner, deployment: &Deployment, meta: &CallMeta) {
+        router.fire_silent_embeddings(deployment, self, meta);
+    }
+
     fn take_record_parts(&mut self, _payloads: bool) -> RecordParts {
         RecordParts {
             messages: None,

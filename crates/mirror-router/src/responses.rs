@@ -175,6 +175,7 @@ impl CallKind for ResponsesStreamed {
             deployment_id: deployment.id.clone(),
             first_token: None,
             call: Some(call),
+            failure: None,
         }
     }
 }
@@ -192,6 +193,9 @@ pub struct ResponsesStream {
     deployment_id: String,
     first_token: Option<Instant>,
     call: Option<Call<ResponsesCall>>,
+    /// The failure an `error` event recorded: the event itself is relayed as an item, so a reader
+    /// that must know how the call ended (the silent runner) asks here.
+    failure: Option<RouterError>,
 }
 
 impl std::fmt::Debug for ResponsesStream {
@@ -203,6 +207,12 @@ impl std::fmt::Debug for ResponsesStream {
 }
 
 impl ResponsesStream {
+    /// How the call failed when the stream relayed an `error` event: the error it was recorded
+    /// with, taken once. `None` while it runs and after any other ending.
+    pub(crate) fn take_failure(&mut self) -> Option<RouterError> {
+        self.failure.take()
+    }
+
     /// Replaces the response id in an event that carries the response.
     fn route_id(&self, event: &mut ResponsesEvent) -> Option<ResponsesResponse> {
         let response = event.response()?;
@@ -239,11 +249,11 @@ impl Stream for ResponsesStream {
                     .flatten()
                 {
                     if event.is_error() {
-                        let _ = call.failed_midway(ProviderError::Upstream {
+                        this.failure = Some(call.failed_midway(ProviderError::Upstream {
                             status: 500,
                             message: format!("error event in stream: {}", event.data),
                             retry_after: None,
-                        });
+                        }));
                     } else {
                         if let Some(response) = &response {
                             call.scope.router.note_primary_response(
@@ -513,6 +523,12 @@ impl crate::Router {
         meta: CallMeta,
     ) -> Result<crate::Routed<Value>, RouterError> {
         let call = self.inner.stored_call(id, query)?;
+        let mut meta = meta;
+        if meta.model_group.is_empty() {
+            // A caller that could not know the group (the gateway has only the id): the record
+            // names the group of the deployment that stored the response.
+            meta.model_group.clone_from(&call.group);
+        }
         match operation {
             ResponseOperation::Retrieve => self.inner.call::<Retrieve>(call, meta).await,
             ResponseOperation::Delete => self.inner.call::<Delete>(call, meta).await,

@@ -26,10 +26,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use mirror_core::{CallMeta, ChatRequest};
+use mirror_core::{CallMeta, ChatRequest, EmbeddingsRequest};
 
 use crate::deployment::Deployment;
-use crate::kinds::{Chat, ChatStreamed};
+use crate::kinds::{Chat, ChatStreamed, Embeddings};
 use crate::router::Inner;
 use crate::select::Group;
 use crate::RouterError;
@@ -86,6 +86,50 @@ impl Inner {
         }
     }
 
+    /// Offers a copy of an embeddings `request` to each silent group of `deployment`, with chat's
+    /// eligibility chain (embeddings carry no state and run no tools). Never waits.
+    pub(crate) fn fire_silent_embeddings(
+        &self,
+        deployment: &Deployment,
+        request: &EmbeddingsRequest,
+        meta: &CallMeta,
+    ) {
+        if deployment.silent.is_empty() || meta.is_silent_experiment {
+            return;
+        }
+        let silent = &self.silent;
+        let stats = &silent.stats;
+        let key = request.user.as_deref().or_else(|| {
+            let name = self.mirror_settings.sample_key.as_deref()?;
+            request.metadata.as_ref()?.get(name)?.as_str()
+        });
+        let mut bytes = None;
+        for target in &deployment.silent {
+            let group = &self.groups[target.group];
+            if meta.mirror_opt_out {
+                stats.mirrored_and_dropped(DropReason::OptedOut);
+            } else if !silent.enabled.load(Ordering::Acquire) {
+                stats.mirrored_and_dropped(DropReason::SwitchedOff);
+            } else if !sampling::sampled_in(deployment.sample_rate, key) {
+                stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else if !self.is_silent_group_healthy(group) {
+                stats.mirrored_and_dropped(DropReason::Unhealthy);
+            } else if !self.silent_budget_admits(group) {
+                stats.mirrored_and_dropped(DropReason::RateCapped);
+            } else {
+                let bytes =
+                    *bytes.get_or_insert_with(|| queue::approx_embeddings_copy_bytes(request));
+                if let Some(ticket) = silent.reserve(bytes) {
+                    let job = SilentJob {
+                        copy: queue::SilentCopy::Embeddings(request.to_mirror(meta, &target.name)),
+                        group: target.group,
+                    };
+                    silent.send(job, ticket);
+                }
+            }
+        }
+    }
+
     /// Whether copies to `group` are worth making: its silent breaker admits them (closed, or this
     /// copy is the half-open probe) and not every one of its deployments is cooling down.
     pub(crate) fn is_silent_group_healthy(&self, group: &Group) -> bool {
@@ -115,6 +159,14 @@ impl Inner {
             queue::SilentCopy::Chat(copy) => copy,
             queue::SilentCopy::Responses(copy) => {
                 let result = self.run_silent_responses(copy).await;
+                self.note_silent_result(&self.groups[group], &result);
+                return result.is_ok();
+            }
+            queue::SilentCopy::Embeddings(copy) => {
+                let result = self
+                    .call::<Embeddings>(copy.request, copy.meta)
+                    .await
+                    .map(|_| ());
                 self.note_silent_result(&self.groups[group], &result);
                 return result.is_ok();
             }

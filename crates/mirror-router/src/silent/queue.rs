@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mirror_core::{ChatRequest, MessageContent, MirrorCopy, ResponsesRequest};
+use mirror_core::{ChatRequest, EmbeddingsRequest, MessageContent, MirrorCopy, ResponsesRequest};
 use tokio::sync::mpsc;
 
 use super::stats::{Counts, DropReason, MirrorStats};
@@ -14,6 +14,7 @@ use super::stats::{Counts, DropReason, MirrorStats};
 pub(crate) enum SilentCopy {
     Chat(MirrorCopy),
     Responses(MirrorCopy<ResponsesRequest>),
+    Embeddings(MirrorCopy<EmbeddingsRequest>),
 }
 
 /// A silent copy waiting to run.
@@ -249,6 +250,18 @@ pub(crate) fn approx_copy_bytes(request: &ChatRequest) -> u64 {
 
 /// Roughly the heap bytes a silent copy of a Responses request holds: its JSON strings and nodes
 /// (the input items and tools dominate), as [`approx_copy_bytes`] counts them.
+/// The estimated bytes an embeddings copy holds: its input and the metadata.
+pub(crate) fn approx_embeddings_copy_bytes(request: &EmbeddingsRequest) -> u64 {
+    const PER_REQUEST: usize = 256;
+    let bytes = PER_REQUEST
+        + request.model.len()
+        + request.user.as_ref().map_or(0, String::len)
+        + value_bytes(&request.input)
+        + request.metadata.as_ref().map_or(0, map_bytes)
+        + map_bytes(&request.extra);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
 pub(crate) fn approx_responses_copy_bytes(request: &ResponsesRequest) -> u64 {
     const PER_REQUEST: usize = 512;
     let mut bytes =

@@ -125,7 +125,8 @@ impl Inner {
             while let Some(item) = stream.next().await {
                 item?;
             }
-            Ok(())
+            // An `error` event is relayed as an event but recorded as a failure: counted as one.
+            stream.take_failure().map_or(Ok(()), Err)
         } else {
             self.call::<Responses>(ResponsesCall::new(request), meta)
                 .await

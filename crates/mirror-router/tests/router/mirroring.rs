@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mirror_core::{CallStatus, SpendKind};
+use mirror_core::{CallStatus, CallType, SpendKind};
 use mirror_router::{MirrorSettings, RouterSettings};
 use serde_json::json;
 
@@ -587,22 +587,59 @@ async fn shutdown_counts_a_still_held_shadow_as_dropped_after_the_deadline() {
 }
 
 #[tokio::test]
-async fn embeddings_are_never_mirrored() {
-    let (builder, _records) = builder();
+async fn embeddings_are_mirrored_like_chat() {
+    let embedder = |name: &'static str| {
+        Upstream::with_handler(move |call| async move {
+            mirror_test_support::upstream::json(
+                200,
+                json!({"object": "list", "model": call.seen.body["model"],
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.5, if name == "a" { 1.0 } else { 0.9 }]}],
+                    "usage": {"prompt_tokens": 2, "total_tokens": 2}}),
+            )
+        })
+    };
+    let primary = embedder("a").await;
+    let shadow = embedder("b").await;
+    let (builder, mut records) = builder();
     let router = builder
         .deployment(
-            mock_deployment("prod", "prod-1")
+            http_deployment("prod", "prod-1", &primary)
                 .silent_model(["candidate"])
                 .unwrap(),
         )
-        .deployment(mock_deployment("candidate", "cand-1"))
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
         .build()
         .unwrap();
-    let request: mirror_core::EmbeddingsRequest =
-        serde_json::from_value(json!({"model": "prod", "input": "hello"})).unwrap();
-    router.embeddings(request).await.unwrap();
+    let request: mirror_core::EmbeddingsRequest = serde_json::from_value(json!({
+        "model": "prod", "input": "hello", "dimensions": 3,
+        "metadata": {"trace_id": "t-embed", "tags": ["exp"]}
+    }))
+    .unwrap();
+    let answered = router.embeddings(request).await.unwrap();
+    assert_eq!(answered.response.data.len(), 1);
     let stats = settled(&router).await;
-    assert_eq!(stats.mirrored, 0);
+    assert_eq!((stats.mirrored, stats.completed), (1, 1), "{stats:?}");
+    assert!(stats.is_balanced());
+
+    // The copy: the silent group's model, the caller's fields, no gateway metadata.
+    let copy = shadow.only_request();
+    assert_eq!(copy.path, "/v1/embeddings");
+    assert_eq!(copy.body["input"], "hello");
+    assert_eq!(copy.body["dimensions"], 3);
+    assert!(copy.body.get("metadata").is_none());
+
+    let mut both = take_records(&mut records, 2).await;
+    both.sort_by_key(|r| r.metadata.is_silent_experiment);
+    let (first, second) = (&both[0], &both[1]);
+    assert!(second.metadata.is_silent_experiment && !first.metadata.is_silent_experiment);
+    assert_eq!(first.call_type, CallType::Embedding);
+    assert_eq!(second.call_type, CallType::Embedding);
+    assert_eq!(second.metadata.mirror_of, Some(first.call_id));
+    assert_eq!(second.trace_id, first.trace_id);
+    assert_eq!(second.model_group, "candidate");
+    assert_eq!(second.prompt_tokens, 2);
+    // No vector is written to a record.
+    assert!(second.response.is_none());
 }
 
 #[tokio::test]

@@ -174,3 +174,40 @@ async fn a_stream_relays_every_event_and_records_usage_at_the_end() {
     assert!(record.stream);
     assert_eq!(record.total_tokens, 17);
 }
+
+#[tokio::test]
+async fn a_silent_stream_ending_in_an_error_event_is_counted_failed_as_it_is_recorded() {
+    let primary = Upstream::start("primary").await;
+    // The shadow starts a stream (200) and then reports an error event, as OpenAI does when a
+    // response fails after it began.
+    let shadow = Upstream::with_handler(|_call| async {
+        let text = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_s\",\"object\":\"response\",\"status\":\"in_progress\"}}\n\n\
+                    event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null,\"sequence_number\":1}\n\n";
+        mirror_test_support::upstream::sse(
+            vec![axum::body::Bytes::from(text)],
+            mirror_test_support::upstream::Ending::Close,
+        )
+    })
+    .await;
+    let (builder, mut records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+    let mut request = create("prod");
+    request.stream = Some(true);
+    let mut stream = router.responses_stream(request).await.unwrap().response;
+    while let Some(event) = stream.next().await {
+        event.unwrap();
+    }
+    let (record, _) = record_where(&mut records, |r| r.metadata.is_silent_experiment).await;
+    assert_eq!(record.status, CallStatus::Failure);
+    let stats = settled(&router).await;
+    assert_eq!((stats.completed, stats.failed), (0, 1), "{stats:?}");
+    assert!(stats.is_balanced());
+}

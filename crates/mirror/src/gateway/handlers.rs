@@ -109,7 +109,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(buffer))
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: RequestBody) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: RequestBody) -> Result<T, ApiError> {
     let bytes = body.0?;
     serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::bad_request(format!("invalid request body: {err}")))
@@ -147,7 +147,7 @@ fn body_error(err: &axum::Error) -> ApiError {
 }
 
 /// `x-mirror-silent: off` (or `false`, `0`, `no`) puts the opt-out flag into the request metadata.
-fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Value>>) {
+pub(super) fn apply_silent_header(headers: &HeaderMap, metadata: &mut Option<Map<String, Value>>) {
     let off = headers
         .get(SILENT_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -191,11 +191,11 @@ fn check_echoed(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
 }
 
 /// Ids for a response refused before a call existed, so that every response carries them.
-fn fresh_ids() -> (String, String) {
+pub(super) fn fresh_ids() -> (String, String) {
     (CallId::new().to_string(), TraceId::new().to_string())
 }
 
-fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
+pub(super) fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&meta.0) {
         headers.insert(REQUEST_ID_HEADER, value.clone());
@@ -207,7 +207,7 @@ fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
     response
 }
 
-fn finish(
+pub(super) fn finish(
     state: &AppState,
     response: Response,
     started: Instant,
@@ -301,7 +301,7 @@ async fn chat_for(
     finish(&state, with_ids(response, &ids), started, routed)
 }
 
-fn parse_with_model<T>(body: RequestBody, model: Option<String>) -> Result<T, ApiError>
+pub(super) fn parse_with_model<T>(body: RequestBody, model: Option<String>) -> Result<T, ApiError>
 where
     T: serde::de::DeserializeOwned,
 {
@@ -319,7 +319,7 @@ where
     }
 }
 
-fn json_response<T: serde::Serialize>(value: &T) -> Response {
+pub(super) fn json_response<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => (
             [(

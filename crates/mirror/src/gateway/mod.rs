@@ -1,7 +1,9 @@
 //! The OpenAI-compatible gateway: `mirror serve`.
 //!
 //! Endpoints: `POST /v1/chat/completions` (and `/chat/completions`, and Azure's
-//! `/openai/deployments/{model}/chat/completions`), `POST /v1/embeddings`, `GET /v1/models`,
+//! `/openai/deployments/{model}/chat/completions`), `POST /v1/embeddings`, the Responses API
+//! (`/v1/responses`, `/responses`, `/openai/v1/responses`: create, retrieve, delete, cancel,
+//! input items), `GET /v1/models`,
 //! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`.
 //!
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
@@ -13,6 +15,7 @@ mod handlers;
 mod limits;
 mod listen;
 mod metrics;
+mod responses;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,7 +276,7 @@ impl Gateway {
     /// The HTTP application.
     pub fn app(&self) -> axum::Router {
         let state = Arc::clone(&self.state);
-        let protected = axum::Router::new()
+        let protected = responses::routes(axum::Router::new())
             .route("/v1/chat/completions", post(handlers::chat))
             .route("/chat/completions", post(handlers::chat))
             .route(
