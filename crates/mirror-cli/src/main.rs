@@ -95,7 +95,7 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let report = runtime
                 .block_on(cli::serve(&args))
-                .map_err(|err| anyhow::anyhow!(error_chain(&err)))?;
+                .map_err(|err| anyhow::anyhow!(mirror::core::error_chain(&err)))?;
             eprintln!(
                 "Stopped: requests drained: {}; silent calls {} completed, {} failed, {} dropped; log records dropped: {}.",
                 report.requests_drained,
@@ -108,7 +108,7 @@ fn run() -> anyhow::Result<()> {
         Command::Check(args) => {
             let text = runtime
                 .block_on(async { cli::check(&args) })
-                .map_err(|err| anyhow::anyhow!(error_chain(&err)))?;
+                .map_err(|err| anyhow::anyhow!(mirror::core::error_chain(&err)))?;
             print!("{text}");
         }
         Command::Demo {
@@ -163,7 +163,10 @@ fn run() -> anyhow::Result<()> {
                 // A failed gate is not an error, but CI must tell it from a usage error and from
                 // a report that could not be made: each has its own exit code.
                 if let Err(err) = &result {
-                    eprintln!("Error: the report failed: {}", error_chain(err));
+                    eprintln!(
+                        "Error: the report failed: {}",
+                        mirror::core::error_chain(err)
+                    );
                 }
                 std::io::Write::flush(&mut std::io::stdout()).context("cannot write the report")?;
                 drop(runtime);
@@ -172,16 +175,4 @@ fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The error and its causes on one line: `a: b: c`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -54,3 +54,16 @@ impl ErrorBody {
         }
     }
 }
+
+/// An error and its causes on one line, `a: b: c`, each level once: what records, logs, the
+/// gateway's error messages and the command line show.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

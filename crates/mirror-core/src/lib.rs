@@ -34,7 +34,7 @@ pub use deployment::{DeploymentParams, ModelInfo, ModelRef, RequestDefaults};
 pub use embeddings::{
     Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, UpstreamEmbeddingsRequest,
 };
-pub use error_body::{ErrorBody, ErrorDetail};
+pub use error_body::{error_chain, ErrorBody, ErrorDetail};
 pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
 pub use record::{
     epoch_seconds, CallRecord, CallStatus, CallType, ErrorInformation, RecordMetadata, SpendKind,

@@ -146,7 +146,7 @@ impl Inner {
                     tracing::info!(
                         from = %group.name,
                         to = %next.name,
-                        error = %crate::records::error_chain(&error),
+                        error = %mirror_core::error_chain(&error),
                         "Falling back to another model group."
                     );
                     scope.fallbacks_tried.push(next.name.clone());
@@ -220,7 +220,7 @@ impl Inner {
             group = %deployment.group,
             deployment = %deployment.id,
             silent,
-            error = %crate::records::error_chain(err),
+            error = %mirror_core::error_chain(err),
             "Provider call failed."
         );
     }

@@ -137,7 +137,7 @@ impl<R: CallRequest> Call<R> {
         let deployment = scope.deployment.clone();
         let mut record = scope.base_record(deployment.as_deref(), parts, Instant::now(), None);
         record.status = status;
-        let message = error_chain(error);
+        let message = mirror_core::error_chain(error);
         record.error_information = Some(ErrorInformation {
             error_code: error
                 .provider_error()
@@ -224,16 +224,4 @@ fn call_id_text(id: CallId) -> String {
         .hyphenated()
         .encode_lower(&mut buffer)
         .to_owned()
-}
-
-/// An error and its causes, `a: b: c`: what records and logs show, each level once.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -235,7 +235,7 @@ impl Inner {
                 group = %group.name,
                 deployment = %deployment,
                 error_class = err.class(),
-                error = %crate::records::error_chain(err),
+                error = %mirror_core::error_chain(err),
                 failed_unlogged = unlogged,
                 "Silent call failed."
             );

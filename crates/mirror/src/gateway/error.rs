@@ -50,7 +50,7 @@ impl ApiError {
 
     /// Maps a router error to the status a client of OpenAI expects.
     pub(crate) fn from_router(error: &RouterError) -> Self {
-        let message = chain(error);
+        let message = mirror_core::error_chain(error);
         let mut api = match error {
             RouterError::UnknownModel { .. } => ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -150,17 +150,6 @@ impl ApiError {
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", None, message),
         }
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 impl IntoResponse for ApiError {
