@@ -46,7 +46,7 @@ pub use records::RecordConsumer;
 pub use responses::ResponsesStream;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
-pub use silent::{DropReason, MirrorSnapshot, MirrorStats};
+pub use silent::{DropReason, MirrorSnapshot, MirrorStats, SILENT_CALL_BYTES};
 pub use stream::ChatStream;
 pub use validate::{
     check_rate, check_size, check_values, SecondsRule, SHUTDOWN_SECONDS, TIMEOUT_SECONDS,

@@ -10,6 +10,7 @@ mod mirroring;
 mod responses;
 mod routing;
 mod shared_state;
+mod silent_budget;
 mod silent_health;
 mod support;
 
