@@ -423,6 +423,7 @@ fn run_endpoint(
     };
     let rates: &[f64] = match (&options.rates, options.quick) {
         (Some(rates), _) => rates,
+        (None, _) if scenario.rates.is_some() => scenario.rates.unwrap_or_default(),
         (None, true) => &[1000.0],
         (None, false) => &[1000.0, 5000.0],
     };
@@ -455,7 +456,7 @@ fn run_endpoint(
     } else {
         Duration::from_secs(2)
     };
-    let max_probes = match (options.max, options.quick) {
+    let max_probes = match (options.max && scenario.settle.is_none(), options.quick) {
         (false, _) => 0,
         (true, true) => 5,
         (true, false) => 7,
@@ -544,8 +545,19 @@ fn measure(
     let cpu_before = endpoint.pid.and_then(procs::cpu_ticks);
     let result = load::run(spec);
     let cpu_after = endpoint.pid.and_then(procs::cpu_ticks);
-    // Let silent calls started by the run finish (the slow shadow's never do in time).
+    // Let silent calls started by the run finish (the slow shadow's never do in time, unless the
+    // scenario waits for them).
     std::thread::sleep(Duration::from_millis(200));
+    if let (Some(settle), true) = (scenario.settle, endpoint.metrics) {
+        let until = Instant::now() + settle;
+        while Instant::now() < until
+            && scrape(endpoint)
+                .and_then(|metrics| metrics.get("mirror_silent_in_flight").copied())
+                .is_some_and(|in_flight| in_flight > 0.0)
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
     let after = endpoint.metrics.then(|| scrape(endpoint)).flatten();
     let silent = match (before, after) {
         (Some(before), Some(after)) => {
