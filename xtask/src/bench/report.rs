@@ -377,13 +377,14 @@ fn render_targets(out: &mut String, rows: &[Row]) {
         ));
     }
     // S9: delivery at real model latencies with default settings, and what mirroring costs the
-    // primary (Δp99 against S9n, the same rate without mirroring).
+    // primary (Δp99 against S9n or S9ns, the same rate and kind of call without mirroring).
     for row in rows
         .iter()
-        .filter(|row| row.scenario.starts_with("S9") && row.scenario != "S9n")
+        .filter(|row| row.scenario.starts_with("S9") && !row.scenario.starts_with("S9n"))
     {
         let Some(silent) = row.silent else { continue };
-        let delta = find(rows, "S9n", &row.target, &row.label).map_or_else(
+        let baseline = if row.ttfb.is_some() { "S9ns" } else { "S9n" };
+        let delta = find(rows, baseline, &row.target, &row.label).map_or_else(
             || "not measured".to_owned(),
             |n| format!("{:.3} ms", row.p99 - n.p99),
         );

@@ -143,12 +143,20 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             shadow: slow_model,
             ..base.clone()
         },
-        // S9: real model latencies with default settings; S9n is the same load without mirroring,
-        // for the primary's Δp99.
+        // S9: real model latencies with default settings; S9n and S9ns are the same loads without
+        // mirroring, for the primary's Δp99.
         Scenario {
             id: "S9n",
             title: "real-latency rates, no mirroring",
             model: "bench-direct",
+            rates: Some(REAL_RATES),
+            ..base.clone()
+        },
+        Scenario {
+            id: "S9ns",
+            title: "real-latency rates, streamed, no mirroring",
+            model: "bench-direct",
+            stream: true,
             rates: Some(REAL_RATES),
             ..base.clone()
         },
