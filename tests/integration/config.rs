@@ -86,21 +86,27 @@ fn a_misspelled_key_names_file_line_column_and_the_right_name() {
 }
 
 #[test]
-fn the_silent_queue_byte_bound_is_read_and_zero_is_refused_with_where() {
-    let config = parse("mirror_settings:\n  silent_queue_max_bytes: 1048576\n").unwrap();
+fn the_silent_byte_budget_is_read_under_both_names_and_zero_is_refused_with_where() {
+    let config = parse("mirror_settings:\n  silent_max_bytes: 1048576\n").unwrap();
     assert_eq!(
-        config.mirror_settings.mirror_settings().queue_max_bytes,
+        config.mirror_settings.mirror_settings().max_bytes,
         1_048_576
+    );
+    // The former name still works.
+    let config = parse("mirror_settings:\n  silent_queue_max_bytes: 2097152\n").unwrap();
+    assert_eq!(
+        config.mirror_settings.mirror_settings().max_bytes,
+        2_097_152
     );
     let default = parse("mirror_settings: {}\n").unwrap();
     assert_eq!(
-        default.mirror_settings.mirror_settings().queue_max_bytes,
-        32 * 1024 * 1024
+        default.mirror_settings.mirror_settings().max_bytes,
+        384 * 1024 * 1024
     );
-    let err = parse("mirror_settings:\n  silent_queue_max_bytes: 0\n")
+    let err = parse("mirror_settings:\n  silent_max_bytes: 0\n")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("silent_queue_max_bytes"), "{err}");
+    assert!(err.contains("silent_max_bytes"), "{err}");
     assert!(err.contains("greater than 0"), "{err}");
     assert!(err.contains("line 2 column"), "{err}");
 }
@@ -190,7 +196,7 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
         $DIR/bad-11.yaml: mirror_settings.silent_max_in_flight: must be greater than 0 (a number of silent calls at once) at line 6 column 25
         $DIR/bad-12.yaml: mirror_settings.max_body_bytes: must be greater than 0 (a number of bytes) at line 6 column 19
         $DIR/bad-13.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got NaN at line 6 column 24
-        $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 6 column 3 (did you mean `silent_max_per_minute`?)
+        $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 6 column 3 (did you mean `silent_max_per_minute`?)
         $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: azure, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, mistral, mock, ollama, ollama_chat, openai, openrouter, perplexity, together_ai, xai at line 6 column 29
     "#]].assert_eq(&out);
 }
@@ -198,17 +204,13 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
 #[test]
 fn mirror_settings_keys_are_the_same_as_before() {
     let config = parse(
-        "mirror_settings:\n  silent_queue_size: 7\n  silent_queue_max_bytes: 9\n  silent_max_in_flight: 3\n  default_sample_rate: 0.5\n  sample_key: session_id\n  mirroring_enabled: false\n  silent_max_per_minute: 60\n  log_file: null\n  log_max_bytes: 100\n  log_daily_rotation: true\n  max_body_bytes: 1024\n  shutdown_timeout: 5\n",
+        "mirror_settings:\n  silent_queue_size: 7\n  silent_max_bytes: 9\n  silent_max_in_flight: 3\n  default_sample_rate: 0.5\n  sample_key: session_id\n  mirroring_enabled: false\n  silent_max_per_minute: 60\n  log_file: null\n  log_max_bytes: 100\n  log_daily_rotation: true\n  max_body_bytes: 1024\n  shutdown_timeout: 5\n",
     )
     .unwrap();
     let section = &config.mirror_settings;
     let mirror = section.mirror_settings();
     assert_eq!(
-        (
-            mirror.queue_size,
-            mirror.queue_max_bytes,
-            mirror.max_in_flight
-        ),
+        (mirror.queue_size, mirror.max_bytes, mirror.max_in_flight),
         (7, 9, 3)
     );
     assert_eq!(mirror.default_sample_rate, 0.5);
@@ -224,7 +226,7 @@ fn mirror_settings_keys_are_the_same_as_before() {
     let err = parse("mirror_settings:\n  queue_size: 7\n")
         .unwrap_err()
         .to_string();
-    expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 2 column 3"].assert_eq(&err);
+    expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 2 column 3"].assert_eq(&err);
 }
 
 #[test]

@@ -487,7 +487,7 @@ mirror_settings:
         "mirror_silent_failed_total 1",
         "mirror_silent_dropped_total{reason=\"unhealthy\"} 2",
         "mirror_silent_in_flight 0",
-        "mirror_silent_queued_bytes 0",
+        "mirror_silent_bytes 0",
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }

@@ -423,6 +423,7 @@ fn run_endpoint(
     };
     let rates: &[f64] = match (&options.rates, options.quick) {
         (Some(rates), _) => rates,
+        (None, _) if scenario.rates.is_some() => scenario.rates.unwrap_or_default(),
         (None, true) => &[1000.0],
         (None, false) => &[1000.0, 5000.0],
     };
@@ -455,7 +456,7 @@ fn run_endpoint(
     } else {
         Duration::from_secs(2)
     };
-    let max_probes = match (options.max, options.quick) {
+    let max_probes = match (options.max && scenario.settle.is_none(), options.quick) {
         (false, _) => 0,
         (true, true) => 5,
         (true, false) => 7,
@@ -540,12 +541,16 @@ fn measure(
     spec: &LoadSpec,
     label: &str,
 ) -> Result<Row, String> {
+    // The warm-up's (or the previous rate's) copies must not land in this row.
+    settle(scenario, endpoint);
     let before = endpoint.metrics.then(|| scrape(endpoint)).flatten();
     let cpu_before = endpoint.pid.and_then(procs::cpu_ticks);
     let result = load::run(spec);
     let cpu_after = endpoint.pid.and_then(procs::cpu_ticks);
-    // Let silent calls started by the run finish (the slow shadow's never do in time).
+    // Let silent calls started by the run finish (the slow shadow's never do in time, unless the
+    // scenario waits for them).
     std::thread::sleep(Duration::from_millis(200));
+    settle(scenario, endpoint);
     let after = endpoint.metrics.then(|| scrape(endpoint)).flatten();
     let silent = match (before, after) {
         (Some(before), Some(after)) => {
@@ -578,6 +583,21 @@ fn measure(
     Ok(row(
         scenario, endpoint, label, spec.rate, &result, silent, cpu_per_k,
     ))
+}
+
+/// Waits, if the scenario asks for it, until no silent copy is in flight (or its `settle` time).
+fn settle(scenario: &Scenario, endpoint: &Endpoint) {
+    let Some(settle) = scenario.settle.filter(|_| endpoint.metrics) else {
+        return;
+    };
+    let until = Instant::now() + settle;
+    while Instant::now() < until
+        && scrape(endpoint)
+            .and_then(|metrics| metrics.get("mirror_silent_in_flight").copied())
+            .is_some_and(|in_flight| in_flight > 0.0)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn row(

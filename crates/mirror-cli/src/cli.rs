@@ -136,7 +136,8 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
     }
     let _ = writeln!(
         out,
-        "Silent queue: {} copies, {} in flight at most; mirroring {}.",
+        "Silent work: {} MiB budget, {} queued and {} in flight at most; mirroring {}.",
+        config.mirror_settings.mirror.max_bytes / (1024 * 1024),
         config.mirror_settings.mirror.queue_size,
         config.mirror_settings.mirror.max_in_flight,
         if config.mirror_settings.mirror.enabled {

@@ -742,17 +742,23 @@ impl RouterSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorSettings {
-    /// Silent copies waiting for a free slot; beyond this they are dropped and counted
-    /// (`silent_queue_size`, default 1024).
+    /// Silent copies waiting to be dispatched, a backstop behind `max_bytes`; beyond this they
+    /// are dropped and counted as `dropped_queue_full` (`silent_queue_size`, default 16384).
     #[serde(rename = "silent_queue_size", default = "default_queue_size")]
     pub queue_size: usize,
-    /// At most this many bytes of silent copies waiting for a slot (`silent_queue_max_bytes`,
-    /// default 32 MiB), estimated from their content: message texts and parts, tool calls,
-    /// metadata. A copy that would go over is dropped and counted as `dropped_queue_full`, like one
-    /// that finds `queue_size` copies waiting.
-    #[serde(rename = "silent_queue_max_bytes", default = "default_queue_max_bytes")]
-    pub queue_max_bytes: u64,
-    /// Silent calls running at once (`silent_max_in_flight`, default 128).
+    /// The memory budget of silent work (`silent_max_bytes`, default 384 MiB; the former name
+    /// `silent_queue_max_bytes` is read as well): every queued and running silent copy is charged
+    /// its estimated request bytes plus [`SILENT_CALL_BYTES`](crate::SILENT_CALL_BYTES) for what a
+    /// running call holds, from before the copy is made until the call ends. A copy that would go
+    /// over is never made: it is dropped and counted as `dropped_queue_full`.
+    #[serde(
+        rename = "silent_max_bytes",
+        alias = "silent_queue_max_bytes",
+        default = "default_max_bytes"
+    )]
+    pub max_bytes: u64,
+    /// Silent calls running at once, a backstop behind `max_bytes` (`silent_max_in_flight`,
+    /// default 16384).
     #[serde(rename = "silent_max_in_flight", default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Sample rate for deployments that set no `silent_sample_rate` (default 1).
@@ -820,14 +826,17 @@ fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     }
 }
 
+// The defaults, with the arithmetic in docs/mirroring.md ("Sizing"): by Little's law a shadow
+// needs rate × latency calls in flight (1,000 RPS × 5 s = 5,000; 200 RPS × 30 s streams = 6,000),
+// and the byte budget, not these counts, is what protects the process.
 fn default_queue_size() -> usize {
-    1024
+    16_384
 }
-fn default_queue_max_bytes() -> u64 {
-    32 * 1024 * 1024
+fn default_max_bytes() -> u64 {
+    384 * 1024 * 1024
 }
 fn default_max_in_flight() -> usize {
-    128
+    16_384
 }
 fn default_sample_rate() -> f64 {
     1.0
@@ -840,7 +849,7 @@ impl Default for MirrorSettings {
     fn default() -> Self {
         MirrorSettings {
             queue_size: default_queue_size(),
-            queue_max_bytes: default_queue_max_bytes(),
+            max_bytes: default_max_bytes(),
             max_in_flight: default_max_in_flight(),
             default_sample_rate: default_sample_rate(),
             sample_key: None,

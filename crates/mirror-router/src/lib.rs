@@ -51,7 +51,7 @@ pub use records::RecordConsumer;
 pub use responses::ResponsesStream;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
-pub use silent::{DropReason, MirrorSnapshot, MirrorStats};
+pub use silent::{DropReason, MirrorSnapshot, MirrorStats, SILENT_CALL_BYTES};
 pub use stream::ChatStream;
 pub use validate::{
     apply_supported_environments, check_rate, check_size, check_values, SecondsRule,

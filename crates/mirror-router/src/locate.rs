@@ -214,7 +214,7 @@ router_settings:
   fallbacks: [{gpt-3.5-turbo: [a]}]
   model_group_alias: {gpt-3.5-turbo: a}
 mirror_settings:
-  silent_queue_max_bytes: 0
+  silent_max_bytes: 0
 ";
         let found = locate(text, path).map(|at| at.to_string());
         expect.assert_eq(&format!("{found:?}"));
@@ -245,8 +245,8 @@ mirror_settings:
             expect![[r#"Some("line 10 column 14")"#]],
         );
         check(
-            "mirror_settings.silent_queue_max_bytes",
-            expect![[r#"Some("line 13 column 27")"#]],
+            "mirror_settings.silent_max_bytes",
+            expect![[r#"Some("line 13 column 21")"#]],
         );
         check(
             "model_list[1] (`gpt-3.5-turbo`).model_info.id",

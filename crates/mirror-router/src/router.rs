@@ -255,7 +255,7 @@ impl RouterBuilder {
         }
         let (silent, receiver) = SilentQueue::new(
             mirror_settings.queue_size,
-            mirror_settings.queue_max_bytes,
+            mirror_settings.max_bytes,
             mirror_settings.enabled,
         );
         let record_payloads = self

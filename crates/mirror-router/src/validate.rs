@@ -525,10 +525,10 @@ fn mirror_values(mirror: &MirrorSettings) -> Result<(), Problem> {
     check_size(mirror.queue_size as u64, "a number of queued silent copies")
         .map_err(at("silent_queue_size"))?;
     check_size(
-        mirror.queue_max_bytes,
-        "a number of bytes, e.g. 33554432 for 32 MiB",
+        mirror.max_bytes,
+        "a number of bytes, e.g. 402653184 for 384 MiB",
     )
-    .map_err(at("silent_queue_max_bytes"))?;
+    .map_err(at("silent_max_bytes"))?;
     check_size(
         mirror.max_in_flight as u64,
         "a number of silent calls at once",

@@ -193,7 +193,7 @@ pub struct MirrorSection {
     /// than 0, at most 1 hour).
     #[serde(default = "default_shutdown_seconds")]
     pub shutdown_timeout: f64,
-    /// The router's silent-mirroring settings: `silent_queue_size`, `silent_queue_max_bytes`,
+    /// The router's silent-mirroring settings: `silent_queue_size`, `silent_max_bytes`,
     /// `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`,
     /// `silent_max_per_minute`.
     #[serde(flatten)]

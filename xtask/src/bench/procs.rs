@@ -36,6 +36,8 @@ pub(crate) struct MockOptions {
     pub(crate) failure_rate: f64,
     pub(crate) reset_rate: f64,
     pub(crate) stream_chunks: usize,
+    /// Delay between streamed chunks.
+    pub(crate) chunk_interval_ms: u64,
 }
 
 impl MockOptions {
@@ -44,10 +46,17 @@ impl MockOptions {
         failure_rate: 0.0,
         reset_rate: 0.0,
         stream_chunks: 8,
+        chunk_interval_ms: 0,
     };
 
     pub(crate) fn describe(&self) -> String {
         let mut parts = vec![format!("{} ms", self.latency_ms)];
+        if self.chunk_interval_ms > 0 {
+            parts.push(format!(
+                "streams of {} chunks, one every {} ms",
+                self.stream_chunks, self.chunk_interval_ms
+            ));
+        }
         if self.failure_rate > 0.0 {
             parts.push(format!("{:.0}% 500s", self.failure_rate * 100.0));
         }
@@ -80,6 +89,8 @@ pub(crate) fn start_mock(
             &options.reset_rate.to_string(),
             "--stream-chunks",
             &options.stream_chunks.to_string(),
+            "--chunk-interval-ms",
+            &options.chunk_interval_ms.to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -376,6 +376,33 @@ fn render_targets(out: &mut String, rows: &[Row]) {
             gateway.p99 - direct.p99
         ));
     }
+    // S9: delivery at real model latencies with default settings, and what mirroring costs the
+    // primary (Δp99 against S9n or S9ns, the same rate and kind of call without mirroring).
+    for row in rows
+        .iter()
+        .filter(|row| row.scenario.starts_with("S9") && !row.scenario.starts_with("S9n"))
+    {
+        let Some(silent) = row.silent else { continue };
+        let baseline = if row.ttfb.is_some() { "S9ns" } else { "S9n" };
+        let delta = find(rows, baseline, &row.target, &row.label).map_or_else(
+            || "not measured".to_owned(),
+            |n| format!("{:.3} ms", row.p99 - n.p99),
+        );
+        notes.push(format!(
+            "- {} at {} RPS: delivered {:.1}% of copies ({} / {}; {} failed, {} dropped of which {} queue_full, {} still in flight); primary Δp99 {delta}; peak RSS {}.",
+            row.scenario,
+            row.label,
+            100.0 * silent.completed / silent.mirrored.max(1.0),
+            thousands(silent.completed),
+            thousands(silent.mirrored),
+            thousands(silent.failed),
+            thousands(silent.dropped),
+            thousands(silent.dropped_queue_full),
+            thousands(silent.in_flight),
+            row.peak_rss
+                .map_or_else(|| "not measured".to_owned(), |b| format!("{:.0} MB", b as f64 / 1048576.0)),
+        ));
+    }
     for note in notes {
         let _ = writeln!(out, "{note}");
     }

@@ -1,4 +1,4 @@
-//! The benchmark scenarios (S1 to S8): what each sends, through what, to which mocks.
+//! The benchmark scenarios (S1 to S9): what each sends, through what, to which mocks.
 
 use std::time::Duration;
 
@@ -27,7 +27,16 @@ pub(super) struct Scenario {
     pub(super) queue: Option<(usize, usize)>,
     /// Keep the gateway up at least this long (the S6 memory target reads after 60 s).
     pub(super) min_uptime: Duration,
+    /// The rates to measure, unless `--rates` is given (S9: real-model rates).
+    pub(super) rates: Option<&'static [f64]>,
+    /// Wait up to this long after each measured rate for the silent copies it started to end, so
+    /// delivery (completed / mirrored) is read when nothing is in flight; also skips the search for
+    /// the maximum rate, which would pile up slow copies.
+    pub(super) settle: Option<Duration>,
 }
+
+/// S9's rates: a busy deployment, a large one, and twice that.
+const REAL_RATES: &[f64] = &[200.0, 1000.0, 2000.0];
 
 pub(super) fn scenarios() -> Vec<Scenario> {
     let healthy = MockOptions::HEALTHY;
@@ -45,7 +54,19 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         shadow: healthy,
         queue: None,
         min_uptime: Duration::ZERO,
+        rates: None,
+        settle: None,
     };
+    let real =
+        |id: &'static str, title: &'static str, shadow: MockOptions, stream: bool| Scenario {
+            id,
+            title,
+            stream,
+            shadow,
+            rates: Some(REAL_RATES),
+            settle: Some(Duration::from_secs(60)),
+            ..base.clone()
+        };
     vec![
         Scenario {
             id: "S1",
@@ -120,8 +141,53 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             title: "mock at 60 ms, gateway, mirrored",
             primary: slow_model,
             shadow: slow_model,
-            ..base
+            ..base.clone()
         },
+        // S9: real model latencies with default settings; S9n and S9ns are the same loads without
+        // mirroring, for the primary's Δp99.
+        Scenario {
+            id: "S9n",
+            title: "real-latency rates, no mirroring",
+            model: "bench-direct",
+            rates: Some(REAL_RATES),
+            ..base.clone()
+        },
+        Scenario {
+            id: "S9ns",
+            title: "real-latency rates, streamed, no mirroring",
+            model: "bench-direct",
+            stream: true,
+            rates: Some(REAL_RATES),
+            ..base.clone()
+        },
+        real(
+            "S9a",
+            "real-latency delivery, shadow at 2 s, defaults",
+            MockOptions {
+                latency_ms: 2000,
+                ..healthy
+            },
+            false,
+        ),
+        real(
+            "S9b",
+            "real-latency delivery, shadow at 10 s, defaults",
+            MockOptions {
+                latency_ms: 10_000,
+                ..healthy
+            },
+            false,
+        ),
+        real(
+            "S9c",
+            "real-latency delivery, 30 s streams (a chunk every 100 ms), defaults",
+            MockOptions {
+                stream_chunks: 300,
+                chunk_interval_ms: 100,
+                ..healthy
+            },
+            true,
+        ),
     ]
 }
 

@@ -1,4 +1,5 @@
-//! The silent dispatcher: runs queued copies through the router, at most `max_in_flight` at once.
+//! The silent dispatcher: runs queued copies through the router, at most `max_in_flight` at once (a
+//! backstop: the memory budget in `queue.rs` is what bounds silent work).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};

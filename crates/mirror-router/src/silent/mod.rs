@@ -7,9 +7,10 @@
 //!   each silent target goes through the eligibility chain (opted out, switched off, sampled out,
 //!   unhealthy group, per-minute budget, room in the queue) and only then is a copy made
 //!   (`ChatRequest::to_mirror`). A copy that would be dropped is never made.
-//! - [`queue`]: the bounded queue and the ticket that ends every copy in exactly one counter.
+//! - [`queue`]: the queue, the memory budget of queued and running copies, and the ticket that ends
+//!   every copy in exactly one counter and gives its bytes back.
 //! - [`dispatch`]: the task that runs queued copies through the router, at most `max_in_flight` at
-//!   once.
+//!   once (a backstop behind the budget).
 //! - [`stats`]: the counters and drop reasons. [`breaker`]: stops copies to a failing silent group.
 //!   [`budget`]: `max_mirrors_per_minute`. [`sampling`]: `silent_sample_rate` and its key.
 
@@ -36,6 +37,7 @@ use crate::RouterError;
 
 pub(crate) use self::breaker::SilentBreaker;
 pub(crate) use self::budget::MinuteBudget;
+pub use self::queue::SILENT_CALL_BYTES;
 pub(crate) use self::queue::{SilentJob, SilentQueue};
 pub use self::stats::{DropReason, MirrorSnapshot, MirrorStats};
 
@@ -176,10 +178,15 @@ impl Inner {
                 Ok(routed) => {
                     let mut stream = routed.response;
                     let mut failure = None;
+                    // The answer the record accumulates is charged against the budget too.
+                    let mut charge = queue::StreamCharge::new(&self.silent.stats);
                     while let Some(item) = stream.next().await {
-                        if let Err(err) = item {
-                            failure = Some(err);
-                            break;
+                        match item {
+                            Ok(chunk) => charge.add(&chunk),
+                            Err(err) => {
+                                failure = Some(err);
+                                break;
+                            }
                         }
                     }
                     failure.map_or(Ok(()), Err)

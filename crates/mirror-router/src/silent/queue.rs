@@ -1,5 +1,6 @@
-//! The silent queue: bounded by count and by estimated bytes, never awaited by the primary path, with a
-//! ticket per queued copy that ends it in exactly one counter.
+//! The silent queue: never awaited by the primary path, bounded by one memory budget for queued and
+//! running copies (with counts as backstops), with a ticket per copy that ends it in exactly one
+//! counter and gives its bytes back exactly once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,7 +31,8 @@ pub(crate) struct SilentJob {
 pub(crate) struct JobTicket {
     stats: Arc<MirrorStats>,
     state: TicketState,
-    /// Estimated bytes this copy holds in the queue, released when it leaves the queue.
+    /// Bytes this copy is charged against the budget, from before it is made until it ends
+    /// (completed, failed or dropped, also when its task is aborted); given back exactly once.
     bytes: u64,
 }
 
@@ -66,16 +68,14 @@ impl JobTicket {
 
     fn release_bytes(&mut self) {
         if self.bytes > 0 {
-            self.stats
-                .queued_bytes
-                .fetch_sub(self.bytes, Ordering::Relaxed);
+            self.stats.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
             self.bytes = 0;
         }
     }
 
     pub(crate) fn start(&mut self) {
+        // The bytes stay charged: a running call holds its request and its connection.
         if self.state == TicketState::Queued {
-            self.release_bytes();
             self.stats.update(|counts| {
                 Counts::sub(&counts.queued);
                 Counts::add(&counts.running);
@@ -122,6 +122,7 @@ impl Drop for JobTicket {
 #[derive(Debug)]
 pub(crate) struct SilentQueue {
     sender: mpsc::Sender<(SilentJob, JobTicket)>,
+    /// The memory budget of queued and running copies together.
     max_bytes: u64,
     pub(crate) stats: Arc<MirrorStats>,
     pub(crate) enabled: AtomicBool,
@@ -148,14 +149,16 @@ impl SilentQueue {
         (queue, receiver)
     }
 
-    /// Makes room for a copy of about `bytes` before it is made, so a copy that would be dropped
-    /// is never made. `None` means dropped, and already counted: shut down, or the queue is full by
-    /// count or by bytes.
+    /// Makes room for a copy whose request is about `request_bytes` before it is made, so a copy
+    /// that would be dropped is never made. It is charged `request_bytes` plus [`SILENT_CALL_BYTES`]
+    /// until it ends. `None` means dropped, and already counted: shut down, the queue is full by
+    /// count, or the budget has no room for it.
     ///
     /// Only atomics: the count check reads the channel's free slots (`try_send` in
     /// [`SilentQueue::send`] still decides), the byte check adds first and takes back on overflow,
-    /// so admitted copies never hold more than `max_bytes` together.
-    pub(crate) fn reserve(&self, bytes: u64) -> Option<JobTicket> {
+    /// so admitted copies never hold more than `max_bytes` together (a running stream's response
+    /// bytes are charged as they come, see `StreamCharge`, and may take it over by what they hold).
+    pub(crate) fn reserve(&self, request_bytes: u64) -> Option<JobTicket> {
         if self.closed.load(Ordering::Acquire) {
             self.stats.mirrored_and_dropped(DropReason::Shutdown);
             return None;
@@ -164,9 +167,10 @@ impl SilentQueue {
             self.stats.mirrored_and_dropped(DropReason::QueueFull);
             return None;
         }
-        let before = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let bytes = request_bytes.saturating_add(SILENT_CALL_BYTES);
+        let before = self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
         if before.saturating_add(bytes) > self.max_bytes {
-            self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.stats.bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.stats.mirrored_and_dropped(DropReason::QueueFull);
             return None;
         }
@@ -184,6 +188,53 @@ impl SilentQueue {
             // The ticket's drop counts it as dropped at shutdown.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+}
+
+/// What one running silent call holds besides its request and response bodies, charged to every
+/// copy against the budget: its task, the router's call state, the upstream client's request and
+/// connection buffers. Measured with the release binary: 44.8 kB per held non-streamed call, 46.4 kB
+/// per held stream, with one-line requests (docs/benchmarks.md, "Bytes per silent call in flight").
+pub const SILENT_CALL_BYTES: u64 = 44 * 1024;
+
+/// Response bytes a running silent stream holds, charged against the budget as they arrive and
+/// given back when the call ends (on drop, so also when its task is aborted).
+#[derive(Debug)]
+pub(crate) struct StreamCharge<'a> {
+    stats: &'a MirrorStats,
+    bytes: u64,
+}
+
+impl<'a> StreamCharge<'a> {
+    pub(crate) fn new(stats: &'a MirrorStats) -> Self {
+        StreamCharge { stats, bytes: 0 }
+    }
+
+    /// Charges what `chunk` adds to the call's accumulated answer.
+    pub(crate) fn add(&mut self, chunk: &mirror_core::ChatChunk) {
+        /// A tool-call fragment's struct and JSON nodes.
+        const PER_FRAGMENT: usize = 64;
+        let mut bytes = 0;
+        for choice in &chunk.choices {
+            if let Some(delta) = &choice.delta {
+                bytes += delta.content.as_ref().map_or(0, String::len);
+                bytes += delta.tool_calls.as_ref().map_or(0, |calls| {
+                    calls
+                        .iter()
+                        .map(|call| PER_FRAGMENT + value_bytes(call))
+                        .sum()
+                });
+            }
+        }
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+}
+
+impl Drop for StreamCharge<'_> {
+    fn drop(&mut self) {
+        self.stats.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 

@@ -8,8 +8,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
-    /// The queue was full: it held `queue_size` copies, or taking this one would have put more than
-    /// `queue_max_bytes` (estimated) in it.
+    /// No room for it: the memory budget of queued and running copies (`silent_max_bytes`) could
+    /// not take this one, or the queue held `silent_queue_size` copies.
     QueueFull,
     /// Sampling left it out.
     SampledOut,
@@ -49,9 +49,9 @@ pub struct MirrorStats {
     begun: AtomicU64,
     ended: AtomicU64,
     counts: Counts,
-    /// Estimated bytes of the queued copies; reserved before a copy is made, released when it
-    /// leaves the queue.
-    pub(super) queued_bytes: AtomicU64,
+    /// Bytes charged to queued and running copies against the budget: reserved before a copy is
+    /// made, given back when it ends.
+    pub(super) bytes: AtomicU64,
     /// Silent groups whose breaker is open (or half-open).
     breakers_open: AtomicU64,
 }
@@ -115,7 +115,7 @@ impl Counts {
             dropped_mcp_tools: load(&self.dropped_mcp_tools),
             queued: load(&self.queued),
             running: load(&self.running),
-            queued_bytes: 0,
+            silent_bytes: 0,
             breakers_open: 0,
         }
     }
@@ -153,8 +153,10 @@ pub struct MirrorSnapshot {
     pub queued: u64,
     /// Running now.
     pub running: u64,
-    /// Estimated bytes of the copies waiting in the queue (a gauge; not part of the balance).
-    pub queued_bytes: u64,
+    /// Bytes charged against the memory budget by queued and running copies: estimated request
+    /// bytes, a fixed allowance per call, and a running stream's answer so far (a gauge; not part
+    /// of the balance; 0 once every copy has ended).
+    pub silent_bytes: u64,
     /// Silent groups whose breaker is open: their copies are dropped as unhealthy but for a probe
     /// (a gauge; `Router::silent_breakers` names them).
     pub breakers_open: u64,
@@ -200,7 +202,7 @@ impl MirrorStats {
             if begun == ended {
                 let mut snapshot = self.counts.read();
                 if self.begun.load(Ordering::SeqCst) == begun {
-                    snapshot.queued_bytes = self.queued_bytes.load(Ordering::Relaxed);
+                    snapshot.silent_bytes = self.bytes.load(Ordering::Relaxed);
                     snapshot.breakers_open = self.breakers_open.load(Ordering::Relaxed);
                     return snapshot;
                 }

@@ -153,7 +153,7 @@ fn router_and_mirror_numbers() {
         ("router_settings: {redis_sync_interval_ms: 0}", expect!["config.yaml: router_settings.redis_sync_interval_ms: must be a number of milliseconds from 1 to 3600000, got 0"]),
         ("router_settings: {redis_host: ' '}", expect!["config.yaml: router_settings.redis_host: must not be empty"]),
         ("mirror_settings: {silent_queue_size: 0}", expect!["config.yaml: mirror_settings.silent_queue_size: must be greater than 0 (a number of queued silent copies)"]),
-        ("mirror_settings: {silent_queue_max_bytes: 0}", expect!["config.yaml: mirror_settings.silent_queue_max_bytes: must be greater than 0 (a number of bytes, e.g. 33554432 for 32 MiB)"]),
+        ("mirror_settings: {silent_max_bytes: 0}", expect!["config.yaml: mirror_settings.silent_max_bytes: must be greater than 0 (a number of bytes, e.g. 402653184 for 384 MiB)"]),
         ("mirror_settings: {silent_max_in_flight: 0}", expect!["config.yaml: mirror_settings.silent_max_in_flight: must be greater than 0 (a number of silent calls at once)"]),
         ("mirror_settings: {default_sample_rate: 1.5}", expect!["config.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got 1.5"]),
         ("mirror_settings: {silent_max_per_minute: 0}", expect!["config.yaml: mirror_settings.silent_max_per_minute: must be greater than 0 (a number of silent copies per minute; to stop mirroring, set `mirroring_enabled: false`)"]),

@@ -11,6 +11,7 @@ mod panics;
 mod responses;
 mod routing;
 mod shared_state;
+mod silent_budget;
 mod silent_health;
 mod support;
 

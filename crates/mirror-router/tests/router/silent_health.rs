@@ -1,14 +1,12 @@
-//! The silent breaker and the queue's byte bound: a failing shadow stops costing copies, recovers
-//! after a probe, and large copies are bounded by bytes as well as by count.
+//! The silent breaker: a failing shadow stops costing copies and recovers after a probe; and a zero
+//! byte budget is refused (the budget itself: `silent_budget.rs`).
 
 use std::time::Duration;
 
-use mirror_core::{ChatMessage, ChatRequest};
 use mirror_router::{MirrorSettings, Router, RouterSettings};
 
 use crate::support::{
-    builder, http_deployment, request, settled, wait_for_stats, with_retries, Behaviour, Upstream,
-    PATIENCE,
+    builder, http_deployment, request, settled, with_retries, Behaviour, Upstream, PATIENCE,
 };
 
 /// A primary group `prod` mirrored to a one-deployment group `candidate` served by `shadow`, neither
@@ -176,78 +174,17 @@ async fn copies_to_a_group_whose_deployments_all_cool_down_are_dropped_as_unheal
 }
 
 #[tokio::test]
-async fn the_queue_is_bounded_by_the_bytes_of_its_copies_too() {
-    let primary = Upstream::start("primary").await;
-    let shadow = Upstream::held("shadow").await;
-    let (builder, _records) = builder();
-    let router = builder
-        .deployment(
-            http_deployment("prod", "prod-1", &primary)
-                .silent_model(["candidate"])
-                .unwrap(),
-        )
-        .deployment(http_deployment("candidate", "cand-1", &shadow))
-        .mirror_settings(MirrorSettings {
-            // Room for a hundred copies by count, but for only two of these by bytes.
-            queue_size: 100,
-            queue_max_bytes: 250_000,
-            max_in_flight: 1,
-            ..MirrorSettings::default()
-        })
-        .build()
-        .unwrap();
-    let large = || ChatRequest::new("prod", vec![ChatMessage::user("x".repeat(100_000))]);
-
-    // The first copy runs (held by the shadow) and leaves the queue empty.
-    router.chat(large()).await.unwrap();
-    shadow.wait_for_requests(1).await;
-    wait_for_stats(&router, |s| s.running == 1 && s.queued == 0).await;
-    assert_eq!(router.mirror_stats().queued_bytes, 0);
-
-    for _ in 0..5 {
-        router.chat(large()).await.unwrap();
-    }
-    let stats = router.mirror_stats();
-    assert_eq!(
-        (stats.queued, stats.dropped_queue_full),
-        (2, 3),
-        "{stats:?}"
-    );
-    assert!(
-        (200_000..=250_000).contains(&stats.queued_bytes),
-        "{stats:?}"
-    );
-    // The bound is on bytes, not count: a small copy still fits.
-    router.chat(request("prod")).await.unwrap();
-    let stats = router.mirror_stats();
-    assert_eq!((stats.queued, stats.dropped_queue_full), (3, 3));
-    assert!(stats.queued_bytes <= 250_000, "{stats:?}");
-
-    shadow.release();
-    let stats = settled(&router).await;
-    assert_eq!(
-        (stats.mirrored, stats.completed, stats.dropped_queue_full),
-        (7, 4, 3),
-        "{stats:?}"
-    );
-    assert_eq!(stats.queued_bytes, 0);
-}
-
-#[tokio::test]
 async fn a_zero_byte_bound_is_refused_naming_the_field() {
     let (builder, _records) = builder();
     let err = builder
         .deployment(crate::support::mock_deployment("m", "m-1"))
         .mirror_settings(MirrorSettings {
-            queue_max_bytes: 0,
+            max_bytes: 0,
             ..MirrorSettings::default()
         })
         .build()
         .unwrap_err()
         .to_string();
-    assert!(
-        err.contains("mirror_settings.silent_queue_max_bytes"),
-        "{err}"
-    );
+    assert!(err.contains("mirror_settings.silent_max_bytes"), "{err}");
     assert!(err.contains("greater than 0"), "{err}");
 }

@@ -292,8 +292,8 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP mirror_silent_queued_bytes Estimated bytes of the silent copies waiting for a slot.\n# TYPE mirror_silent_queued_bytes gauge\nmirror_silent_queued_bytes {}",
-            mirror.queued_bytes
+            "# HELP mirror_silent_bytes Bytes charged against the silent memory budget by queued and running silent calls.\n# TYPE mirror_silent_bytes gauge\nmirror_silent_bytes {}",
+            mirror.silent_bytes
         );
         let _ = writeln!(
             out,
