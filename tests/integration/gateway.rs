@@ -119,6 +119,71 @@ async fn chat_answers_with_id_headers_and_mirrors_to_the_shadow() {
         .contains("sk-upstream-secret"));
 }
 
+/// An embeddings call to a mirrored deployment: the primary and its silent copy are paired in the
+/// JSONL log, both `aembedding`, each with the shape of its answer and no vectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_mirrored_and_paired_in_the_log_with_their_dimensions() {
+    let (upstream, base) = start_upstream().await;
+    let gateway = RunningGateway::start(&config(&base, "")).await;
+    let response = post(
+        &gateway.base,
+        "/v1/embeddings",
+        &json!({"model": "primary", "input": ["a"], "dimensions": 2, "encoding_format": "float"}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let call_id = response.headers()["x-mirror-call-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let trace_id = response.headers()["x-mirror-trace-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"][0]["embedding"], json!([0.5, -0.5]));
+
+    let (report, records) = gateway.stop().await;
+    assert_eq!(
+        (report.mirror.mirrored, report.mirror.completed),
+        (1, 1),
+        "{:?}",
+        report.mirror
+    );
+    assert!(report.mirror.is_balanced());
+    let shadow_requests: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.body["model"] == "shadow-echo")
+        .collect();
+    assert_eq!(shadow_requests.len(), 1);
+    assert_eq!(shadow_requests[0].path, "/v1/embeddings");
+    assert_eq!(shadow_requests[0].body["dimensions"], 2);
+
+    assert_eq!(records.len(), 2, "{records:?}");
+    let primary = records
+        .iter()
+        .find(|r| r["litellm_call_id"] == call_id.as_str())
+        .expect("the primary record");
+    let shadow = records
+        .iter()
+        .find(|r| r["metadata"]["mirror_of"] == call_id.as_str())
+        .expect("the shadow record");
+    for record in [primary, shadow] {
+        assert_eq!(record["call_type"], "aembedding");
+        assert_eq!(record["trace_id"], trace_id.as_str());
+        assert_eq!(
+            record["metadata"]["embedding"],
+            json!({"vectors": 1, "dimensions": 2, "requested_dimensions": 2})
+        );
+        assert_eq!(record["prompt_tokens"], 2);
+    }
+    assert_eq!(shadow["metadata"]["is_silent_experiment"], true);
+    // The vectors never reach the log.
+    let log = serde_json::to_string(&records).unwrap();
+    assert!(!log.contains("-0.5"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_relays_chunks_usage_and_done() {
     let gateway = RunningGateway::start(&mock_config("")).await;

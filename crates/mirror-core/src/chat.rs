@@ -131,6 +131,7 @@ impl ChatRequest {
 pub const ROUTER_ONLY_KEYS: &[&str] = &[
     "silent_model",
     "silent_sample_rate",
+    "silent_mirror_mcp_tools",
     "metadata",
     "litellm_metadata",
     "litellm_call_id",

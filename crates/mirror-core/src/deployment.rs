@@ -171,6 +171,10 @@ pub struct DeploymentParams {
     /// Fraction of requests to mirror, 0..=1 (ours; default 1).
     #[serde(default)]
     pub silent_sample_rate: Option<f64>,
+    /// Whether Responses requests with `mcp` tools are mirrored (ours; default false). The upstream
+    /// calls a remote MCP server itself and that server may write, so a shadow would act twice.
+    #[serde(default)]
+    pub silent_mirror_mcp_tools: Option<bool>,
     /// Prices may also sit here, as LiteLLM allows.
     #[serde(default)]
     pub input_cost_per_token: Option<f64>,
@@ -213,6 +217,7 @@ impl DeploymentParams {
             mock_failure_rate: None,
             silent_model: None,
             silent_sample_rate: None,
+            silent_mirror_mcp_tools: None,
             input_cost_per_token: None,
             output_cost_per_token: None,
             extra: RequestDefaults::default(),

@@ -139,6 +139,32 @@ pub struct EmbeddingsResponse {
     pub extra: Map<String, Value>,
 }
 
+impl EmbeddingsResponse {
+    /// The answer's shape for a record; `request` gives the asked-for `dimensions`.
+    pub fn shape(&self, request: &EmbeddingsRequest) -> crate::EmbeddingShape {
+        crate::EmbeddingShape {
+            vectors: self.data.len() as u64,
+            dimensions: self.data.first().and_then(|first| first.dimensions()),
+            requested_dimensions: request.extra.get("dimensions").and_then(Value::as_u64),
+        }
+    }
+}
+
+impl Embedding {
+    /// The vector's length: the list's, or the number of little-endian float32 values in base64
+    /// text (4 bytes each), counted without decoding.
+    pub fn dimensions(&self) -> Option<u64> {
+        match &self.embedding {
+            Value::Array(values) => Some(values.len() as u64),
+            Value::String(text) => {
+                let digits = text.trim_end_matches('=').len() as u64;
+                Some(digits * 3 / 4 / 4)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One embedding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Embedding {
@@ -161,4 +187,55 @@ pub struct EmbeddingsUsage {
     /// The same, as the provider reports it.
     #[serde(default)]
     pub total_tokens: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedding(value: Value) -> Embedding {
+        Embedding {
+            object: "embedding".to_owned(),
+            index: 0,
+            embedding: value,
+        }
+    }
+
+    #[test]
+    fn dimensions_of_lists_and_base64() {
+        assert_eq!(
+            embedding(serde_json::json!([0.1, 0.2, 0.3])).dimensions(),
+            Some(3)
+        );
+        // 1.0f32 little-endian is 00 00 80 3f.
+        assert_eq!(embedding(Value::from("AACAPw==")).dimensions(), Some(1));
+        // Two floats, 8 bytes: one padding character.
+        assert_eq!(embedding(Value::from("AACAPwAAAEA=")).dimensions(), Some(2));
+        assert_eq!(embedding(Value::Null).dimensions(), None);
+    }
+
+    #[test]
+    fn shape_counts_vectors_and_reads_the_requested_dimensions() {
+        let request: EmbeddingsRequest = serde_json::from_value(
+            serde_json::json!({"model": "m", "input": ["a", "b"], "dimensions": 2}),
+        )
+        .unwrap();
+        let response: EmbeddingsResponse = serde_json::from_value(serde_json::json!({
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": 0, "embedding": [0.5, 0.5]},
+                {"object": "embedding", "index": 1, "embedding": [0.1, 0.9]}
+            ],
+            "model": "m"
+        }))
+        .unwrap();
+        assert_eq!(
+            response.shape(&request),
+            crate::EmbeddingShape {
+                vectors: 2,
+                dimensions: Some(2),
+                requested_dimensions: Some(2)
+            }
+        );
+    }
 }

@@ -37,7 +37,8 @@ pub use embeddings::{
 pub use error_body::{error_chain, ErrorBody, ErrorDetail};
 pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
 pub use record::{
-    epoch_seconds, CallRecord, CallStatus, CallType, ErrorInformation, RecordMetadata, SpendKind,
+    epoch_seconds, CallRecord, CallStatus, CallType, EmbeddingShape, ErrorInformation,
+    RecordMetadata, SpendKind,
 };
 pub use responses::{
     ResponsesEvent, ResponsesRequest, ResponsesResponse, ResponsesUsage, UpstreamResponsesRequest,

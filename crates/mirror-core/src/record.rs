@@ -152,6 +152,23 @@ pub struct RecordMetadata {
     /// The caller's request metadata (without per-call keys).
     #[serde(default)]
     pub requester_metadata: Map<String, Value>,
+    /// The shape of an embeddings answer (ours: LiteLLM's log has no place for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingShape>,
+}
+
+/// What a record keeps of an embeddings answer: its shape, never the vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbeddingShape {
+    /// The number of vectors returned.
+    pub vectors: u64,
+    /// The length of the first vector (float32 values, for a `base64` answer); absent when there
+    /// is none or it is neither a list nor base64 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u64>,
+    /// The request's `dimensions`, when it asked for a length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_dimensions: Option<u64>,
 }
 
 /// Whose budget a call's cost counts against.

@@ -386,6 +386,13 @@ impl ModelDeployment {
         self
     }
 
+    /// Mirrors Responses requests with `mcp` tools too (off by default: the upstream calls the MCP
+    /// server again for the shadow, and that server may write).
+    pub fn silent_mirror_mcp_tools(mut self, allow: bool) -> Self {
+        self.litellm_params.silent_mirror_mcp_tools = Some(allow);
+        self
+    }
+
     /// A fixed answer for the `mock` provider.
     pub fn mock_response(mut self, text: impl Into<String>) -> Self {
         self.litellm_params.mock_response = Some(text.into());

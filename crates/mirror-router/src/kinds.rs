@@ -85,6 +85,7 @@ impl CallKind for Chat {
                 usage: answer.usage.as_ref(),
                 response: Some(Cow::Borrowed(&answer)),
                 first_token: None,
+                embedding: None,
             },
         );
         answer
@@ -133,6 +134,7 @@ impl CallKind for Embeddings {
         deployment: &Deployment,
         answer: EmbeddingsResponse,
     ) -> EmbeddingsResponse {
+        let shape = answer.shape(&call.request);
         let usage = answer.usage.as_ref().map(|u| Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: 0,
@@ -145,6 +147,7 @@ impl CallKind for Embeddings {
                 usage: usage.as_ref(),
                 response: None,
                 first_token: None,
+                embedding: Some(shape),
             },
         );
         answer

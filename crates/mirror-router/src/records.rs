@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use mirror_core::{
-    epoch_seconds, CallId, CallRecord, CallStatus, ChatResponse, ErrorInformation, RecordMetadata,
-    SpendKind, Usage, PER_CALL_METADATA_KEYS,
+    epoch_seconds, CallId, CallRecord, CallStatus, ChatResponse, EmbeddingShape, ErrorInformation,
+    RecordMetadata, SpendKind, Usage, PER_CALL_METADATA_KEYS,
 };
 use mirror_providers::ProviderError;
 use tokio::time::Instant;
@@ -66,6 +66,8 @@ pub(crate) struct Answered<'a> {
     pub(crate) response: Option<Cow<'a, ChatResponse>>,
     /// When the first token arrived (streams).
     pub(crate) first_token: Option<Instant>,
+    /// The shape of an embeddings answer.
+    pub(crate) embedding: Option<EmbeddingShape>,
 }
 
 impl<R: CallRequest> Call<R> {
@@ -103,6 +105,7 @@ impl<R: CallRequest> Call<R> {
         record.completion_tokens = completion;
         record.total_tokens = total;
         record.response_cost = cost;
+        record.metadata.embedding = answered.embedding;
         // The one deep copy of a response, made only for a consumer that keeps it.
         record.response = answered
             .response
@@ -205,6 +208,7 @@ impl CallScope {
                 attempts: self.attempts,
                 fallbacks_tried: std::mem::take(&mut self.fallbacks_tried),
                 requester_metadata,
+                embedding: None,
             },
             request_tags: std::mem::take(&mut meta.tags),
             end_user: parts.user,

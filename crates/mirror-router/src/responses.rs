@@ -142,6 +142,7 @@ impl CallKind for Responses {
                 usage: usage.as_ref(),
                 response: None,
                 first_token: None,
+                embedding: None,
             },
         );
         answer
@@ -270,6 +271,7 @@ impl Stream for ResponsesStream {
                             usage: usage.as_ref(),
                             response: None,
                             first_token: this.first_token,
+                            embedding: None,
                         });
                     }
                     // The call is recorded: dropping it now does nothing more.
@@ -289,6 +291,7 @@ impl Stream for ResponsesStream {
                         usage: None,
                         response: None,
                         first_token: this.first_token,
+                        embedding: None,
                     });
                 }
                 Poll::Ready(None)
@@ -363,6 +366,7 @@ fn finish_stored(
             usage: None,
             response: None,
             first_token: None,
+            embedding: None,
         },
     );
     answer

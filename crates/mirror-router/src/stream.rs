@@ -83,6 +83,7 @@ impl Stream for ChatStream {
                     usage: response.usage.as_ref(),
                     response: Some(std::borrow::Cow::Borrowed(&response)),
                     first_token: this.first_token,
+                    embedding: None,
                 });
                 this.call = None;
                 Poll::Ready(None)

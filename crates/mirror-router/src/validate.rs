@@ -13,6 +13,7 @@
 //! - `shutdown_timeout` (the gateway's): greater than 0 and at most one hour; an orchestrator kills a
 //!   process long before (Kubernetes gives 30 s by default).
 //! - rates (`silent_sample_rate`, `default_sample_rate`, `mock_failure_rate`): 0 to 1.
+//! - `silent_mirror_mcp_tools: true` only where `silent_model` is set.
 //! - sizes (queue slots, bytes, calls in flight, `rpm`, `tpm`, per-minute caps, the response limits
 //!   `max_response_bytes`, `max_stream_event_bytes` and `max_stream_bytes`, per deployment or in
 //!   `router_settings`): greater than 0.
@@ -52,6 +53,7 @@ pub const DEPLOYMENT_KEYS: &[&str] = &[
     "mock_failure_rate",
     "silent_model",
     "silent_sample_rate",
+    "silent_mirror_mcp_tools",
     "input_cost_per_token",
     "output_cost_per_token",
 ];
@@ -379,6 +381,14 @@ fn deployment_values(
         if let Some(rate) = rate {
             check_rate(rate).map_err(at(field))?;
         }
+    }
+    // Allowing a side effect on a deployment that mirrors nothing is a mistake in the file (the key
+    // sits on the wrong entry), not a setting to ignore.
+    if params.silent_mirror_mcp_tools == Some(true) && params.silent_model.is_none() {
+        return Err((
+            "litellm_params.silent_mirror_mcp_tools".to_owned(),
+            "is true but this deployment has no `silent_model`: it only applies to a deployment that mirrors; set it where `silent_model` is".to_owned(),
+        ));
     }
     for (field, seconds) in [
         ("litellm_params.timeout", params.timeout),

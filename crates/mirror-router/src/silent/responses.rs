@@ -1,7 +1,7 @@
 //! Mirroring Responses calls: the eligibility chain of chat plus state and side effects.
 //!
 //! Beyond chat's checks, a copy is dropped as `mcp_tools` when the request carries `mcp` tools (the
-//! upstream would call those servers again), and as `missing_state` when it continues state the
+//! upstream would call those servers again) unless the deployment sets `silent_mirror_mcp_tools`, and as `missing_state` when it continues state the
 //! silent group lacks: a `conversation`, or a `previous_response_id` with no linked silent
 //! response (`state.rs`). `store: false` requests carry their context and need no link.
 
@@ -50,7 +50,9 @@ impl Inner {
                 stats.mirrored_and_dropped(DropReason::SwitchedOff);
             } else if !sampling::sampled_in(deployment.sample_rate, key) {
                 stats.mirrored_and_dropped(DropReason::SampledOut);
-            } else if request.has_mcp_tools() {
+            } else if request.has_mcp_tools()
+                && deployment.params.silent_mirror_mcp_tools != Some(true)
+            {
                 stats.mirrored_and_dropped(DropReason::McpTools);
             } else if request.conversation.is_some() || matches!(previous, Some(None)) {
                 stats.mirrored_and_dropped(DropReason::MissingState);

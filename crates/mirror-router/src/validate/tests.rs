@@ -126,6 +126,7 @@ fn deployment_numbers() {
         ("rpm: 0", expect!["config.yaml: model_list[0] (`a`).litellm_params.rpm: must be greater than 0 (a per-minute limit)"]),
         ("mock_latency_ms: 100000000000", expect!["config.yaml: model_list[0] (`a`).litellm_params.mock_latency_ms: must be at most 86400000 milliseconds (1 day), got 100000000000"]),
         ("input_cost_per_token: -1", expect!["config.yaml: model_list[0] (`a`).litellm_params.input_cost_per_token: must be a price in USD of 0 or more, got -1.0"]),
+        ("silent_mirror_mcp_tools: true", expect!["config.yaml: model_list[0] (`a`).litellm_params.silent_mirror_mcp_tools: is true but this deployment has no `silent_model`: it only applies to a deployment that mirrors; set it where `silent_model` is"]),
     ];
     for (field, expect) in cases {
         check(

@@ -91,6 +91,62 @@ async fn a_continuation_without_a_silent_twin_and_mcp_tools_are_dropped_and_coun
     );
 }
 
+/// With `silent_mirror_mcp_tools` on one deployment, its `mcp` requests are mirrored (tools intact),
+/// while another mirrored deployment without it still drops and counts them, whatever the body says.
+#[tokio::test]
+async fn mcp_tools_are_mirrored_only_where_the_deployment_allows_it() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::start("shadow").await;
+    let (builder, _records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("allowed", "allowed-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap()
+                .silent_mirror_mcp_tools(true),
+        )
+        .deployment(
+            http_deployment("default", "default-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+    let tool = json!({"type": "mcp", "server_label": "x", "server_url": "https://x"});
+    for group in ["allowed", "default"] {
+        let mut request = create(group);
+        request.tools = Some(vec![tool.clone()]);
+        // A client cannot allow it for itself: the key is the router's and is taken out.
+        request
+            .extra
+            .insert("silent_mirror_mcp_tools".to_owned(), json!(true));
+        router.responses(request).await.unwrap();
+    }
+    let stats = settled(&router).await;
+    assert_eq!(
+        (
+            stats.mirrored,
+            stats.completed,
+            stats.dropped_mcp_tools,
+            stats.failed
+        ),
+        (2, 1, 1, 0),
+        "{stats:?}"
+    );
+    let seen = shadow.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body["tools"][0], tool);
+    assert!(
+        seen[0].body.get("silent_mirror_mcp_tools").is_none(),
+        "a router key never reaches a provider"
+    );
+    assert!(primary
+        .requests()
+        .iter()
+        .all(|r| r.body.get("silent_mirror_mcp_tools").is_none()));
+}
+
 #[tokio::test]
 async fn stored_response_calls_reach_the_deployment_that_stored_it() {
     let a = Upstream::start("a").await;
