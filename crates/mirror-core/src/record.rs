@@ -152,6 +152,10 @@ pub struct RecordMetadata {
     /// The caller's request metadata (without per-call keys).
     #[serde(default)]
     pub requester_metadata: Map<String, Value>,
+    /// Whether the answer came from the response cache (LiteLLM's `cache_hit`): no provider was
+    /// called, and the call costs nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
 }
 
 /// Whose budget a call's cost counts against.

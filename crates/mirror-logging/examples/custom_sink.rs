@@ -82,6 +82,7 @@ fn call(model_group: &str, silent: bool) -> CallRecord {
             attempts: 1,
             fallbacks_tried: Vec::new(),
             requester_metadata: Default::default(),
+            cache_hit: false,
         },
         request_tags: Vec::new(),
         end_user: None,

@@ -54,6 +54,7 @@ pub(crate) fn record() -> Arc<CallRecord> {
             attempts: 1,
             fallbacks_tried: Vec::new(),
             requester_metadata: Map::new(),
+            cache_hit: false,
         },
         request_tags: Vec::new(),
         end_user: None,

@@ -60,6 +60,7 @@ pub fn record(n: usize) -> CallRecord {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            cache_hit: false,
         },
         request_tags: vec!["prod".into()],
         end_user: Some("user-7".into()),

@@ -253,6 +253,7 @@ fn counts_against_silent_group(error: &RouterError) -> bool {
         | RouterError::BlockingInRuntime
         | RouterError::ShuttingDown
         | RouterError::Cancelled
+        | RouterError::InvalidCacheControl { .. }
         | RouterError::Panicked => false,
     }
 }
