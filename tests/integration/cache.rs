@@ -198,3 +198,63 @@ async fn embeddings_are_cached() {
     assert_eq!(upstream_calls(&upstream, "embed"), 1);
     gateway.stop().await;
 }
+
+/// Reads one counter from a gateway's `/metrics`.
+async fn metric(base: &str, name: &str) -> u64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .map_or(0, |value| value.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cache_is_shared_between_two_gateways() {
+    let Ok(url) = std::env::var("MIRROR_TEST_REDIS_URL") else {
+        panic!("MIRROR_TEST_REDIS_URL is not set: source /tmp/mirror-test-env (CI starts Redis)");
+    };
+    let address = url.trim_start_matches("redis://");
+    let (host, port) = address.rsplit_once(':').unwrap();
+    // A namespace of its own, so answers left by an earlier run are never found.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let namespace = format!("test-{}-{nanos}", std::process::id());
+    let (upstream, base) = start_upstream().await;
+    let params = format!(", host: {host}, port: {port}, namespace: {namespace}, ttl: 60");
+    let config = config(&base, &params).replace("type: local", "type: redis");
+    let first = RunningGateway::start(&config).await;
+    let second = RunningGateway::start(&config).await;
+    let path = "/v1/chat/completions";
+
+    assert_eq!(post(&first.base, path, &chat("shared")).await.0, "miss");
+    // The store runs in the background: wait until it landed (not a timing assertion: the
+    // bound only stops a broken build from hanging).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(&first.base, "mirror_cache_stores_total").await < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store never landed in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, key, body) = post(&second.base, path, &chat("shared")).await;
+    assert_eq!(status, "hit");
+    assert!(key.unwrap().starts_with(&format!("{namespace}:")));
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: shared");
+    assert_eq!(upstream_calls(&upstream, "echo"), 1);
+    assert_eq!(metric(&second.base, "mirror_cache_errors_total").await, 0);
+
+    let (report, _) = second.stop().await;
+    // The hit on the second gateway was mirrored there.
+    assert_eq!(report.mirror.completed, 1, "{:?}", report.mirror);
+    first.stop().await;
+    assert_eq!(upstream_calls(&upstream, "shadow-echo"), 2);
+}

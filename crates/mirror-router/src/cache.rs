@@ -5,6 +5,10 @@
 //! the cache would measure nothing). The silent copies of a request answered from the cache are
 //! still fired, exactly as on a miss: mirroring measures production traffic, cached or not.
 //!
+//! With `type: redis` the answers live in Redis, shared by every instance that names it: a lookup
+//! is bounded by `REDIS_TIMEOUT` (a slow Redis is a miss), and a store runs in the background,
+//! bounded by `REDIS_MAX_PENDING`.
+//!
 //! The in-memory store is sharded by key, each shard behind its own short lock, and bounded by
 //! entries and bytes; the oldest entry of a full shard is evicted first (FIFO, which with one TTL
 //! for all entries evicts what would expire first). No cache crate is in the lock file and the
@@ -103,15 +107,19 @@ impl CacheConfig {
     pub fn check(&self) -> Result<(), (String, String)> {
         let at = |key: &str| format!("litellm_settings.cache_params.{key}");
         match self.kind.as_deref() {
-            None | Some("local") => {}
+            None | Some("local" | "redis") => {}
             Some(other) => {
                 return Err((
                     at("type"),
                     format!(
-                        "cache type `{other}` is not supported (Mirror caches in memory: `local`)"
+                        "cache type `{other}` is not supported (Mirror caches in memory, `local`, \
+                         or in Redis, `redis`)"
                     ),
                 ))
             }
+        }
+        if self.kind.as_deref() == Some("redis") {
+            self.redis_address()?;
         }
         if let Some(key) = self.other.keys().next() {
             return Err((
@@ -163,6 +171,52 @@ impl CacheConfig {
     }
 }
 
+impl CacheConfig {
+    /// The Redis server of `type: redis`: `host`, `port`, `password`, else LiteLLM's `REDIS_HOST`,
+    /// `REDIS_PORT`, `REDIS_PASSWORD`.
+    fn redis_address(&self) -> Result<redis::ConnectionInfo, (String, String)> {
+        use redis::{ConnectionAddr, IntoConnectionInfo};
+        let at = |key: &str| format!("litellm_settings.cache_params.{key}");
+        let host = match &self.host {
+            Some(host) => host.trim().to_owned(),
+            None => std::env::var("REDIS_HOST").map_err(|_| {
+                (
+                    at("host"),
+                    "`type: redis` needs `host` (or REDIS_HOST in the environment)".to_owned(),
+                )
+            })?,
+        };
+        if host.is_empty() {
+            return Err((at("host"), "must not be empty".to_owned()));
+        }
+        let port = match self.port {
+            Some(port) => port,
+            None => match std::env::var("REDIS_PORT") {
+                Ok(port) => port.trim().parse().map_err(|_| {
+                    (
+                        at("port"),
+                        format!("REDIS_PORT `{port}` is not a port number"),
+                    )
+                })?,
+                Err(_) => 6379,
+            },
+        };
+        let mut info = ConnectionAddr::Tcp(host.clone(), port)
+            .into_connection_info()
+            .map_err(|_| (at("host"), format!("not a usable Redis host `{host}`")))?;
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .or_else(|| std::env::var("REDIS_PASSWORD").ok());
+        if let Some(password) = password {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+        Ok(info)
+    }
+}
+
 /// LiteLLM call types Mirror serves without caching (or does not serve).
 const KNOWN_UNCACHED: &[&str] = &[
     "transcription",
@@ -198,6 +252,9 @@ pub struct CacheStats {
     pub stores: u64,
     /// Answers evicted to stay within `max_entries` / `max_bytes`.
     pub evictions: u64,
+    /// Redis exchanges that failed or timed out (the request then went to a provider), and stores
+    /// dropped because too many were pending.
+    pub errors: u64,
     /// Answers held now.
     pub entries: u64,
     /// Bytes of answers held now.
@@ -309,6 +366,26 @@ pub(crate) struct ResponseCache {
     stores: AtomicU64,
     evictions: AtomicU64,
     seq: AtomicU64,
+    /// With `type: redis`, the answers live there and the shards stay empty.
+    redis: Option<RedisStore>,
+}
+
+/// The longest a Redis lookup or store may take; a slower Redis is a miss.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// At most this many Redis stores in flight; more are dropped and counted as errors.
+const REDIS_MAX_PENDING: usize = 256;
+
+struct RedisStore {
+    connection: redis::aio::ConnectionManager,
+    /// Stores in flight, errors, and successful stores (shared with the store tasks).
+    counters: Arc<RedisCounters>,
+}
+
+#[derive(Default)]
+struct RedisCounters {
+    pending: std::sync::atomic::AtomicUsize,
+    errors: AtomicU64,
+    stores: AtomicU64,
 }
 
 #[derive(Default)]
@@ -328,8 +405,29 @@ struct Entry {
 }
 
 impl ResponseCache {
-    /// The cache `config` describes; `check` has passed.
-    pub(crate) fn new(config: &CacheConfig) -> Self {
+    /// The cache `config` describes; `check` has passed. Redis is connected lazily.
+    pub(crate) fn new(config: &CacheConfig) -> Result<Self, (String, String)> {
+        let redis = if config.kind.as_deref() == Some("redis") {
+            let info = config.redis_address()?;
+            let at = "litellm_settings.cache_params.host".to_owned();
+            let client = redis::Client::open(info)
+                .map_err(|_| (at.clone(), "not a usable Redis address".to_owned()))?;
+            let settings = redis::aio::ConnectionManagerConfig::new()
+                .set_number_of_retries(1)
+                .set_connection_timeout(Some(REDIS_TIMEOUT * 4));
+            let connection = redis::aio::ConnectionManager::new_lazy_with_config(client, settings)
+                .map_err(|_| (at, "could not set up the Redis connection".to_owned()))?;
+            Some(RedisStore {
+                connection,
+                counters: Arc::default(),
+            })
+        } else {
+            None
+        };
+        Ok(Self::with_store(config, redis))
+    }
+
+    fn with_store(config: &CacheConfig, redis: Option<RedisStore>) -> Self {
         let types = config.supported_call_types.as_ref();
         let cached = |kind: CallType| {
             types.is_none_or(|names| names.iter().any(|n| call_type_of(n) == Some(kind)))
@@ -347,10 +445,12 @@ impl ResponseCache {
                 .unwrap_or(DEFAULT_MAX_BYTES)
                 .div_ceil(SHARDS as u64)
                 .max(1),
-            ttl: config
-                .ttl
-                .or(config.default_in_memory_ttl)
-                .map(Duration::from_secs_f64),
+            ttl: if redis.is_some() {
+                config.ttl.or(config.default_in_redis_ttl)
+            } else {
+                config.ttl.or(config.default_in_memory_ttl)
+            }
+            .map(Duration::from_secs_f64),
             namespace: config.namespace.clone(),
             completion: cached(CallType::Completion),
             embedding: cached(CallType::Embedding),
@@ -361,6 +461,7 @@ impl ResponseCache {
             stores: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             seq: AtomicU64::new(0),
+            redis,
         }
     }
 
@@ -414,7 +515,21 @@ impl ResponseCache {
     }
 
     /// The stored answer for `plan`, counting the hit or the miss.
-    pub(crate) fn get(&self, plan: &CachePlan) -> Option<Arc<[u8]>> {
+    pub(crate) async fn get(&self, plan: &CachePlan) -> Option<Arc<[u8]>> {
+        let found = match &self.redis {
+            Some(redis) => redis.get(plan).await,
+            None => self.get_local(plan),
+        };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn get_local(&self, plan: &CachePlan) -> Option<Arc<[u8]>> {
         let (shard, digest) = self.shard(&plan.key);
         let now = Instant::now();
         let found = {
@@ -437,12 +552,6 @@ impl ResponseCache {
                 None => None,
             }
         };
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
@@ -453,8 +562,15 @@ impl ResponseCache {
 
     /// Stores `value` under `plan`'s key, evicting the oldest answers of its shard to stay bounded.
     pub(crate) fn put(&self, plan: &CachePlan, value: Vec<u8>) {
+        if !plan.store || plan.ttl == Some(Duration::ZERO) {
+            return;
+        }
+        if let Some(redis) = &self.redis {
+            redis.put(plan, &value);
+            return;
+        }
         let size = value.len() as u64;
-        if !plan.store || size > self.max_bytes || plan.ttl == Some(Duration::ZERO) {
+        if size > self.max_bytes {
             return;
         }
         let (shard, digest) = self.shard(&plan.key);
@@ -500,16 +616,96 @@ impl ResponseCache {
             let shard = lock(shard);
             (entries + shard.map.len() as u64, bytes + shard.bytes)
         });
+        let (redis_stores, errors) = self.redis.as_ref().map_or((0, 0), |redis| {
+            (
+                redis.counters.stores.load(Ordering::Relaxed),
+                redis.counters.errors.load(Ordering::Relaxed),
+            )
+        });
         CacheStats {
             enabled: true,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
-            stores: self.stores.load(Ordering::Relaxed),
+            stores: self.stores.load(Ordering::Relaxed) + redis_stores,
+            errors,
             evictions: self.evictions.load(Ordering::Relaxed),
             entries,
             bytes,
         }
     }
+}
+
+impl RedisStore {
+    fn key(plan: &CachePlan) -> String {
+        format!("mirror:cache:{}", plan.key)
+    }
+
+    /// The answer stored in Redis, if it is younger than the plan's `s-maxage`. A Redis that
+    /// fails or is slower than `REDIS_TIMEOUT` is a miss, counted as an error.
+    async fn get(&self, plan: &CachePlan) -> Option<Arc<[u8]>> {
+        let mut connection = self.connection.clone();
+        let read = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::AsyncCommands::get::<_, Option<Vec<u8>>>(&mut connection, Self::key(plan)),
+        )
+        .await;
+        let stored = match read {
+            Ok(Ok(stored)) => stored?,
+            Ok(Err(_)) | Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        // Each value starts with the epoch milliseconds it was stored at, for `s-maxage`.
+        let (stamp, answer) = stored.split_at_checked(8)?;
+        let stored_ms = u64::from_be_bytes(stamp.try_into().ok()?);
+        if let Some(max_age) = plan.max_age {
+            let age_ms = epoch_ms().saturating_sub(stored_ms);
+            if u128::from(age_ms) > max_age.as_millis() {
+                return None;
+            }
+        }
+        Some(answer.into())
+    }
+
+    /// Stores in the background, so the caller never waits for Redis; at most
+    /// `REDIS_MAX_PENDING` stores are in flight, and the ones over are dropped and counted.
+    fn put(&self, plan: &CachePlan, value: &[u8]) {
+        let counters = Arc::clone(&self.counters);
+        if counters.pending.fetch_add(1, Ordering::AcqRel) >= REDIS_MAX_PENDING {
+            counters.pending.fetch_sub(1, Ordering::AcqRel);
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut stored = Vec::with_capacity(8 + value.len());
+        stored.extend_from_slice(&epoch_ms().to_be_bytes());
+        stored.extend_from_slice(value);
+        let key = Self::key(plan);
+        let ttl = plan.ttl;
+        let mut connection = self.connection.clone();
+        tokio::spawn(async move {
+            let mut command = redis::cmd("SET");
+            command.arg(&key).arg(stored);
+            if let Some(ttl) = ttl {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                command.arg("PX").arg(ms);
+            }
+            let written =
+                tokio::time::timeout(REDIS_TIMEOUT, command.query_async::<()>(&mut connection))
+                    .await;
+            match written {
+                Ok(Ok(())) => counters.stores.fetch_add(1, Ordering::Relaxed),
+                Ok(Err(_)) | Err(_) => counters.errors.fetch_add(1, Ordering::Relaxed),
+            };
+            counters.pending.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A poisoned shard (a panic while it was held) is still a consistent map: keep using it.
@@ -554,10 +750,13 @@ mod tests {
 
     #[test]
     fn bounded_by_entries_oldest_first() {
-        let cache = ResponseCache::new(&CacheConfig {
-            max_entries: Some(SHARDS),
-            ..CacheConfig::default()
-        });
+        let cache = ResponseCache::with_store(
+            &CacheConfig {
+                max_entries: Some(SHARDS),
+                ..CacheConfig::default()
+            },
+            None,
+        );
         let control = CacheControl::default();
         for i in 0..SHARDS * 20 {
             cache.put(&plan(&cache, &i.to_string(), &control), vec![0; 10]);
@@ -568,15 +767,18 @@ mod tests {
         assert_eq!(stats.evictions + stats.entries, stats.stores);
         // The newest answer is still there.
         let last = plan(&cache, &(SHARDS * 20 - 1).to_string(), &control);
-        assert!(cache.get(&last).is_some());
+        assert!(cache.get_local(&last).is_some());
     }
 
     #[test]
     fn bounded_by_bytes() {
-        let cache = ResponseCache::new(&CacheConfig {
-            max_bytes: Some(SHARDS as u64 * 100),
-            ..CacheConfig::default()
-        });
+        let cache = ResponseCache::with_store(
+            &CacheConfig {
+                max_bytes: Some(SHARDS as u64 * 100),
+                ..CacheConfig::default()
+            },
+            None,
+        );
         let control = CacheControl::default();
         for i in 0..1000 {
             cache.put(&plan(&cache, &i.to_string(), &control), vec![0; 40]);
@@ -584,7 +786,7 @@ mod tests {
         assert!(cache.stats().bytes <= SHARDS as u64 * 100);
         // An answer bigger than a shard is not stored at all.
         cache.put(&plan(&cache, "big", &control), vec![0; 1000]);
-        assert!(cache.get(&plan(&cache, "big", &control)).is_none());
+        assert!(cache.get_local(&plan(&cache, "big", &control)).is_none());
     }
 
     #[test]
@@ -604,7 +806,7 @@ mod tests {
 
     #[test]
     fn namespaces_and_groups_separate_keys() {
-        let cache = ResponseCache::new(&CacheConfig::default());
+        let cache = ResponseCache::with_store(&CacheConfig::default(), None);
         let body = Map::new();
         let control = CacheControl::default();
         let a = cache.plan(CallType::Completion, "a", 1, &body, &control);

@@ -229,7 +229,7 @@ impl Inner {
                 return Err(error);
             }
         };
-        if let Some(routed) = self.answer_from_cache::<K>(&mut call, plan.as_ref()) {
+        if let Some(routed) = self.answer_from_cache::<K>(&mut call, plan.as_ref()).await {
             return Ok(routed);
         }
         self.call_upstream::<K>(call, plan).await
@@ -314,7 +314,7 @@ impl Inner {
 
     /// Answers `call` from the cache when `plan` finds an answer there (the call is then recorded);
     /// None otherwise. A hit fires the request's silent copies exactly as a miss would.
-    fn answer_from_cache<K: CallKind>(
+    async fn answer_from_cache<K: CallKind>(
         &self,
         call: &mut Call<K::Request>,
         plan: Option<&CachePlan>,
@@ -326,7 +326,7 @@ impl Inner {
             cache.count_miss();
             return None;
         }
-        let bytes = cache.get(plan)?;
+        let bytes = cache.get(plan).await?;
         let group = self.resolve(call.request.model()).ok()?.clone();
         call.scope.meta.model_group.clone_from(&group.name);
         // The deployment a miss would most likely have gone to names the silent groups: picked

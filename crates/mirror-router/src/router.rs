@@ -177,15 +177,16 @@ impl RouterBuilder {
         let mirror_settings = self.mirror;
         let cache = match &self.cache {
             Some(config) => {
-                config
+                let cache = config
                     .check()
+                    .and_then(|()| ResponseCache::new(config))
                     .map_err(|(location, message)| ConfigError::Invalid {
                         origin: self.origin.clone(),
                         location,
                         message,
                         position: None,
                     })?;
-                Some(ResponseCache::new(config))
+                Some(cache)
             }
             None => None,
         };

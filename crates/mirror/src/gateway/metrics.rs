@@ -422,6 +422,12 @@ pub(crate) fn render_cache(out: &mut String, cache: &CacheStats) {
             cache.evictions,
         ),
         (
+            "mirror_cache_errors_total",
+            "counter",
+            "Redis cache exchanges that failed or timed out, and Redis stores dropped.",
+            cache.errors,
+        ),
+        (
             "mirror_cache_entries",
             "gauge",
             "Answers held in the response cache.",
