@@ -258,3 +258,33 @@ async fn a_redis_cache_is_shared_between_two_gateways() {
     first.stop().await;
     assert_eq!(upstream_calls(&upstream, "shadow-echo"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_off_caches_only_on_use_cache_and_s_maxage_rejects_old_answers() {
+    let (upstream, base) = start_upstream().await;
+    let gateway = RunningGateway::start(&config(&base, ", mode: default_off")).await;
+    let url = &gateway.base;
+    let path = "/v1/chat/completions";
+
+    // Without `use-cache` the cache does not apply at all: no header, no store.
+    let http = client();
+    let plain = http
+        .post(format!("{url}{path}"))
+        .json(&chat("x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("x-mirror-cache").is_none());
+    let opted = with_cache(chat("x"), json!({"use-cache": true}));
+    assert_eq!(post(url, path, &opted).await.0, "miss");
+    assert_eq!(post(url, path, &opted).await.0, "hit");
+    assert_eq!(upstream_calls(&upstream, "echo"), 2);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // An answer older than `s-maxage` is not used (and the new answer replaces it).
+    let fresh_only = with_cache(chat("x"), json!({"use-cache": true, "s-maxage": 0.5}));
+    assert_eq!(post(url, path, &fresh_only).await.0, "miss");
+    assert_eq!(post(url, path, &opted).await.0, "hit");
+    assert_eq!(upstream_calls(&upstream, "echo"), 3);
+    gateway.stop().await;
+}
