@@ -259,6 +259,32 @@ fn describe_router_settings(out: &mut String, config: &GatewayConfig) {
         "none (state stays in this process)".to_owned()
     };
     let _ = writeln!(out, "  redis: {redis}");
+    let cache = match config.cache_config() {
+        None => "off".to_owned(),
+        Some(cache) => {
+            let store = match cache.kind.as_deref() {
+                Some("redis") => format!(
+                    "redis {}:{}",
+                    cache.host.as_deref().unwrap_or("$REDIS_HOST"),
+                    cache
+                        .port
+                        .map_or_else(|| "6379".to_owned(), |p| p.to_string())
+                ),
+                _ => "memory".to_owned(),
+            };
+            let ttl = cache
+                .ttl
+                .or(cache.default_in_memory_ttl)
+                .or(cache.default_in_redis_ttl);
+            format!(
+                "{store}; ttl {}; namespace {}; mode {}",
+                seconds(ttl),
+                cache.namespace.as_deref().unwrap_or("none"),
+                cache.mode.as_deref().unwrap_or("default_on")
+            )
+        }
+    };
+    let _ = writeln!(out, "  response cache: {cache}");
     // Variable names only: their values may be keys.
     let presets = mirror::providers::OPENAI_COMPATIBLE_PRESETS
         .iter()

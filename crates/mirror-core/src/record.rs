@@ -155,6 +155,10 @@ pub struct RecordMetadata {
     /// The shape of an embeddings answer (ours: LiteLLM's log has no place for it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingShape>,
+    /// Whether the answer came from the response cache (LiteLLM's `cache_hit`): no provider was
+    /// called, and the call costs nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
 }
 
 /// What a record keeps of an embeddings answer: its shape, never the vectors.

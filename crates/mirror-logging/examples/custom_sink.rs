@@ -83,6 +83,7 @@ fn call(model_group: &str, silent: bool) -> CallRecord {
             fallbacks_tried: Vec::new(),
             requester_metadata: Default::default(),
             embedding: None,
+            cache_hit: false,
         },
         request_tags: Vec::new(),
         end_user: None,

@@ -263,6 +263,9 @@ fn observation_metadata(record: &CallRecord) -> Map<String, Value> {
     if !meta.fallbacks_tried.is_empty() {
         metadata.insert("fallbacks_tried".into(), json!(meta.fallbacks_tried));
     }
+    if meta.cache_hit {
+        metadata.insert("cache_hit".into(), true.into());
+    }
     metadata.insert("litellm_call_id".into(), record.call_id.to_string().into());
     metadata.insert("trace_id".into(), record.trace_id.as_str().into());
     metadata.insert("response_id".into(), record.id.clone().into());

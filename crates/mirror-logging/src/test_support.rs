@@ -55,6 +55,7 @@ pub(crate) fn record() -> Arc<CallRecord> {
             fallbacks_tried: Vec::new(),
             requester_metadata: Map::new(),
             embedding: None,
+            cache_hit: false,
         },
         request_tags: Vec::new(),
         end_user: None,

@@ -9,6 +9,7 @@ use mirror_core::{
 };
 use tokio::time::Instant;
 
+use crate::cache::{CacheStats, CacheStatus, ResponseCache};
 use crate::kinds::{Chat, ChatStreamed, Embeddings};
 use crate::router::{Inner, Router};
 use crate::shared::SharedStateStats;
@@ -27,8 +28,10 @@ pub struct Routed<T> {
     pub trace_id: TraceId,
     /// The model group that answered (after aliases and fallbacks).
     pub model_group: String,
-    /// The deployment that answered.
+    /// The deployment that answered (empty when the answer came from the response cache).
     pub deployment_id: String,
+    /// Whether the answer came from the response cache.
+    pub cache: CacheStatus,
 }
 
 /// Spend split by whose it is. Shadow spend never counts against the caller.
@@ -135,6 +138,15 @@ impl Router {
     /// The silent-mirroring counters.
     pub fn mirror_stats(&self) -> MirrorSnapshot {
         self.inner.silent.stats.snapshot()
+    }
+
+    /// Counters of the response cache (all zero, `enabled: false`, when it is off). For the
+    /// gateway's `/metrics`.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.inner
+            .cache
+            .as_ref()
+            .map_or_else(CacheStats::default, ResponseCache::stats)
     }
 
     /// Counters of the state shared with other instances through Redis (all zero, `enabled: false`,

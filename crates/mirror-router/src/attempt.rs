@@ -73,7 +73,6 @@ impl Inner {
         let Call { scope, request } = call;
         let mut group = Arc::clone(self.resolve(request.model())?);
         let mut fallbacks: Option<std::vec::IntoIter<String>> = None;
-        let mut first_pick = true;
         loop {
             scope.meta.model_group.clone_from(&group.name);
             let retries = group
@@ -102,8 +101,9 @@ impl Inner {
                         break;
                     }
                 };
-                if std::mem::take(&mut first_pick) {
+                if !scope.silent_fired {
                     request.fire_silent(self, &deployment, &scope.meta);
+                    scope.silent_fired = true;
                 }
                 scope.attempts += 1;
                 deployment.state.count_request(self.clock.minute());

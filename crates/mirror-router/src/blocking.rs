@@ -94,6 +94,7 @@ impl BlockingRouter {
             trace_id: routed.trace_id,
             model_group: routed.model_group,
             deployment_id: routed.deployment_id,
+            cache: routed.cache,
         })
     }
 

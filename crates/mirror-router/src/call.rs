@@ -24,6 +24,7 @@ use mirror_providers::ProviderError;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use crate::cache::{CacheControl, CachePlan, CacheStatus};
 use crate::deployment::Deployment;
 use crate::router::{Inner, Routed};
 use crate::RouterError;
@@ -54,6 +55,18 @@ pub(crate) trait CallKind {
         deployment: &Deployment,
         answer: Self::Answer,
     ) -> Self::Output;
+
+    /// The answer as the response cache keeps it; None: this kind is never cached (the default).
+    fn to_cache(_answer: &Self::Answer) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Ends a call with an answer the response cache kept: records it as a hit and returns what
+    /// the caller gets; None (the call untouched) when the bytes do not read back, and the call
+    /// then goes to a provider. Default: this kind is never cached.
+    fn from_cache(_call: &mut Call<Self::Request>, _bytes: &[u8]) -> Option<Self::Output> {
+        None
+    }
 }
 
 /// What the pipeline needs of a request, whatever its kind.
@@ -74,6 +87,19 @@ pub(crate) trait CallRequest: Send + Sync + 'static {
     /// Moves out what the call's record keeps of the request; `payloads` says whether the record
     /// carries the messages.
     fn take_record_parts(&mut self, payloads: bool) -> RecordParts;
+
+    /// Takes out the request's `cache` field (LiteLLM's per-request cache controls, never sent to
+    /// a provider). Default: this kind of request has none.
+    fn take_cache_control(&mut self) -> Option<Value> {
+        None
+    }
+
+    /// What the response cache key is made of: the body a provider would get, without per-call
+    /// fields (`model`, replaced by the group; `metadata`), and how many messages it has (LiteLLM's
+    /// `max_messages`). Default: never cached.
+    fn cache_body(&self) -> Option<(Map<String, Value>, usize)> {
+        None
+    }
 }
 
 /// What a record keeps of its request.
@@ -112,6 +138,10 @@ pub(crate) struct CallScope {
     pub(crate) load: Option<InFlight>,
     /// Whether the record was emitted; the guard then has nothing left to do.
     pub(crate) recorded: bool,
+    /// Whether the answer came from the response cache.
+    pub(crate) cache_hit: bool,
+    /// Whether the silent copies were fired (once per client request).
+    pub(crate) silent_fired: bool,
 }
 
 /// One call's share of a deployment's in-flight load (what least-busy routing reads), given back
@@ -151,6 +181,8 @@ impl<R: CallRequest> Call<R> {
                 deployment: None,
                 load: None,
                 recorded: false,
+                cache_hit: false,
+                silent_fired: false,
             },
             request,
         }
@@ -185,10 +217,29 @@ impl Inner {
     /// which records the call as cancelled and releases the deployment's load.
     pub(crate) async fn call<K: CallKind>(
         self: &Arc<Self>,
-        request: K::Request,
+        mut request: K::Request,
         meta: CallMeta,
     ) -> Result<Routed<K::Output>, RouterError> {
+        let control = request.take_cache_control();
         let mut call = Call::new(Arc::clone(self), request, meta, (K::CALL_TYPE, K::STREAM));
+        let plan = match self.cache_plan::<K>(&call, control.as_ref()) {
+            Ok(plan) => plan,
+            Err(error) => {
+                call.failed(&error);
+                return Err(error);
+            }
+        };
+        if let Some(routed) = self.answer_from_cache::<K>(&mut call, plan.as_ref()).await {
+            return Ok(routed);
+        }
+        self.call_upstream::<K>(call, plan).await
+    }
+
+    async fn call_upstream<K: CallKind>(
+        self: &Arc<Self>,
+        mut call: Call<K::Request>,
+        plan: Option<CachePlan>,
+    ) -> Result<Routed<K::Output>, RouterError> {
         // A panic (a provider's bug) is recorded as a failure, not left to the guard, which would
         // see only a dropped call and record it as cancelled; then it goes on unwinding.
         let attempted = AssertUnwindSafe(self.attempt::<K>(&mut call))
@@ -203,6 +254,17 @@ impl Inner {
         };
         match attempted {
             Ok((answer, deployment)) => {
+                let cache = match (&self.cache, plan) {
+                    (Some(cache), Some(plan)) => {
+                        if plan.store {
+                            if let Some(bytes) = K::to_cache(&answer) {
+                                cache.put(&plan, bytes);
+                            }
+                        }
+                        CacheStatus::Miss
+                    }
+                    _ => CacheStatus::Off,
+                };
                 let call_id = call.scope.meta.call_id;
                 let trace_id = call.scope.meta.trace_id.clone();
                 let response = K::finish(call, &deployment, answer);
@@ -212,6 +274,7 @@ impl Inner {
                     trace_id,
                     model_group: deployment.group.clone(),
                     deployment_id: deployment.id.clone(),
+                    cache,
                 })
             }
             Err(error) => {
@@ -219,6 +282,81 @@ impl Inner {
                 Err(error)
             }
         }
+    }
+
+    /// The response cache plan of a call: None when no cache is configured, the call is silent (a
+    /// shadow always calls its model), its kind is not cached, or its request skips the cache.
+    fn cache_plan<K: CallKind>(
+        &self,
+        call: &Call<K::Request>,
+        control: Option<&Value>,
+    ) -> Result<Option<CachePlan>, RouterError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        if call.scope.meta.is_silent_experiment || K::STREAM {
+            return Ok(None);
+        }
+        let control = match control {
+            Some(value) => CacheControl::parse(value)
+                .map_err(|message| RouterError::InvalidCacheControl { message })?,
+            None => CacheControl::default(),
+        };
+        // An unknown model gets its error from the attempt loop, as without a cache.
+        let (Ok(group), Some((body, messages))) = (
+            self.resolve(call.request.model()),
+            call.request.cache_body(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(cache.plan(K::CALL_TYPE, &group.name, messages, &body, &control))
+    }
+
+    /// Answers `call` from the cache when `plan` finds an answer there (the call is then recorded);
+    /// None otherwise. A hit fires the request's silent copies exactly as a miss would.
+    async fn answer_from_cache<K: CallKind>(
+        &self,
+        call: &mut Call<K::Request>,
+        plan: Option<&CachePlan>,
+    ) -> Option<Routed<K::Output>> {
+        let (Some(cache), Some(plan)) = (&self.cache, plan) else {
+            return None;
+        };
+        if !plan.read {
+            cache.count_miss();
+            return None;
+        }
+        let bytes = cache.get(plan).await?;
+        let group = self.resolve(call.request.model()).ok()?.clone();
+        call.scope.meta.model_group.clone_from(&group.name);
+        // The deployment a miss would most likely have gone to names the silent groups: picked
+        // by the group's strategy, without reserving a request (none is sent).
+        let picked = group
+            .select(
+                self.settings.routing_strategy,
+                self.settings.routing_strategy_args.lowest_latency_buffer,
+                &self.clock,
+                None,
+            )
+            .ok()
+            .or_else(|| group.deployments.first().cloned());
+        if let Some(deployment) = &picked {
+            call.request.fire_silent(self, deployment, &call.scope.meta);
+            call.scope.silent_fired = true;
+        }
+        let response = K::from_cache(call, &bytes)?;
+        let call_id = call.scope.meta.call_id;
+        let trace_id = call.scope.meta.trace_id.clone();
+        Some(Routed {
+            response,
+            call_id,
+            trace_id,
+            model_group: group.name.clone(),
+            deployment_id: String::new(),
+            cache: CacheStatus::Hit {
+                key: plan.key.clone(),
+            },
+        })
     }
 }
 

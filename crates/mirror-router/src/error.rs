@@ -126,6 +126,12 @@ pub enum RouterError {
     /// shutdown. Recorded with status `cancelled`.
     #[error("the caller went away before the call finished")]
     Cancelled,
+    /// The request's `cache` field (LiteLLM's per-request cache controls) is not what LiteLLM takes.
+    #[error("invalid request: {message}")]
+    InvalidCacheControl {
+        /// What is wrong, naming the field.
+        message: String,
+    },
     /// A provider (or the router) panicked during the call: a bug. Recorded with status `failure`
     /// and class `panic`; the panic itself goes on unwinding to the caller.
     #[error("the call panicked")]
@@ -142,6 +148,7 @@ impl RouterError {
             | RouterError::BlockingInRuntime
             | RouterError::ShuttingDown
             | RouterError::Cancelled
+            | RouterError::InvalidCacheControl { .. }
             | RouterError::Panicked => None,
         }
     }
@@ -156,6 +163,7 @@ impl RouterError {
             RouterError::ShuttingDown => "shutting_down",
             RouterError::Cancelled => "cancelled",
             RouterError::Panicked => "panic",
+            RouterError::InvalidCacheControl { .. } => "invalid_request",
         }
     }
 
@@ -168,6 +176,7 @@ impl RouterError {
             | RouterError::BlockingInRuntime
             | RouterError::ShuttingDown
             | RouterError::Cancelled
+            | RouterError::InvalidCacheControl { .. }
             | RouterError::Panicked => None,
         }
     }

@@ -8,6 +8,7 @@ use mirror_core::{
     CallMeta, CallType, ChatRequest, ChatResponse, EmbeddingsRequest, EmbeddingsResponse, Usage,
 };
 use mirror_providers::{ChunkStream, ProviderError};
+use serde_json::{Map, Value};
 
 use crate::call::{Call, CallKind, CallRequest, RecordParts};
 use crate::deployment::Deployment;
@@ -33,6 +34,14 @@ impl CallRequest for ChatRequest {
         router.fire_silent_copies(deployment, self, meta);
     }
 
+    fn take_cache_control(&mut self) -> Option<Value> {
+        self.extra.remove("cache")
+    }
+
+    fn cache_body(&self) -> Option<(Map<String, Value>, usize)> {
+        cache_body(self).map(|body| (body, self.messages.len()))
+    }
+
     fn take_record_parts(&mut self, payloads: bool) -> RecordParts {
         RecordParts {
             messages: payloads.then(|| std::mem::take(&mut self.messages)),
@@ -49,6 +58,14 @@ impl CallRequest for EmbeddingsRequest {
 
     fn fire_silent(&self, router: &Inner, deployment: &Deployment, meta: &CallMeta) {
         router.fire_silent_embeddings(deployment, self, meta);
+    }
+
+    fn take_cache_control(&mut self) -> Option<Value> {
+        self.extra.remove("cache")
+    }
+
+    fn cache_body(&self) -> Option<(Map<String, Value>, usize)> {
+        cache_body(self).map(|body| (body, 0))
     }
 
     fn take_record_parts(&mut self, _payloads: bool) -> RecordParts {
@@ -89,6 +106,21 @@ impl CallKind for Chat {
             },
         );
         answer
+    }
+
+    fn to_cache(answer: &ChatResponse) -> Option<Vec<u8>> {
+        serde_json::to_vec(answer).ok()
+    }
+
+    fn from_cache(call: &mut Call<ChatRequest>, bytes: &[u8]) -> Option<ChatResponse> {
+        let answer: ChatResponse = serde_json::from_slice(bytes).ok()?;
+        call.succeeded_from_cache(Answered {
+            usage: answer.usage.as_ref(),
+            response: Some(Cow::Borrowed(&answer)),
+            first_token: None,
+            embedding: None,
+        });
+        Some(answer)
     }
 }
 
@@ -135,12 +167,7 @@ impl CallKind for Embeddings {
         answer: EmbeddingsResponse,
     ) -> EmbeddingsResponse {
         let shape = answer.shape(&call.request);
-        let usage = answer.usage.as_ref().map(|u| Usage {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: 0,
-            total_tokens: u.total_tokens,
-            extra: serde_json::Map::new(),
-        });
+        let usage = embedding_usage(&answer);
         call.succeeded(
             deployment,
             Answered {
@@ -152,4 +179,41 @@ impl CallKind for Embeddings {
         );
         answer
     }
+
+    fn to_cache(answer: &EmbeddingsResponse) -> Option<Vec<u8>> {
+        serde_json::to_vec(answer).ok()
+    }
+
+    fn from_cache(call: &mut Call<EmbeddingsRequest>, bytes: &[u8]) -> Option<EmbeddingsResponse> {
+        let answer: EmbeddingsResponse = serde_json::from_slice(bytes).ok()?;
+        let usage = embedding_usage(&answer);
+        let shape = answer.shape(&call.request);
+        call.succeeded_from_cache(Answered {
+            usage: usage.as_ref(),
+            response: None,
+            first_token: None,
+            embedding: Some(shape),
+        });
+        Some(answer)
+    }
+}
+
+fn embedding_usage(answer: &EmbeddingsResponse) -> Option<Usage> {
+    answer.usage.as_ref().map(|u| Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: 0,
+        total_tokens: u.total_tokens,
+        extra: serde_json::Map::new(),
+    })
+}
+
+/// A request's body as a provider gets it, without what differs per call and not per answer: the
+/// model name (the group replaces it in the key) and `metadata`.
+fn cache_body<T: serde::Serialize>(request: &T) -> Option<Map<String, Value>> {
+    let Ok(Value::Object(mut body)) = serde_json::to_value(request) else {
+        return None;
+    };
+    body.remove("model");
+    body.remove("metadata");
+    Some(body)
 }

@@ -19,6 +19,7 @@
 mod api;
 mod attempt;
 mod blocking;
+mod cache;
 mod call;
 mod config;
 mod deployment;
@@ -38,6 +39,7 @@ mod stream;
 mod validate;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};
+pub use cache::{CacheConfig, CacheStats, CacheStatus};
 pub use config::{
     parse_yaml, parse_yaml_as_pyyaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig,
     RouterSettings, RoutingStrategy, RoutingStrategyArgs,

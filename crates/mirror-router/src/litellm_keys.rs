@@ -161,8 +161,6 @@ pub const LITELLM_KEYS: &[(Section, &str, KeyUse)] = &[
     (LitellmSettings, "drop_params", Ignored),
     (LitellmSettings, "set_verbose", Ignored),
     (LitellmSettings, "json_logs", Ignored),
-    (LitellmSettings, "cache", Ignored),
-    (LitellmSettings, "cache_params", Ignored),
     (LitellmSettings, "turn_off_message_logging", Ignored),
     (LitellmSettings, "redact_user_api_key_info", Ignored),
     (LitellmSettings, "redact_messages_in_exceptions", Ignored),

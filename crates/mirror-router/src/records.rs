@@ -114,6 +114,37 @@ impl<R: CallRequest> Call<R> {
         records.consume(record);
     }
 
+    /// Records a call answered from the response cache: no deployment answered, nothing is
+    /// spent, and the record says `cache_hit`.
+    pub(crate) fn succeeded_from_cache(&mut self, answered: Answered<'_>) {
+        let Some(parts) = self.take_for_record() else {
+            return;
+        };
+        let scope = &mut self.scope;
+        scope.cache_hit = true;
+        let router = Arc::clone(&scope.router);
+        let Some(records) = &router.records else {
+            return;
+        };
+        let id = answered
+            .response
+            .as_deref()
+            .map(|r| r.id.as_str())
+            .filter(|id| !id.is_empty());
+        let mut record = scope.base_record(None, parts, Instant::now(), id);
+        record.status = CallStatus::Success;
+        if let Some(usage) = answered.usage {
+            record.prompt_tokens = usage.prompt_tokens;
+            record.completion_tokens = usage.completion_tokens;
+            record.total_tokens = usage.total_tokens;
+        }
+        record.response = answered
+            .response
+            .filter(|_| router.record_payloads)
+            .map(Cow::into_owned);
+        records.consume(record);
+    }
+
     /// Records a call that failed after its retries and fallbacks (or mid-stream).
     pub(crate) fn failed(&mut self, error: &RouterError) {
         self.record_error(CallStatus::Failure, error);
@@ -209,6 +240,7 @@ impl CallScope {
                 fallbacks_tried: std::mem::take(&mut self.fallbacks_tried),
                 requester_metadata,
                 embedding: None,
+                cache_hit: self.cache_hit,
             },
             request_tags: std::mem::take(&mut meta.tags),
             end_user: parts.user,

@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
 use crate::api::SpendStats;
+use crate::cache::{CacheConfig, ResponseCache};
 use crate::config::{MirrorSettings, ModelDeployment, RouterConfig, RouterSettings};
 use crate::deployment::{prices, Clock, Deployment, DeploymentState};
 use crate::error::ConfigError;
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) hard_stop: watch::Sender<bool>,
     /// State shared with other instances through Redis; None keeps everything in memory.
     pub(crate) shared: Option<Arc<SharedState>>,
+    /// The response cache (`litellm_settings.cache`); None when off.
+    pub(crate) cache: Option<ResponseCache>,
 }
 
 /// Builds a [`Router`] from configuration, providers and a record consumer.
@@ -74,6 +77,7 @@ pub struct RouterBuilder {
     providers: HashMap<String, Arc<dyn Provider>>,
     records: Option<Arc<dyn RecordConsumer>>,
     mirror: MirrorSettings,
+    cache: Option<CacheConfig>,
 }
 
 impl Router {
@@ -85,11 +89,19 @@ impl Router {
             providers: HashMap::new(),
             records: None,
             mirror: MirrorSettings::default(),
+            cache: None,
         }
     }
 }
 
 impl RouterBuilder {
+    /// The response cache (`litellm_settings.cache_params`, when `litellm_settings.cache` is on);
+    /// None (the default) turns it off. `build` checks it.
+    pub fn cache(mut self, cache: Option<CacheConfig>) -> Self {
+        self.cache = cache;
+        self
+    }
+
     /// Uses this configuration (replacing deployments and settings added so far).
     pub fn config(mut self, config: RouterConfig) -> Self {
         self.config = config;
@@ -163,6 +175,21 @@ impl RouterBuilder {
             router_settings: settings,
         } = self.config;
         let mirror_settings = self.mirror;
+        let cache = match &self.cache {
+            Some(config) => {
+                let cache = config
+                    .check()
+                    .and_then(|()| ResponseCache::new(config))
+                    .map_err(|(location, message)| ConfigError::Invalid {
+                        origin: self.origin.clone(),
+                        location,
+                        message,
+                        position: None,
+                    })?;
+                Some(cache)
+            }
+            None => None,
+        };
 
         let mut members: Vec<Vec<Arc<Deployment>>> = vec![Vec::new(); valid.groups.len()];
         let mut by_id: FxHashMap<String, Arc<Group>> = FxHashMap::default();
@@ -278,6 +305,7 @@ impl RouterBuilder {
             spend: SpendStats::default(),
             hard_stop,
             shared,
+            cache,
         });
         handle.spawn(dispatch_loop(
             Arc::downgrade(&inner),

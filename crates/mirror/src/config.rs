@@ -14,8 +14,8 @@ use mirror_core::{deserialize_env_string, SecretString};
 use mirror_logging::S3Config;
 use mirror_router::{
     apply_supported_environments, check_size, check_values, classify, parse_yaml_as_pyyaml,
-    Classified, ConfigError, MirrorSettings, ModelDeployment, RouterConfig, RouterSettings,
-    Section, SHUTDOWN_SECONDS, TIMEOUT_SECONDS, WAIT_SECONDS,
+    CacheConfig, Classified, ConfigError, MirrorSettings, ModelDeployment, RouterConfig,
+    RouterSettings, Section, SHUTDOWN_SECONDS, TIMEOUT_SECONDS, WAIT_SECONDS,
 };
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -118,6 +118,12 @@ pub struct LiteLlmSettings {
     /// At most this many fallback groups per call, when the router settings do not say.
     #[serde(default)]
     pub max_fallbacks: Option<usize>,
+    /// Turns the response cache on (LiteLLM's `cache: true`).
+    #[serde(default)]
+    pub cache: bool,
+    /// The response cache's settings; read only when `cache` is true.
+    #[serde(default)]
+    pub cache_params: Option<CacheConfig>,
     #[serde(flatten)]
     other: BTreeMap<String, IgnoredAny>,
 }
@@ -138,6 +144,8 @@ impl LiteLlmSettings {
         "content_policy_fallbacks",
         "default_fallbacks",
         "max_fallbacks",
+        "cache",
+        "cache_params",
     ];
 }
 
@@ -563,6 +571,14 @@ impl GatewayConfig {
         ) {
             router.default_fallbacks.clone_from(fallbacks);
         }
+    }
+
+    /// The response cache settings, when `litellm_settings.cache` turns it on.
+    pub fn cache_config(&self) -> Option<CacheConfig> {
+        let settings = &self.litellm_settings;
+        settings
+            .cache
+            .then(|| settings.cache_params.clone().unwrap_or_default())
     }
 
     /// The router part of the configuration.

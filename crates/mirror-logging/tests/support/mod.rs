@@ -61,6 +61,7 @@ pub fn record(n: usize) -> CallRecord {
                 .cloned()
                 .unwrap_or_default(),
             embedding: None,
+            cache_hit: false,
         },
         request_tags: vec!["prod".into()],
         end_user: Some("user-7".into()),

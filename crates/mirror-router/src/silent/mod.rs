@@ -260,6 +260,7 @@ fn counts_against_silent_group(error: &RouterError) -> bool {
         | RouterError::BlockingInRuntime
         | RouterError::ShuttingDown
         | RouterError::Cancelled
+        | RouterError::InvalidCacheControl { .. }
         | RouterError::Panicked => false,
     }
 }

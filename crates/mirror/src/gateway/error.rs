@@ -65,6 +65,12 @@ impl ApiError {
                 message,
             ),
             RouterError::Provider { source, .. } => ApiError::from_provider(source, message),
+            RouterError::InvalidCacheControl { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invalid_cache_control"),
+                message,
+            ),
             RouterError::ShuttingDown | RouterError::Cancelled => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",

@@ -16,6 +16,7 @@ use mirror_core::{
     CallId, CallMeta, ChatRequest, EmbeddingsRequest, ErrorBody, TraceId, OPT_OUT_METADATA_KEY,
     TRACE_ID_METADATA_KEY,
 };
+use mirror_router::CacheStatus;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
@@ -23,6 +24,10 @@ use super::error::ApiError;
 use super::listen::BodyError;
 use super::AppState;
 
+/// Whether the response cache answered: `hit` or `miss` (absent when it does not apply).
+pub(crate) const CACHE_HEADER: &str = "x-mirror-cache";
+/// The cache key of a hit, under LiteLLM's name.
+pub(crate) const CACHE_KEY_HEADER: &str = "x-litellm-cache-key";
 /// The header that opts one request out of mirroring: `x-mirror-silent: off`.
 pub(crate) const SILENT_HEADER: &str = "x-mirror-silent";
 /// Every response's call id.
@@ -195,6 +200,25 @@ pub(super) fn fresh_ids() -> (String, String) {
     (CallId::new().to_string(), TraceId::new().to_string())
 }
 
+/// `x-mirror-cache: hit|miss` when the response cache applied, and on a hit LiteLLM's
+/// `x-litellm-cache-key` (which LiteLLM sends only on hits).
+pub(super) fn with_cache_headers(mut response: Response, cache: &CacheStatus) -> Response {
+    let headers = response.headers_mut();
+    match cache {
+        CacheStatus::Hit { key } => {
+            headers.insert(CACHE_HEADER, HeaderValue::from_static("hit"));
+            if let Ok(value) = HeaderValue::from_str(key) {
+                headers.insert(CACHE_KEY_HEADER, value);
+            }
+        }
+        CacheStatus::Miss => {
+            headers.insert(CACHE_HEADER, HeaderValue::from_static("miss"));
+        }
+        _ => {}
+    }
+    response
+}
+
 pub(super) fn with_ids(mut response: Response, meta: &(String, String)) -> Response {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&meta.0) {
@@ -295,7 +319,7 @@ async fn chat_for(
     let result = state.router.chat_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
-        Ok(routed) => json_response(&routed.response),
+        Ok(routed) => with_cache_headers(json_response(&routed.response), &routed.cache),
         Err(error) => ApiError::from_router(&error).into_response(),
     };
     finish(&state, with_ids(response, &ids), started, routed)
@@ -438,7 +462,7 @@ async fn embeddings_for(
     let result = state.router.embeddings_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
-        Ok(routed) => json_response(&routed.response),
+        Ok(routed) => with_cache_headers(json_response(&routed.response), &routed.cache),
         Err(error) => ApiError::from_router(&error).into_response(),
     };
     finish(&state, with_ids(response, &ids), started, routed)
@@ -488,6 +512,7 @@ pub(crate) async fn metrics(State(state): SharedState) -> Response {
         &state.writer.stats(),
         &state.router.shared_state_stats(),
     );
+    super::metrics::render_cache(&mut text, &state.router.cache_stats());
     state.clients.render(&mut text, &state.bodies);
     (
         [(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mirror_core::{CallRecord, CallStatus};
 use mirror_logging::SinkStats;
-use mirror_router::{MirrorSnapshot, SharedStateStats};
+use mirror_router::{CacheStats, MirrorSnapshot, SharedStateStats};
 use rustc_hash::FxHashMap;
 
 /// Bucket bounds in seconds for call latency.
@@ -389,4 +389,61 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The response cache's counters and size, when it is on.
+pub(crate) fn render_cache(out: &mut String, cache: &CacheStats) {
+    if !cache.enabled {
+        return;
+    }
+    let series = [
+        (
+            "mirror_cache_hits_total",
+            "counter",
+            "Requests answered from the response cache.",
+            cache.hits,
+        ),
+        (
+            "mirror_cache_misses_total",
+            "counter",
+            "Cacheable requests a provider answered (not found, expired, or no-cache).",
+            cache.misses,
+        ),
+        (
+            "mirror_cache_stores_total",
+            "counter",
+            "Answers stored in the response cache.",
+            cache.stores,
+        ),
+        (
+            "mirror_cache_evictions_total",
+            "counter",
+            "Answers evicted to keep the cache within its bounds.",
+            cache.evictions,
+        ),
+        (
+            "mirror_cache_errors_total",
+            "counter",
+            "Redis cache exchanges that failed or timed out, and Redis stores dropped.",
+            cache.errors,
+        ),
+        (
+            "mirror_cache_entries",
+            "gauge",
+            "Answers held in the response cache.",
+            cache.entries,
+        ),
+        (
+            "mirror_cache_bytes",
+            "gauge",
+            "Bytes of answers held in the response cache.",
+            cache.bytes,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
 }

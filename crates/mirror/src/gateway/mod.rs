@@ -233,6 +233,7 @@ impl Gateway {
             .map_err(GatewayError::Http)?
             .origin(config.origin())
             .config(config.router_config())
+            .cache(config.cache_config())
             .mirror_settings(section.mirror_settings())
             .records(records)
             .build()
