@@ -33,6 +33,8 @@ pub(crate) struct Call {
     pub(crate) prompt_tokens: u64,
     pub(crate) completion_tokens: u64,
     pub(crate) cost: f64,
+    /// Answered from the response cache (no provider was called).
+    pub(crate) cache_hit: bool,
     pub(crate) answer: Answer,
     /// The conversation, kept only when a judge will read it.
     pub(crate) prompt: Option<String>,
@@ -262,6 +264,7 @@ impl Analyzer {
             prompt_tokens: record.prompt_tokens,
             completion_tokens: record.completion_tokens,
             cost: record.response_cost,
+            cache_hit: record.metadata.cache_hit,
             answer,
             prompt,
         }

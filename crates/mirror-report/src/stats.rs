@@ -178,6 +178,10 @@ pub struct SideStats {
     pub cost_per_1k: f64,
     /// Failed calls / calls.
     pub error_rate: f64,
+    /// Calls answered from the response cache (`metadata.cache_hit`): no provider was called.
+    pub cache_hits: u64,
+    /// Cache hits / calls.
+    pub cache_hit_rate: f64,
 }
 
 impl SideStats {
@@ -199,6 +203,7 @@ pub(crate) struct SideAccumulator {
     pub(crate) prompt_tokens: u64,
     pub(crate) completion_tokens: u64,
     pub(crate) cost: f64,
+    pub(crate) cache_hits: u64,
 }
 
 impl SideAccumulator {
@@ -218,6 +223,7 @@ impl SideAccumulator {
         self.prompt_tokens += call.prompt_tokens;
         self.completion_tokens += call.completion_tokens;
         self.cost += call.cost;
+        self.cache_hits += u64::from(call.cache_hit);
     }
 
     #[allow(clippy::cast_precision_loss)]
@@ -241,6 +247,8 @@ impl SideAccumulator {
             cost: self.cost,
             cost_per_1k: per_call(self.cost) * 1000.0,
             error_rate: per_call(self.failures as f64),
+            cache_hits: self.cache_hits,
+            cache_hit_rate: per_call(self.cache_hits as f64),
         }
     }
 }

@@ -135,6 +135,16 @@ impl fmt::Display for Table<'_> {
                 "  cost: primary ${:.6}, shadow ${:.6}; per 1k requests {:+.4} USD",
                 summary.primary.cost, summary.shadow.cost, summary.cost_per_1k_diff
             )?;
+            if summary.primary.cache_hits + summary.shadow.cache_hits > 0 {
+                writeln!(
+                    f,
+                    "  cache hits: primary {} ({:.1}%), shadow {} ({:.1}%)",
+                    summary.primary.cache_hits,
+                    summary.primary.cache_hit_rate * 100.0,
+                    summary.shadow.cache_hits,
+                    summary.shadow.cache_hit_rate * 100.0
+                )?;
+            }
             for (name, side) in [("primary", &summary.primary), ("shadow", &summary.shadow)] {
                 if side.failures > 0 {
                     let classes: Vec<String> = side

@@ -480,3 +480,25 @@ fn cancelled_calls_are_counted_and_never_compared() {
     assert_eq!((edge.pairs, edge.primaries), (1, 1));
     assert_eq!(report.totals.unmatched_shadows.values().sum::<u64>(), 1);
 }
+
+#[test]
+fn cache_hits_are_counted_per_side_and_shown() {
+    let mut analyzer = Analyzer::new(options());
+    for i in 0..4 {
+        let mut p = primary("gpt-4o", "gpt-4o", 0.1, &format!("answer {i}"));
+        // Every other primary came from the response cache; the shadow always called its model.
+        p.metadata.cache_hit = i % 2 == 0;
+        let s = shadow(&p, "mini", "mini", 0.2, &format!("answer {i}"));
+        analyzer.push(&p);
+        analyzer.push(&s);
+    }
+    let report = analyzer.finish();
+    let edge = edge(&report, "gpt-4o", "mini");
+    assert_eq!((edge.primary.cache_hits, edge.shadow.cache_hits), (2, 0));
+    assert!((edge.primary.cache_hit_rate - 0.5).abs() < 1e-9);
+    let table = mirror_report::Table(&report.edges).to_string();
+    assert!(
+        table.contains("cache hits: primary 2 (50.0%), shadow 0 (0.0%)"),
+        "{table}"
+    );
+}
