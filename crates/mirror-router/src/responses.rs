@@ -62,6 +62,13 @@ impl CallRequest for ResponsesCall {
         self.pinned.as_deref()
     }
 
+    /// LiteLLM's per-request `cache` controls are never sent upstream. Responses creates are not
+    /// cached: a stored response's id names state on the upstream (retrieve, `previous_response_id`),
+    /// so one answer replayed to two callers would hand both the same conversation.
+    fn take_cache_control(&mut self) -> Option<serde_json::Value> {
+        self.request.extra.remove("cache")
+    }
+
     fn take_record_parts(&mut self, _payloads: bool) -> RecordParts {
         let request = &mut self.request;
         RecordParts {

@@ -267,3 +267,29 @@ async fn a_silent_stream_ending_in_an_error_event_is_counted_failed_as_it_is_rec
     assert_eq!((stats.completed, stats.failed), (0, 1), "{stats:?}");
     assert!(stats.is_balanced());
 }
+
+#[tokio::test]
+async fn cache_controls_never_reach_the_upstream_or_the_shadow() {
+    let primary = Upstream::start("primary").await;
+    let shadow = Upstream::start("shadow").await;
+    let (builder, _records) = builder();
+    let router = builder
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+    let mut request = create("prod");
+    request
+        .extra
+        .insert("cache".to_owned(), json!({"no-cache": true}));
+    router.responses(request).await.unwrap();
+    settled(&router).await;
+    for upstream in [&primary, &shadow] {
+        let seen = upstream.only_request();
+        assert!(seen.body.get("cache").is_none(), "{}", seen.body);
+    }
+}
