@@ -210,7 +210,12 @@ async fn idle_and_half_sent_connections_cannot_lock_others_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_in_memory_are_bounded_across_requests() {
     let (_upstream, base) = start_upstream().await;
-    let gateway = RunningGateway::start(&config(&base, "  max_body_bytes_in_flight: 3000")).await;
+    // A long grace: the held body must not be cut as too slow while the test looks at it.
+    let gateway = RunningGateway::start(&config(
+        &base,
+        "  max_body_bytes_in_flight: 3000\n  client_body_grace: 3600",
+    ))
+    .await;
     let address = address(&gateway);
     // One client holds 1900 bytes of a 2000-byte body...
     let content =
@@ -223,22 +228,36 @@ async fn request_bodies_in_memory_are_bounded_across_requests() {
         .write_all(format!("{}{}", head(&address, 2000), &body[..1900]).as_bytes())
         .await
         .unwrap();
-    // ...so a second 1500-byte body does not fit: 503, retry shortly.
-    let bigger =
-        json!({"model": "primary", "messages": [{"role": "user", "content": "y".repeat(1400)}]});
-    let refused = loop {
-        let response = client()
-            .post(format!("{}/v1/chat/completions", gateway.base))
-            .json(&bigger)
+    // ...and once the gateway holds them (an event, not a delay)...
+    let readiness_url = format!("{}/health/readiness", gateway.base);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let readiness: Value = client()
+            .get(&readiness_url)
             .send()
             .await
+            .unwrap()
+            .json()
+            .await
             .unwrap();
-        // The holder's bytes may not have been read yet: then the second body fits.
-        if response.status() != 200 {
-            break response;
+        if readiness["request_body_bytes_in_flight"].as_u64() >= Some(1900) {
+            break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held body never counted: {readiness}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+    // ...a second 1500-byte body does not fit: 503, retry shortly.
+    let bigger =
+        json!({"model": "primary", "messages": [{"role": "user", "content": "y".repeat(1400)}]});
+    let refused = client()
+        .post(format!("{}/v1/chat/completions", gateway.base))
+        .json(&bigger)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.headers()["retry-after"], "1");
     let (status, error) = error_of(refused).await;
     assert_eq!(status, 503);
@@ -505,6 +524,7 @@ mirror_settings:
         .wait_until("both calls", |seen| seen.len() == 2)
         .await;
     // The stuck client's first bytes are in: its connection was accepted and its request is open.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let readiness: Value = client()
             .get(format!("{}/health/readiness", gateway.base))
@@ -517,6 +537,10 @@ mirror_settings:
         if readiness["request_body_bytes_in_flight"].as_u64() > Some(0) {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stuck client's body never counted: {readiness}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
