@@ -18,6 +18,14 @@ impl Inner {
     /// deployment), else the longest wildcard group that matches (LiteLLM's order). A wildcard
     /// deployment then sends the requested name upstream (`ModelRef::upstream_name`).
     pub(crate) fn resolve(&self, model: &str) -> Result<&Arc<Group>, RouterError> {
+        // A wildcard group's own name (`*`, `openai/*`) names no model: sending it would put an
+        // empty or starred model name upstream.
+        if model.contains('*') && self.patterns.iter().any(|(pattern, _)| pattern == model) {
+            return Err(RouterError::UnknownModel {
+                model: model.to_owned(),
+                suggestion: None,
+            });
+        }
         if let Some(&index) = self.names.get(model) {
             return Ok(&self.groups[index]);
         }

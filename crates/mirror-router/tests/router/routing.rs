@@ -420,3 +420,26 @@ async fn load_aware_strategies_never_run_out_of_candidates_under_contention() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_wildcard_serves_any_name_but_its_own_pattern() {
+    let upstream = Upstream::start("any").await;
+    let (builder, _records) = builder();
+    let router = builder
+        .deployment(
+            mirror_router::ModelDeployment::new("*", "openai/*")
+                .unwrap()
+                .api_base(upstream.base())
+                .api_key(SECRET_KEY),
+        )
+        .build()
+        .unwrap();
+    router.chat(request("gpt-4o-mini")).await.unwrap();
+    assert_eq!(upstream.only_request().body["model"], "gpt-4o-mini");
+    let err = router.chat(request("*")).await.unwrap_err();
+    assert!(
+        matches!(err, RouterError::UnknownModel { ref model, .. } if model == "*"),
+        "{err:?}"
+    );
+    assert_eq!(upstream.count(), 1, "nothing sent for the pattern itself");
+}
