@@ -137,7 +137,15 @@ impl Router {
 
     /// The silent-mirroring counters.
     pub fn mirror_stats(&self) -> MirrorSnapshot {
-        self.inner.silent.stats.snapshot()
+        let mut snapshot = self.inner.silent.stats.snapshot();
+        // Counted from this router's own breakers: the counters are taken over by a reloaded
+        // router, its breakers are not.
+        snapshot.breakers_open = self
+            .silent_breakers()
+            .iter()
+            .filter(|(_, open)| *open)
+            .count() as u64;
+        snapshot
     }
 
     /// Counters of the response cache (all zero, `enabled: false`, when it is off). For the
@@ -176,6 +184,7 @@ impl Router {
     /// Switches mirroring on or off for every deployment, at run time.
     pub fn set_mirroring(&self, enabled: bool) {
         self.inner.silent.enabled.store(enabled, Ordering::Release);
+        self.inner.silent.enabled_set.store(true, Ordering::Release);
     }
 
     /// Whether mirroring is switched on.

@@ -126,9 +126,11 @@ pub(crate) struct SilentQueue {
     max_bytes: u64,
     pub(crate) stats: Arc<MirrorStats>,
     pub(crate) enabled: AtomicBool,
+    /// Whether `enabled` was set at run time (then a reload keeps it rather than the file's).
+    pub(crate) enabled_set: AtomicBool,
     pub(crate) closed: AtomicBool,
     /// Which silent Responses continue which primary ones.
-    pub(crate) links: super::state::ResponseLinks,
+    pub(crate) links: Arc<super::state::ResponseLinks>,
 }
 
 impl SilentQueue {
@@ -143,10 +145,22 @@ impl SilentQueue {
             max_bytes,
             stats: Arc::new(MirrorStats::default()),
             enabled: AtomicBool::new(enabled),
+            enabled_set: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            links: super::state::ResponseLinks::default(),
+            links: Arc::default(),
         };
         (queue, receiver)
+    }
+
+    /// Takes over the counters and the run-time switch of the queue of the router this one
+    /// replaces: copies still in flight there end in the same counters, which stay balanced.
+    pub(crate) fn take_over(&mut self, old: &SilentQueue) {
+        self.stats = Arc::clone(&old.stats);
+        if old.enabled_set.load(Ordering::Acquire) {
+            self.enabled
+                .store(old.enabled.load(Ordering::Acquire), Ordering::Release);
+            self.enabled_set.store(true, Ordering::Release);
+        }
     }
 
     /// Makes room for a copy whose request is about `request_bytes` before it is made, so a copy
