@@ -2,6 +2,7 @@
 //! run-time switches and shutdown.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mirror_core::{
@@ -263,6 +264,23 @@ impl Router {
             .into_iter()
             .map(|index| (groups[index].name.clone(), groups[index].breaker.is_open()))
             .collect()
+    }
+
+    /// Retires a router a reload replaced: waits (up to `deadline`) until nothing uses it any more
+    /// (no call in flight, primary or silent, and no copy queued), then stops its dispatcher; what
+    /// is still running at the deadline is cut and counted as dropped at shutdown. Its counters go
+    /// on in the router that took them over ([`RouterBuilder::carry_over`](crate::RouterBuilder)).
+    pub async fn retire(self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        // Calls in flight and running silent copies each hold the router's state; this handle is
+        // the one left when they have all ended.
+        while (Arc::strong_count(&self.inner) > 1 || !self.inner.silent.is_empty())
+            && Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.inner.silent.closed.store(true, Ordering::Release);
+        self.inner.hard_stop.send_replace(true);
     }
 
     /// Stops taking silent copies, lets queued and running ones finish until `deadline`, and counts

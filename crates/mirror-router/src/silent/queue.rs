@@ -152,6 +152,11 @@ impl SilentQueue {
         (queue, receiver)
     }
 
+    /// Whether no copy waits in the queue.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sender.capacity() == self.sender.max_capacity()
+    }
+
     /// Takes over the counters and the run-time switch of the queue of the router this one
     /// replaces: copies still in flight there end in the same counters, which stay balanced.
     pub(crate) fn take_over(&mut self, old: &SilentQueue) {
