@@ -182,10 +182,18 @@ impl Router {
         }
     }
 
-    /// Switches mirroring on or off for every deployment, at run time.
+    /// Switches mirroring on or off for every deployment, at run time; with shared state, on every
+    /// instance (published at the next sync, which this call starts). A reload keeps it.
     pub fn set_mirroring(&self, enabled: bool) {
         self.inner.silent.enabled.store(enabled, Ordering::Release);
         self.inner.silent.enabled_set.store(true, Ordering::Release);
+        self.inner
+            .silent
+            .enabled_dirty
+            .store(true, Ordering::Release);
+        if let Some(shared) = &self.inner.shared {
+            shared.wake();
+        }
     }
 
     /// Whether mirroring is switched on.

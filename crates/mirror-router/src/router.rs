@@ -14,7 +14,7 @@ use crate::deployment::{prices, Clock, Deployment, DeploymentState};
 use crate::error::ConfigError;
 use crate::records::RecordConsumer;
 use crate::select::Group;
-use crate::shared::SharedState;
+use crate::shared::{SharedState, SyncedControls};
 use crate::silent::control::TargetLimits;
 use crate::silent::dispatch::dispatch_loop;
 use crate::silent::{MinuteBudget, SilentBreaker, SilentQueue};
@@ -295,29 +295,20 @@ impl RouterBuilder {
                 message,
                 position: None,
             })?
-            .map(Arc::new);
+            .map(|shared| {
+                // A reload keeps the instance id: what it published stays its own.
+                let old = previous.as_ref().and_then(|old| old.shared.as_ref());
+                Arc::new(match old {
+                    Some(old) => shared.with_instance(old.instance()),
+                    None => shared,
+                })
+            });
         // Instances that share state must agree on minutes and cooldown ends: the wall clock.
         let clock = if shared.is_some() {
             Clock::wall()
         } else {
             Clock::new()
         };
-        if let Some(shared) = &shared {
-            let deployments = groups
-                .iter()
-                .flat_map(|group| group.deployments.iter().cloned())
-                .collect();
-            // Only budgets that can be used are synced.
-            let budgets = if mirror_settings.max_mirrors_per_minute.is_some() {
-                groups
-                    .iter()
-                    .map(|group| (group.name.clone(), Arc::clone(&group.budget)))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            shared.spawn_sync(&handle, deployments, budgets, clock);
-        }
         let (mut silent, receiver) = SilentQueue::new(
             mirror_settings.queue_size,
             mirror_settings.max_bytes,
@@ -338,6 +329,40 @@ impl RouterBuilder {
             spend = Arc::clone(&old.spend);
         }
         drop(previous);
+        if let Some(shared) = &shared {
+            let deployments = groups
+                .iter()
+                .flat_map(|group| group.deployments.iter().cloned())
+                .collect();
+            // Only budgets that can be used are synced.
+            let budgets = if mirror_settings.max_mirrors_per_minute.is_some() {
+                groups
+                    .iter()
+                    .map(|group| (group.name.clone(), Arc::clone(&group.budget)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut silent_groups: Vec<usize> = groups
+                .iter()
+                .flat_map(|group| group.deployments.iter())
+                .flat_map(|d| d.silent.iter().map(|target| target.group))
+                .collect();
+            silent_groups.sort_unstable();
+            silent_groups.dedup();
+            let controls = SyncedControls {
+                enabled: Arc::clone(&silent.enabled),
+                enabled_dirty: Arc::clone(&silent.enabled_dirty),
+                targets: silent_groups
+                    .into_iter()
+                    .map(|index| {
+                        let group = &groups[index];
+                        (group.name.clone(), Arc::clone(&group.runtime), group.limits)
+                    })
+                    .collect(),
+            };
+            shared.spawn_sync(&handle, deployments, budgets, controls, clock);
+        }
         let record_payloads = self
             .records
             .as_ref()

@@ -125,9 +125,12 @@ pub(crate) struct SilentQueue {
     /// The memory budget of queued and running copies together.
     max_bytes: u64,
     pub(crate) stats: Arc<MirrorStats>,
-    pub(crate) enabled: AtomicBool,
+    /// The global switch (shared with the shared-state sync).
+    pub(crate) enabled: Arc<AtomicBool>,
     /// Whether `enabled` was set at run time (then a reload keeps it rather than the file's).
     pub(crate) enabled_set: AtomicBool,
+    /// Whether `enabled` was set here and is not yet published to the other instances.
+    pub(crate) enabled_dirty: Arc<AtomicBool>,
     pub(crate) closed: AtomicBool,
     /// Which silent Responses continue which primary ones.
     pub(crate) links: Arc<super::state::ResponseLinks>,
@@ -144,8 +147,9 @@ impl SilentQueue {
             sender,
             max_bytes,
             stats: Arc::new(MirrorStats::default()),
-            enabled: AtomicBool::new(enabled),
+            enabled: Arc::new(AtomicBool::new(enabled)),
             enabled_set: AtomicBool::new(false),
+            enabled_dirty: Arc::default(),
             closed: AtomicBool::new(false),
             links: Arc::default(),
         };
