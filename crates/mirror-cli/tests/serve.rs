@@ -1,5 +1,6 @@
-//! `SIGHUP` reloads the config file of a real `mirror serve` process: a new model group appears,
-//! an invalid file is refused with the error logged and the old config keeps serving.
+//! A real `mirror serve` process: `SIGHUP` reloads its config file (a new model group appears, an
+//! invalid file is refused with the error logged and the old config keeps serving), and a caller's
+//! W3C `traceparent` becomes the trace of the primary's and the shadow's OTLP spans.
 #![cfg(target_os = "linux")]
 // A failure in a helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -29,8 +30,8 @@ struct Served {
 }
 
 impl Served {
-    fn start(yaml: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mirror-reload-{}", std::process::id()));
+    fn start(name: &str, yaml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("mirror-serve-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.yaml"), yaml).unwrap();
@@ -46,6 +47,7 @@ impl Served {
             .arg("--port")
             .arg(port.to_string())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
@@ -95,10 +97,15 @@ impl Served {
     }
 
     fn chat(&self, model: &str) -> u16 {
+        self.chat_with(model, "")
+    }
+
+    /// A chat request with extra header lines (`name: value\r\n` each).
+    fn chat_with(&self, model: &str, headers: &str) -> u16 {
         let body =
             format!(r#"{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}"#);
         let request = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{headers}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         self.send(&request).map_or(0, |(status, _)| status)
@@ -152,7 +159,7 @@ impl Drop for Served {
 
 #[test]
 fn sighup_reloads_the_file_and_refuses_an_invalid_one() {
-    let served = Served::start(CONFIG);
+    let served = Served::start("reload", CONFIG, &[]);
     assert_eq!(served.chat("primary"), 200);
     assert_eq!(served.chat("added"), 404);
 
@@ -189,4 +196,63 @@ fn sighup_reloads_the_file_and_refuses_an_invalid_one() {
     let (status, body) = served.get("/admin/mirror").unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"config_version\":2"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_is_the_trace_of_the_primary_and_shadow_spans() {
+    let collector = mirror_test_support::Upstream::start("otlp").await;
+    let config = format!("{CONFIG}litellm_settings:\n  callbacks: [\"otel\"]\n");
+    let endpoint = collector.url().to_owned();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let status = tokio::task::spawn_blocking(move || {
+        let mut served = Served::start(
+            "traces",
+            &config,
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+        );
+        let status = served.chat_with(
+            "primary",
+            &format!("traceparent: 00-{trace}-00f067aa0ba902b7-01\r\n"),
+        );
+        // The sinks flush on shutdown.
+        let stopped = Command::new("kill")
+            .arg("-TERM")
+            .arg(served.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while served.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "mirror serve did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        status
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let spans: Vec<serde_json::Value> = collector
+        .requests()
+        .iter()
+        .filter(|seen| seen.path == "/v1/traces")
+        .flat_map(|seen| {
+            seen.body["resourceSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|rs| rs["scopeSpans"].as_array().into_iter().flatten())
+                .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        spans.len(),
+        2,
+        "a span for the primary and one for the shadow: {spans:?}"
+    );
+    assert!(
+        spans.iter().all(|span| span["traceId"] == trace),
+        "{spans:?}"
+    );
 }
