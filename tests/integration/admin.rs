@@ -174,6 +174,14 @@ async fn admin_api_switches_targets_and_shows_budgets_and_ends() {
         .await,
         1
     );
+    assert_eq!(
+        metric(
+            &url,
+            "mirror_silent_target_state{silent_group=\"shadow\",state=\"budget_exhausted\"}"
+        )
+        .await,
+        1
+    );
 
     // The global switch.
     let (status, settings) = call(

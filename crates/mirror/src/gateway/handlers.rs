@@ -521,6 +521,7 @@ pub(crate) async fn metrics(State(state): SharedState) -> Response {
         &state.router().shared_state_stats(),
     );
     super::metrics::render_cache(&mut text, &state.router().cache_stats());
+    super::metrics::render_targets(&mut text, &state.router().mirror_controls());
     state.clients.render(&mut text, &state.bodies);
     (
         [(

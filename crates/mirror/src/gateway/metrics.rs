@@ -400,6 +400,53 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Per silent target (silent group): its switch, sample rate, spend in its budget period and
+/// state (`active`, `disabled`, `budget_exhausted`, `ended`), as `GET /admin/mirror` shows them.
+pub(crate) fn render_targets(out: &mut String, controls: &mirror_router::MirrorControls) {
+    let mut seen: Vec<&str> = Vec::new();
+    let targets: Vec<_> = controls
+        .targets
+        .iter()
+        .filter(|t| {
+            let new = !seen.contains(&t.silent_group.as_str());
+            seen.push(&t.silent_group);
+            new
+        })
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    out.push_str("# HELP mirror_silent_target_enabled Whether copies to a silent group are switched on (the global switch aside).\n# TYPE mirror_silent_target_enabled gauge\n");
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "mirror_silent_target_enabled{{silent_group=\"{}\"}} {}",
+            escape(&t.silent_group),
+            u8::from(t.enabled)
+        );
+    }
+    out.push_str("# HELP mirror_silent_target_spent_usd USD spent by a silent group's calls in its budget period (a UTC day, or in total).\n# TYPE mirror_silent_target_spent_usd gauge\n");
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "mirror_silent_target_spent_usd{{silent_group=\"{}\"}} {}",
+            escape(&t.silent_group),
+            t.spent_usd
+        );
+    }
+    out.push_str("# HELP mirror_silent_target_state A silent group's state: 1 on the label of the current one.\n# TYPE mirror_silent_target_state gauge\n");
+    for t in &targets {
+        for state in ["active", "disabled", "budget_exhausted", "ended"] {
+            let _ = writeln!(
+                out,
+                "mirror_silent_target_state{{silent_group=\"{}\",state=\"{state}\"}} {}",
+                escape(&t.silent_group),
+                u8::from(t.state == state)
+            );
+        }
+    }
+}
+
 /// The response cache's counters and size, when it is on.
 pub(crate) fn render_cache(out: &mut String, cache: &CacheStats) {
     if !cache.enabled {
