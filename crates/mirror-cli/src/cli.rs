@@ -138,6 +138,24 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
     if !any {
         let _ = writeln!(out, "  (no deployment names a silent_model)");
     }
+    for target in router
+        .mirror_controls()
+        .targets
+        .iter()
+        .filter(|t| t.max_spend_usd.is_some() || t.until.is_some())
+    {
+        let mut limits = Vec::new();
+        if let (Some(max), Some(period)) = (target.max_spend_usd, target.spend_period) {
+            limits.push(format!("at most {max} USD per {period}"));
+        }
+        if let Some(until) = &target.until {
+            limits.push(format!("until {until}"));
+        }
+        let line = format!("  {}: {}", target.silent_group, limits.join(", "));
+        if !out.contains(&format!("{line}\n")) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     let _ = writeln!(
         out,
         "Silent work: {} MiB budget, {} queued and {} in flight at most; mirroring {}.",
