@@ -347,3 +347,60 @@ async fn a_callers_traceparent_is_the_trace_of_the_primary_and_its_shadow() {
     assert_eq!(shadow["trace_id"], trace);
     assert_eq!(shadow["metadata"]["is_silent_experiment"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_during_a_reload_finishes_on_the_old_router_with_its_shadow() {
+    let (upstream, base) = start_upstream().await;
+    let dir = std::env::temp_dir().join(format!("mirror-admin-inflight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.yaml");
+    let held = format!(
+        "  - model_name: held\n    litellm_params: {{model: openai/held, api_base: \"{base}/v1\", silent_model: shadow}}"
+    );
+    let gateway =
+        RunningGateway::start_on(&config(&base, &held, ""), "127.0.0.1:0", Some(&file)).await;
+    let url = gateway.base.clone();
+    let log = gateway.log.display().to_string();
+    let in_flight = tokio::spawn({
+        let url = url.clone();
+        async move { chat(&url, "held").await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !upstream
+        .requests()
+        .iter()
+        .any(|r| r.body["model"] == "held")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held call never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The reloaded file drops the group the call is in.
+    std::fs::write(&file, config(&base, "", "").replace("{log}", &log)).unwrap();
+    let (status, body) = call(&url, "POST", "/admin/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chat(&url, "held").await.status(), 404);
+
+    upstream.release();
+    let response = in_flight.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let call_id = response.headers()["x-mirror-call-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (report, records) = gateway.stop().await;
+    assert!(report.mirror.is_balanced(), "{:?}", report.mirror);
+    assert!(records
+        .iter()
+        .any(|r| r["litellm_call_id"] == call_id.as_str()));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["metadata"]["mirror_of"] == call_id.as_str()),
+        "the shadow of the in-flight call ran and was recorded"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
