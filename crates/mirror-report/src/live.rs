@@ -64,9 +64,16 @@ impl RecentRecords {
 
     /// Adds `record`, evicting the oldest records as needed.
     pub fn push(&mut self, mut record: CallRecord) {
-        self.seen += 1;
         record.messages = None;
         let size = estimated_bytes(&record);
+        self.push_estimated(record, size);
+    }
+
+    /// Adds `record` whose [`estimated_bytes`] are `size`, measured by the caller (without its
+    /// `messages`, which are dropped here).
+    pub fn push_estimated(&mut self, mut record: CallRecord, size: usize) {
+        self.seen += 1;
+        record.messages = None;
         if size > self.max_bytes {
             self.evicted += 1;
             return;

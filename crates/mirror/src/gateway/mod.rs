@@ -4,7 +4,8 @@
 //! `/openai/deployments/{model}/chat/completions`), `POST /v1/embeddings`, the Responses API
 //! (`/v1/responses`, `/responses`, `/openai/v1/responses`: create, retrieve, delete, cancel,
 //! input items), `GET /v1/models`,
-//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`.
+//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`, and with the `ui`
+//! feature the live page, `GET /ui` (its numbers at `GET /ui/data`).
 //!
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
 //! request out of mirroring. Clients choose a model group, never an upstream URL.
@@ -16,6 +17,8 @@ mod limits;
 mod listen;
 mod metrics;
 mod responses;
+#[cfg(feature = "ui")]
+mod ui;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,11 +80,17 @@ struct GatewayRecords {
     /// None without sinks: nothing would read the records, so they are not queued, and the router
     /// leaves the messages and the response out of them (`wants_payloads`).
     writer: Option<Arc<LogWriter>>,
+    /// The live page's window of recent records.
+    #[cfg(feature = "ui")]
+    live: Arc<ui::Live>,
 }
 
 impl RecordConsumer for GatewayRecords {
-    fn consume(&self, record: CallRecord) {
+    #[cfg_attr(not(feature = "ui"), allow(unused_mut))]
+    fn consume(&self, mut record: CallRecord) {
         self.metrics.observe(&record);
+        #[cfg(feature = "ui")]
+        self.live.offer(&mut record);
         if let Some(writer) = &self.writer {
             writer.submit(record);
         }
@@ -107,6 +116,9 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Client connection counters.
     pub(crate) clients: Arc<ClientStats>,
+    /// The live page's window of recent records.
+    #[cfg(feature = "ui")]
+    pub(crate) live: Arc<ui::Live>,
 }
 
 /// A configured gateway, ready to serve.
@@ -225,9 +237,13 @@ impl Gateway {
         })?);
 
         let metrics = Arc::new(Metrics::default());
+        #[cfg(feature = "ui")]
+        let live = ui::Live::start(!sinks.is_empty());
         let records = GatewayRecords {
             metrics: Arc::clone(&metrics),
             writer: (!sinks.is_empty()).then(|| Arc::clone(&writer)),
+            #[cfg(feature = "ui")]
+            live: Arc::clone(&live),
         };
         let router = crate::router_builder()
             .map_err(GatewayError::Http)?
@@ -251,6 +267,8 @@ impl Gateway {
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
                 max_body_bytes: section.max_body_bytes,
                 clients: Arc::new(ClientStats::default()),
+                #[cfg(feature = "ui")]
+                live,
             }),
             max_body_bytes: section.max_body_bytes,
             shutdown_timeout,
@@ -292,15 +310,20 @@ impl Gateway {
             )
             .route("/v1/models", get(handlers::models))
             .route("/models", get(handlers::models))
-            .route("/metrics", get(handlers::metrics))
-            .route_layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&state),
-                handlers::authenticate,
-            ));
-        axum::Router::new()
+            .route("/metrics", get(handlers::metrics));
+        #[cfg(feature = "ui")]
+        let protected = protected.route("/ui/data", get(ui::data));
+        let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            handlers::authenticate,
+        ));
+        let public = axum::Router::new()
             .route("/health", get(handlers::liveliness))
             .route("/health/liveliness", get(handlers::liveliness))
-            .route("/health/readiness", get(handlers::readiness))
+            .route("/health/readiness", get(handlers::readiness));
+        #[cfg(feature = "ui")]
+        let public = public.route("/ui", get(ui::page));
+        public
             .merge(protected)
             .fallback(handlers::not_found)
             .layer(DefaultBodyLimit::max(self.max_body_bytes))
