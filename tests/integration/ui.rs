@@ -252,7 +252,7 @@ fn browse(
             "--hide-scrollbars",
             "--enable-logging=stderr",
             "--v=0",
-            "--window-size=1280,1200",
+            "--window-size=1280,1000",
         ])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("--virtual-time-budget={budget_ms}"));
