@@ -38,7 +38,11 @@ pub struct CheckArgs {
 /// When the configuration is invalid or the address cannot be bound.
 pub async fn serve(args: &ServeArgs) -> Result<ShutdownReport, GatewayError> {
     let config = load(args.config.as_deref())?;
-    let gateway = Gateway::from_config(&config)?;
+    let mut gateway = Gateway::from_config(&config)?;
+    if let Some(path) = &args.config {
+        // SIGHUP and `POST /admin/reload` read this file again.
+        gateway = gateway.reload_from(path);
+    }
     let address = format!("{}:{}", args.host, args.port);
     eprintln!(
         "Mirror gateway on http://{address} ({}); model groups: {}; logs: {}.",

@@ -90,6 +90,9 @@ impl<R: CallRequest> Call<R> {
         deployment.state.count_tokens(router.clock.minute(), total);
         let cost = deployment.cost(prompt, completion);
         router.count_spend(scope.meta.is_silent_experiment, cost, total);
+        if scope.meta.is_silent_experiment {
+            router.count_target_spend(&deployment.group, cost);
+        }
         let Some(records) = &router.records else {
             return;
         };

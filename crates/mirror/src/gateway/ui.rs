@@ -45,7 +45,7 @@ const LIVE_RESAMPLE_PAIRS: usize = 1_000;
 const PAGE: &str = include_str!("ui.html");
 
 /// The window of recent records and what feeds it.
-pub(crate) struct Live {
+pub(crate) struct LivePage {
     feed: mpsc::Sender<(CallRecord, usize)>,
     feed_bytes: Arc<AtomicUsize>,
     feed_dropped: AtomicU64,
@@ -55,10 +55,10 @@ pub(crate) struct Live {
     payloads: bool,
 }
 
-impl Live {
-    /// Starts the task that moves records into the window; it ends when the router (which holds
-    /// the sender) is dropped. Must run inside a Tokio runtime.
-    pub(crate) fn start(payloads: bool) -> Arc<Live> {
+impl LivePage {
+    /// Starts the task that moves records into the window; it ends when the gateway's record
+    /// consumers (which hold the sender) are dropped. Must run inside a Tokio runtime.
+    pub(crate) fn start(payloads: bool) -> Arc<LivePage> {
         let (feed, mut receiver) = mpsc::channel::<(CallRecord, usize)>(FEED_CAPACITY);
         let window = Arc::new(Mutex::new(RecentRecords::new(
             LIVE_MAX_RECORDS,
@@ -74,7 +74,7 @@ impl Live {
                     .push_estimated(record, size);
             }
         });
-        Arc::new(Live {
+        Arc::new(LivePage {
             feed,
             feed_bytes,
             feed_dropped: AtomicU64::new(0),
@@ -126,7 +126,7 @@ struct Breaker {
     open: bool,
 }
 
-fn render(state: &AppState, live: &Live) -> Result<Bytes, serde_json::Error> {
+fn render(state: &AppState, live: &LivePage) -> Result<Bytes, serde_json::Error> {
     let (report, window) = {
         let window = live.window.lock().unwrap_or_else(PoisonError::into_inner);
         let options = ReportOptions {
@@ -136,17 +136,17 @@ fn render(state: &AppState, live: &Live) -> Result<Bytes, serde_json::Error> {
         };
         (window.report(&options), window.stats())
     };
-    let mirror = state.router.mirror_stats();
+    let router = state.router();
+    let mirror = router.mirror_stats();
     let data = Data {
         generated_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis()),
-        mirroring: state.router.is_mirroring(),
+        mirroring: router.is_mirroring(),
         payloads: live.payloads,
         dropped: mirror.dropped(),
         mirror,
-        breakers: state
-            .router
+        breakers: router
             .silent_breakers()
             .into_iter()
             .map(|(group, open)| Breaker { group, open })
@@ -163,7 +163,7 @@ fn render(state: &AppState, live: &Live) -> Result<Bytes, serde_json::Error> {
 pub(crate) async fn data(State(state): State<Arc<AppState>>) -> Response {
     let fresh = {
         let last = state
-            .live
+            .page
             .last
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -176,11 +176,11 @@ pub(crate) async fn data(State(state): State<Arc<AppState>>) -> Response {
         None => {
             let computing = Arc::clone(&state);
             let rendered =
-                tokio::task::spawn_blocking(move || render(&computing, &computing.live)).await;
+                tokio::task::spawn_blocking(move || render(&computing, &computing.page)).await;
             match rendered {
                 Ok(Ok(body)) => {
                     *state
-                        .live
+                        .page
                         .last
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner) =
