@@ -344,3 +344,287 @@ async fn the_page_renders_in_headless_chromium_and_shows_a_call_within_seconds()
     gateway.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Just enough of the Chrome DevTools Protocol to run script in a page: a WebSocket client (RFC
+/// 6455: masked text frames out, text frames in) and `Runtime.evaluate`.
+struct DevTools {
+    stream: tokio::net::TcpStream,
+    next_id: u64,
+}
+
+impl DevTools {
+    /// Opens `url` in a new tab of the Chromium listening on `port` and connects to that tab.
+    async fn open(port: u16, url: &str) -> Self {
+        let tab: Value = client()
+            .put(format!("http://127.0.0.1:{port}/json/new?{url}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ws = tab["webSocketDebuggerUrl"].as_str().unwrap();
+        let path = &ws[ws.find("/devtools/").unwrap()..];
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut byte)
+                .await
+                .unwrap();
+            head.push(byte[0]);
+            assert!(head.len() < 4096, "no WebSocket handshake");
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        DevTools { stream, next_id: 0 }
+    }
+
+    async fn send(&mut self, text: &str) {
+        let payload = text.as_bytes();
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            len @ 0..=125 => frame.push(0x80 | len as u8),
+            len @ 126..=65535 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        let mask = [0x5a, 0x13, 0xc7, 0x2e];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        tokio::io::AsyncWriteExt::write_all(&mut self.stream, &frame)
+            .await
+            .unwrap();
+    }
+
+    /// One whole text message.
+    async fn receive(&mut self) -> Value {
+        use tokio::io::AsyncReadExt;
+        let mut message = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).await.unwrap();
+            let len = match head[1] & 0x7f {
+                126 => u64::from(self.stream.read_u16().await.unwrap()),
+                127 => self.stream.read_u64().await.unwrap(),
+                len => u64::from(len),
+            };
+            let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+            self.stream.read_exact(&mut payload).await.unwrap();
+            assert_ne!(head[0] & 0x0f, 8, "DevTools closed the connection");
+            message.extend_from_slice(&payload);
+            if head[0] & 0x80 != 0 {
+                return serde_json::from_slice(&message).unwrap();
+            }
+        }
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
+    async fn eval(&mut self, expression: &str) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let call = json!({"id": id, "method": "Runtime.evaluate", "params": {
+            "expression": expression, "returnByValue": true, "awaitPromise": true}});
+        self.send(&call.to_string()).await;
+        let answer = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let message = self.receive().await;
+                if message["id"] == id {
+                    return message;
+                }
+            }
+        })
+        .await
+        .expect("DevTools answered within 20 s");
+        assert!(
+            answer["result"]["exceptionDetails"].is_null(),
+            "{expression}: {answer}"
+        );
+        answer["result"]["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until it is `true`, for at most 30 seconds.
+    async fn wait_for(&mut self, expression: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.eval(expression).await != json!(true) {
+            assert!(
+                Instant::now() < deadline,
+                "never true: {expression}\n{}",
+                self.eval("document.body.outerHTML").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Headless Chromium with the DevTools protocol on a free port; killed on drop.
+struct Browser {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Browser {
+    async fn start(chromium: &str, dir: &Path) -> Self {
+        let profile = dir.join("devtools-profile");
+        let child = std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+                "--remote-debugging-address=127.0.0.1",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run {chromium}: {err}"));
+        // Chromium writes the port it listens on into the profile.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            if let Some(port) = std::fs::read_to_string(profile.join("DevToolsActivePort"))
+                .ok()
+                .and_then(|text| text.lines().next().and_then(|l| l.parse().ok()))
+            {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "Chromium never opened DevTools");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        Browser { child, port }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn settings(base: &str, key: &str) -> Value {
+    client()
+        .get(format!("{base}/admin/mirror"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the admin API until `done` holds, for at most 30 seconds.
+async fn settings_until(base: &str, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = settings(base, key).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the settings never changed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_logs_in_and_its_buttons_steer_the_mirror_through_the_admin_api() {
+    let Some(chromium) = chromium() else {
+        eprintln!("MIRROR_SKIP_BROWSER_TESTS=1: not clicking the live page.");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("mirror-ui-clicks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = "sk-live-page-buttons";
+    let gateway = RunningGateway::start(&format!(
+        "{}general_settings: {{master_key: {key}}}\n",
+        config("")
+    ))
+    .await;
+    let browser = Browser::start(&chromium, &dir).await;
+    let mut page = DevTools::open(browser.port, &format!("{}/ui", gateway.base)).await;
+
+    // The numbers need the key: the page asks for it, and gets it through its form.
+    page.wait_for("document.body.getAttribute('data-login') === 'required'")
+        .await;
+    page.eval(&format!(
+        "document.getElementById('key').value = '{key}'; \
+         document.getElementById('login-form').requestSubmit(); true"
+    ))
+    .await;
+    page.wait_for("document.querySelector('[data-target=\"gpt-4o-mini\"]') !== null")
+        .await;
+    assert_eq!(
+        page.eval("location.href").await,
+        json!(format!("{}/ui", gateway.base))
+    );
+    assert_eq!(
+        page.eval("document.getElementById('key').value").await,
+        json!("")
+    );
+
+    // Switch the target off.
+    assert_eq!(
+        settings(&gateway.base, key).await["targets"][0]["enabled"],
+        true
+    );
+    page.eval("document.querySelector('[data-target-toggle=\"gpt-4o-mini\"]').click(); true")
+        .await;
+    settings_until(&gateway.base, key, |s| s["targets"][0]["enabled"] == false).await;
+    page.wait_for(
+        "document.querySelector('[data-target-toggle=\"gpt-4o-mini\"]').textContent === 'switch on'",
+    )
+    .await;
+    // A call now: its copy is dropped, and the page counts the drop.
+    send(&gateway.base, 2, Some(key)).await;
+    page.wait_for(
+        "Number(document.querySelector('[data-key=\"dropped\"]').getAttribute('data-value')) === 1",
+    )
+    .await;
+
+    // Its sample rate.
+    page.eval(
+        "const row = document.querySelector('[data-target=\"gpt-4o-mini\"]'); \
+         row.querySelector('input').value = '0.25'; \
+         row.querySelector('[data-target-rate]').click(); true",
+    )
+    .await;
+    settings_until(&gateway.base, key, |s| {
+        s["targets"][0]["sample_rate"] == 0.25
+    })
+    .await;
+
+    // And mirroring as a whole.
+    page.eval("document.getElementById('toggle-global').click(); true")
+        .await;
+    settings_until(&gateway.base, key, |s| s["enabled"] == false).await;
+    page.wait_for("document.getElementById('mirroring').getAttribute('data-on') === 'false'")
+        .await;
+    drop(page);
+    drop(browser);
+    gateway.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
