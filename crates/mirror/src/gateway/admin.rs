@@ -98,14 +98,14 @@ fn settings(state: &AppState) -> Value {
     })
 }
 
-fn bad_field(field: &str, message: impl Into<String>) -> Response {
+fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
     let mut error = ApiError::bad_request(message);
     error.body.error.param = Some(Value::String(field.to_owned()));
-    error.into_response()
+    error
 }
 
 /// Parses a JSON object body; an empty body is an empty object.
-fn object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
@@ -116,7 +116,7 @@ fn object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
     }
 }
 
-fn take_bool(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<bool>, Response> {
+fn take_bool(map: &serde_json::Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
     match map.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(value)) => Ok(Some(*value)),
@@ -146,18 +146,21 @@ pub(crate) async fn post_mirror(
     }
     let map = match object(&body) {
         Ok(map) => map,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     if let Some(unknown) = map.keys().find(|key| *key != "enabled") {
         return bad_field(
             unknown,
             format!("unknown field `{unknown}`; expected `enabled`"),
-        );
+        )
+        .into_response();
     }
     let enabled = match take_bool(&map, "enabled") {
         Ok(Some(enabled)) => enabled,
-        Ok(None) => return bad_field("enabled", "`enabled` (true or false) is required"),
-        Err(response) => return response,
+        Ok(None) => {
+            return bad_field("enabled", "`enabled` (true or false) is required").into_response()
+        }
+        Err(error) => return error.into_response(),
     };
     let router = Arc::clone(&state.live.load().router);
     router.set_mirroring(enabled);
@@ -182,7 +185,7 @@ pub(crate) async fn post_target(
     }
     let map = match object(&body) {
         Ok(map) => map,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     if let Some(unknown) = map
         .keys()
@@ -191,11 +194,12 @@ pub(crate) async fn post_target(
         return bad_field(
             unknown,
             format!("unknown field `{unknown}`; expected `enabled` or `sample_rate`"),
-        );
+        )
+        .into_response();
     }
     let enabled = match take_bool(&map, "enabled") {
         Ok(enabled) => enabled,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     let sample_rate = match map.get("sample_rate") {
         None | Some(Value::Null) => None,
@@ -205,6 +209,7 @@ pub(crate) async fn post_target(
                 "sample_rate",
                 format!("`sample_rate` must be a number from 0 to 1, got {other}"),
             )
+            .into_response()
         }
     };
     let change = TargetChange {
@@ -230,7 +235,9 @@ pub(crate) async fn post_target(
             err.to_string(),
         )
         .into_response(),
-        Err(err @ ControlError::Invalid { field, .. }) => bad_field(field, err.to_string()),
+        Err(err @ ControlError::Invalid { field, .. }) => {
+            bad_field(field, err.to_string()).into_response()
+        }
     }
 }
 
