@@ -47,7 +47,7 @@ pub(crate) struct Live {
 
 /// Where a reload reads from, and one reload at a time.
 pub(crate) struct Reloader {
-    pub(crate) path: Option<PathBuf>,
+    pub(crate) path: std::sync::OnceLock<PathBuf>,
     pub(crate) lock: tokio::sync::Mutex<()>,
     pub(crate) shutdown_timeout: Duration,
 }
@@ -278,7 +278,7 @@ pub(crate) async fn reload(state: &Arc<AppState>, who: &str) -> Result<u64, Stri
 }
 
 async fn rebuild(state: &Arc<AppState>) -> Result<u64, String> {
-    let Some(path) = state.reloader.path.clone() else {
+    let Some(path) = state.reloader.path.get().cloned() else {
         return Err(
             "nothing to reload: the gateway serves the built-in default, not a config file"
                 .to_owned(),

@@ -267,7 +267,7 @@ impl Gateway {
                     version: 1,
                 }),
                 reloader: admin::Reloader {
-                    path: None,
+                    path: std::sync::OnceLock::new(),
                     lock: tokio::sync::Mutex::new(()),
                     shutdown_timeout,
                 },
@@ -297,10 +297,9 @@ impl Gateway {
 
     /// Reloads from `path` on `SIGHUP` and `POST /admin/reload` (the file the configuration was
     /// read from); without it a reload is refused.
-    pub fn reload_from(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        if let Some(state) = Arc::get_mut(&mut self.state) {
-            state.reloader.path = Some(path.into());
-        }
+    /// Set once: a second call is ignored.
+    pub fn reload_from(self, path: impl Into<std::path::PathBuf>) -> Self {
+        let _ = self.state.reloader.path.set(path.into());
         self
     }
 
