@@ -470,7 +470,11 @@ impl DevTools {
     /// Evaluates `expression` until it is `true`, for at most 30 seconds.
     async fn wait_for(&mut self, expression: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.eval(expression).await != json!(true) {
+        // Before the page has loaded (or between two renders) an element may be missing: false.
+        let guarded = format!(
+            "(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()"
+        );
+        while self.eval(&guarded).await != json!(true) {
             assert!(
                 Instant::now() < deadline,
                 "never true: {expression}\n{}",
