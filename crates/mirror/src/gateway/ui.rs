@@ -11,7 +11,7 @@
 //! [`FEED_MAX_BYTES`], and one rendered answer is kept for [`FRESH_FOR`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -67,11 +67,33 @@ impl LivePage {
         let feed_bytes = Arc::new(AtomicUsize::new(0));
         let (into, charged) = (Arc::clone(&window), Arc::clone(&feed_bytes));
         tokio::spawn(async move {
-            while let Some((record, size)) = receiver.recv().await {
-                charged.fetch_sub(size, Ordering::AcqRel);
-                into.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_estimated(record, size);
+            // The page's computation holds the window for a moment: never block a runtime thread
+            // on it; records wait here meanwhile, still charged against FEED_MAX_BYTES.
+            let mut pending: Vec<(CallRecord, usize)> = Vec::new();
+            while let Some(first) = receiver.recv().await {
+                pending.push(first);
+                while let Ok(next) = receiver.try_recv() {
+                    pending.push(next);
+                }
+                loop {
+                    let pushed = {
+                        let window = match into.try_lock() {
+                            Ok(window) => Some(window),
+                            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                            Err(TryLockError::WouldBlock) => None,
+                        };
+                        window.map(|mut window| {
+                            for (record, size) in pending.drain(..) {
+                                charged.fetch_sub(size, Ordering::AcqRel);
+                                window.push_estimated(record, size);
+                            }
+                        })
+                    };
+                    if pushed.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         });
         Arc::new(LivePage {
