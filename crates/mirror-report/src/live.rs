@@ -130,7 +130,7 @@ impl std::io::Write for Counter {
     }
 }
 
-/// A record's JSON length plus [`RECORD_OVERHEAD`].
+/// A record's JSON length plus 512 bytes for its in-memory overhead.
 pub fn estimated_bytes(record: &CallRecord) -> usize {
     let mut counter = Counter(0);
     // Serialising a record to a writer that cannot fail does not fail; were it to, the overhead

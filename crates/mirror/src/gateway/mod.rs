@@ -5,8 +5,9 @@
 //! (`/v1/responses`, `/responses`, `/openai/v1/responses`: create, retrieve, delete, cancel,
 //! input items), `GET /v1/models`,
 //! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`, the admin API
-//! (`/admin/mirror`, `/admin/mirror/targets/{silent_group}`, `/admin/reload`; see [`admin`]), and
-//! with the `ui` feature the live page, `GET /ui` (its numbers at `GET /ui/data`).
+//! (`/admin/mirror`, `/admin/mirror/targets/{silent_group}`, `/admin/reload`; see
+//! `docs/experiments.md`), and with the `ui` feature the live page, `GET /ui` (its numbers at
+//! `GET /ui/data`).
 //!
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
 //! request out of mirroring. Clients choose a model group, never an upstream URL.
