@@ -17,3 +17,4 @@ mod report;
 mod responses;
 mod scale_out;
 mod support;
+mod ui;

@@ -4,8 +4,10 @@
 //! `/openai/deployments/{model}/chat/completions`), `POST /v1/embeddings`, the Responses API
 //! (`/v1/responses`, `/responses`, `/openai/v1/responses`: create, retrieve, delete, cancel,
 //! input items), `GET /v1/models`,
-//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`, and the admin API
-//! (`/admin/mirror`, `/admin/mirror/targets/{silent_group}`, `/admin/reload`; see [`admin`]).
+//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`, the admin API
+//! (`/admin/mirror`, `/admin/mirror/targets/{silent_group}`, `/admin/reload`; see
+//! `docs/experiments.md`), and with the `ui` feature the live page, `GET /ui` (its numbers at
+//! `GET /ui/data`).
 //!
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
 //! request out of mirroring. Clients choose a model group, never an upstream URL.
@@ -18,6 +20,8 @@ mod limits;
 mod listen;
 mod metrics;
 mod responses;
+#[cfg(feature = "ui")]
+mod ui;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,11 +85,17 @@ pub(crate) struct GatewayRecords {
     /// None without sinks: nothing would read the records, so they are not queued, and the router
     /// leaves the messages and the response out of them (`wants_payloads`).
     writer: Option<Arc<LogWriter>>,
+    /// The live page's window of recent records.
+    #[cfg(feature = "ui")]
+    page: Arc<ui::LivePage>,
 }
 
 impl RecordConsumer for GatewayRecords {
-    fn consume(&self, record: CallRecord) {
+    #[cfg_attr(not(feature = "ui"), allow(unused_mut))]
+    fn consume(&self, mut record: CallRecord) {
         self.metrics.observe(&record);
+        #[cfg(feature = "ui")]
+        self.page.offer(&mut record);
         if let Some(writer) = &self.writer {
             writer.submit(record);
         }
@@ -117,6 +127,9 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Client connection counters.
     pub(crate) clients: Arc<ClientStats>,
+    /// The live page's window of recent records.
+    #[cfg(feature = "ui")]
+    pub(crate) page: Arc<ui::LivePage>,
 }
 
 /// A configured gateway, ready to serve.
@@ -235,9 +248,13 @@ impl Gateway {
         })?);
 
         let metrics = Arc::new(Metrics::default());
+        #[cfg(feature = "ui")]
+        let page = ui::LivePage::start(!sinks.is_empty());
         let records = GatewayRecords {
             metrics: Arc::clone(&metrics),
             writer: (!sinks.is_empty()).then(|| Arc::clone(&writer)),
+            #[cfg(feature = "ui")]
+            page: Arc::clone(&page),
         };
         let router = build_router(config, &records, None)?;
         // Only the built router knows the generated deployment ids; no call has run yet.
@@ -264,6 +281,8 @@ impl Gateway {
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
                 max_body_bytes: section.max_body_bytes,
                 clients: Arc::new(ClientStats::default()),
+                #[cfg(feature = "ui")]
+                page,
             }),
             max_body_bytes: section.max_body_bytes,
             shutdown_timeout,
@@ -331,15 +350,20 @@ impl Gateway {
                 "/admin/mirror/targets/{silent_group}",
                 post(admin::post_target),
             )
-            .route("/admin/reload", post(admin::post_reload))
-            .route_layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&state),
-                handlers::authenticate,
-            ));
-        axum::Router::new()
+            .route("/admin/reload", post(admin::post_reload));
+        #[cfg(feature = "ui")]
+        let protected = protected.route("/ui/data", get(ui::data));
+        let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            handlers::authenticate,
+        ));
+        let public = axum::Router::new()
             .route("/health", get(handlers::liveliness))
             .route("/health/liveliness", get(handlers::liveliness))
-            .route("/health/readiness", get(handlers::readiness))
+            .route("/health/readiness", get(handlers::readiness));
+        #[cfg(feature = "ui")]
+        let public = public.route("/ui", get(ui::page));
+        public
             .merge(protected)
             .fallback(handlers::not_found)
             .layer(DefaultBodyLimit::max(self.max_body_bytes))
