@@ -238,6 +238,24 @@ async fn without_a_master_key_the_admin_api_is_open_on_loopback_only() {
     let local = RunningGateway::start(&yaml).await;
     let (status, _) = call(&local.base, "GET", "/admin/mirror", None).await;
     assert_eq!(status, 200);
+    // A change a browser sends from another site's page is refused, same-origin ones pass.
+    for (name, value, status) in [
+        ("sec-fetch-site", "cross-site", 403),
+        ("origin", "http://evil.example", 403),
+        ("sec-fetch-site", "same-origin", 200),
+    ] {
+        let response = client()
+            .post(format!("{}/admin/mirror", local.base))
+            .header(name, value)
+            .header("content-type", "text/plain")
+            .body(r#"{"enabled": false}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{name}: {value}");
+    }
+    let (_, settings) = call(&local.base, "GET", "/admin/mirror", None).await;
+    assert_eq!(settings["enabled"], false, "the same-origin change applied");
     local.stop().await;
     // Or by saying so.
     let yaml = yaml.replace(

@@ -11,6 +11,10 @@
 //! Behind the master key like every other route. Without a master key the admin API answers 403
 //! unless the gateway listens on a loopback address only, or `mirror_settings.admin_without_key:
 //! true`. Every change is logged: who (a short hash of the key), what, when (the log line's time).
+//! A change a browser sends from another site is refused (403): without a master key, any page
+//! open in the user's browser could otherwise switch a loopback gateway's mirroring off with a
+//! plain cross-site POST. Browsers mark such requests with `Sec-Fetch-Site` and `Origin`; `curl`
+//! and SDKs send neither and are not affected.
 //!
 //! A reload builds a new router from the file, taking over the old one's counters, run-time
 //! switches and spend ([`mirror_router::RouterBuilder::carry_over`]), and swaps it in: new
@@ -88,6 +92,33 @@ fn refused(state: &AppState) -> Option<Response> {
     )
 }
 
+/// A change sent by a browser from another site: `Sec-Fetch-Site` other than `same-origin` or
+/// `none`, or an `Origin` whose host is not the `Host` the request was sent to.
+fn cross_site(headers: &HeaderMap) -> Option<Response> {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let site_ok =
+        header("sec-fetch-site").is_none_or(|site| matches!(site, "same-origin" | "none"));
+    let origin_ok = match (header("origin"), header("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, origin_host)| origin_host.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    };
+    if site_ok && origin_ok {
+        return None;
+    }
+    Some(
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            Some("cross_site_request"),
+            "admin changes are refused from another site's page (Sec-Fetch-Site / Origin); send them from /ui, curl or an SDK",
+        )
+        .into_response(),
+    )
+}
+
 fn settings(state: &AppState) -> Value {
     let live = state.live.load();
     let controls = live.router.mirror_controls();
@@ -141,7 +172,7 @@ pub(crate) async fn post_mirror(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refused(&state) {
+    if let Some(refused) = refused(&state).or_else(|| cross_site(&headers)) {
         return refused;
     }
     let map = match object(&body) {
@@ -180,7 +211,7 @@ pub(crate) async fn post_target(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refused(&state) {
+    if let Some(refused) = refused(&state).or_else(|| cross_site(&headers)) {
         return refused;
     }
     let map = match object(&body) {
@@ -243,7 +274,7 @@ pub(crate) async fn post_target(
 
 /// `POST /admin/reload`.
 pub(crate) async fn post_reload(State(state): SharedState, headers: HeaderMap) -> Response {
-    if let Some(refused) = refused(&state) {
+    if let Some(refused) = refused(&state).or_else(|| cross_site(&headers)) {
         return refused;
     }
     let who = who(&state, &headers);
