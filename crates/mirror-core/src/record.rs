@@ -103,6 +103,9 @@ pub enum CallType {
     /// A Responses API input-item listing (`GET /v1/responses/{id}/input_items`).
     #[serde(rename = "alist_input_items")]
     ListInputItems,
+    /// An Anthropic Messages create (`POST /v1/messages`), LiteLLM's `anthropic_messages`.
+    #[serde(rename = "anthropic_messages")]
+    AnthropicMessages,
 }
 
 /// Whether a call succeeded.
