@@ -12,6 +12,7 @@ mod faults_client;
 mod faults_upstream;
 mod gateway;
 mod litellm_fixtures;
+mod messages;
 mod report;
 mod responses;
 mod scale_out;
