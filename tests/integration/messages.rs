@@ -212,6 +212,21 @@ async fn errors_have_anthropic_s_shape_and_status() {
         "the master key as a bearer token works too"
     );
 
+    // A wrong method, an unknown path under the Anthropic prefix.
+    let response = client()
+        .get(format!("{base}/v1/messages"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(response).await;
+    assert_eq!((status, error["type"].as_str()), (405, Some("error")));
+    let (status, error) = error_of(post(base, "/anthropic/v1/nothing", &body(false)).await).await;
+    assert_eq!(
+        (status, error["error"]["type"].as_str()),
+        (404, Some("not_found_error"))
+    );
+
     // An unknown model, a body that is not a Messages request.
     let mut unknown = body(false);
     unknown["model"] = json!("gpt-9");

@@ -536,7 +536,7 @@ pub(crate) async fn metrics(State(state): SharedState) -> Response {
 
 /// Any other path.
 pub(crate) async fn not_found(request: Request) -> Response {
-    ApiError::new(
+    let error = ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         Some("unknown_url"),
@@ -545,14 +545,18 @@ pub(crate) async fn not_found(request: Request) -> Response {
             request.method(),
             request.uri().path()
         ),
-    )
-    .into_response()
+    );
+    if super::messages::is_messages_path(request.uri().path()) {
+        return super::messages::anthropic_error(&error);
+    }
+    error.into_response()
 }
 
 /// The last word on every answer: an error without OpenAI's JSON shape (axum's 405, an extractor's
 /// plain-text rejection, the panic handler's answer) gets it, and an answer without ids gets fresh
 /// ones, so every response carries `x-mirror-call-id` and `x-mirror-trace-id`.
 pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
+    let anthropic = super::messages::is_messages_path(request.uri().path());
     let response = next.run(request).await;
     let mut response = if response.status().is_client_error() || response.status().is_server_error()
     {
@@ -564,7 +568,7 @@ pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
         if is_json {
             response
         } else {
-            reshape(response).await
+            reshape(response, anthropic).await
         }
     } else {
         response
@@ -575,8 +579,9 @@ pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
     response
 }
 
-/// An error answer with a plain body, in OpenAI's shape; its text (at most 1 KiB) is the message.
-async fn reshape(response: Response) -> Response {
+/// An error answer with a plain body, in OpenAI's shape (Anthropic's on the Messages paths); its
+/// text (at most 1 KiB) is the message.
+async fn reshape(response: Response, anthropic: bool) -> Response {
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 1024)
         .await
@@ -595,7 +600,12 @@ async fn reshape(response: Response) -> Response {
         status if status.is_server_error() => ("internal_error", None),
         _ => ("invalid_request_error", None),
     };
-    let mut error = ApiError::new(parts.status, kind, code, text).into_response();
+    let api = ApiError::new(parts.status, kind, code, text);
+    let mut error = if anthropic {
+        super::messages::anthropic_error(&api)
+    } else {
+        api.into_response()
+    };
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(value) = parts.headers.get(&name) {
             error.headers_mut().insert(name, value.clone());
