@@ -3,6 +3,7 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod admin;
 mod cache;
 mod config;
 mod config_props;
@@ -17,3 +18,4 @@ mod report;
 mod responses;
 mod scale_out;
 mod support;
+mod ui;

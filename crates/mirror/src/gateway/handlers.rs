@@ -46,22 +46,9 @@ pub(crate) async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(key) = &state.master_key {
-        let headers = request.headers();
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            });
-        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        // `api-key` is Azure clients' header, `x-api-key` the Anthropic SDKs'.
-        let presented = bearer
-            .or_else(|| header("api-key"))
-            .or_else(|| header("x-api-key"))
-            .unwrap_or("");
+    let live = state.live.load();
+    if let Some(key) = &live.master_key {
+        let presented = presented_key(request.headers());
         let matches: bool = presented
             .trim()
             .as_bytes()
@@ -79,6 +66,23 @@ pub(crate) async fn authenticate(
         }
     }
     next.run(request).await
+}
+
+/// The key a request presents: `Authorization: Bearer <key>`, else `api-key`, else `x-api-key`.
+pub(crate) fn presented_key(headers: &axum::http::HeaderMap) -> &str {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        });
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    bearer
+        .or_else(|| header("api-key"))
+        .or_else(|| header("x-api-key"))
+        .unwrap_or("")
 }
 
 /// A request body read whole, or the OpenAI-shaped error that stopped it.
@@ -318,7 +322,7 @@ async fn chat_for(
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     if request.is_stream() {
-        let result = state.router.chat_stream_with_meta(request, meta).await;
+        let result = state.router().chat_stream_with_meta(request, meta).await;
         let routed = routed_started.elapsed();
         let response = match result {
             Ok(routed) => sse_response(routed.response, state.deadline.subscribe()),
@@ -326,7 +330,7 @@ async fn chat_for(
         };
         return finish(&state, with_ids(response, &ids), started, routed);
     }
-    let result = state.router.chat_with_meta(request, meta).await;
+    let result = state.router().chat_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => with_cache_headers(json_response(&routed.response), &routed.cache),
@@ -353,7 +357,7 @@ where
     }
 }
 
-pub(super) fn json_response<T: serde::Serialize>(value: &T) -> Response {
+pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => (
             [(
@@ -469,7 +473,7 @@ async fn embeddings_for(
     apply_traceparent(&headers, request.metadata.as_ref(), &mut meta);
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
-    let result = state.router.embeddings_with_meta(request, meta).await;
+    let result = state.router().embeddings_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => with_cache_headers(json_response(&routed.response), &routed.cache),
@@ -482,7 +486,7 @@ async fn embeddings_for(
 /// client can pick from a list, so they are left out, as LiteLLM does.
 pub(crate) async fn models(State(state): SharedState) -> Response {
     let data: Vec<Value> = state
-        .router
+        .router()
         .model_groups()
         .into_iter()
         .filter(|group| !group.contains('*'))
@@ -503,9 +507,9 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
     let shutting_down = state.shutting_down.load(Ordering::Acquire);
     let body = serde_json::json!({
         "status": if shutting_down { "shutting_down" } else { "healthy" },
-        "mirroring": state.router.is_mirroring(),
-        "silent": state.router.mirror_stats(),
-        "shared_state": state.router.shared_state_stats(),
+        "mirroring": state.router().is_mirroring(),
+        "silent": state.router().mirror_stats(),
+        "shared_state": state.router().shared_state_stats(),
         "request_body_bytes_in_flight": state.bodies.used(),
     });
     let mut response = json_response(&body);
@@ -518,11 +522,12 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): SharedState) -> Response {
     let mut text = state.metrics.render(
-        &state.router.mirror_stats(),
+        &state.router().mirror_stats(),
         &state.writer.stats(),
-        &state.router.shared_state_stats(),
+        &state.router().shared_state_stats(),
     );
-    super::metrics::render_cache(&mut text, &state.router.cache_stats());
+    super::metrics::render_cache(&mut text, &state.router().cache_stats());
+    super::metrics::render_targets(&mut text, &state.router().mirror_controls());
     state.clients.render(&mut text, &state.bodies);
     (
         [(
