@@ -2,7 +2,9 @@
 //!
 //! This crate holds what every other Mirror crate shares:
 //! - OpenAI wire types ([`ChatRequest`], [`ChatResponse`], [`ChatChunk`], [`EmbeddingsRequest`],
-//!   [`ResponsesRequest`], [`ErrorBody`]), tolerant on input and forwarding unknown fields;
+//!   [`ResponsesRequest`], [`ErrorBody`]) and Anthropic Messages wire types ([`MessagesRequest`],
+//!   [`MessagesResponse`], [`MessagesEvent`], [`AnthropicErrorBody`]), tolerant on input and
+//!   forwarding unknown fields;
 //! - call identity ([`CallMeta`], [`CallId`], [`TraceId`]);
 //! - the silent-copy rules, all in [`ChatRequest::to_mirror`];
 //! - deployment parameters ([`DeploymentParams`], [`ModelRef`], [`SilentTargets`]);
@@ -12,6 +14,7 @@
 //! It deliberately does no I/O and depends on no other Mirror crate. Users normally reach these types
 //! through the `mirror` facade.
 
+mod anthropic;
 mod call;
 mod chat;
 mod deployment;
@@ -22,6 +25,12 @@ mod record;
 mod responses;
 mod secret;
 
+pub use anthropic::{
+    anthropic_error_status, anthropic_error_type, AnthropicErrorBody, AnthropicErrorDetail,
+    AnthropicMessage, ContentBlock, CountTokensResponse, MessageContent as AnthropicContent,
+    MessagesAccumulator, MessagesEvent, MessagesRequest, MessagesResponse, MessagesUsage,
+    SystemPrompt, ToolUse, UpstreamMessagesRequest, DEFAULT_ANTHROPIC_VERSION,
+};
 pub use call::{
     CallId, CallMeta, TraceId, OPT_OUT_METADATA_KEY, TAGS_METADATA_KEY, TRACE_ID_METADATA_KEY,
 };

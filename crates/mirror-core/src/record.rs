@@ -103,6 +103,12 @@ pub enum CallType {
     /// A Responses API input-item listing (`GET /v1/responses/{id}/input_items`).
     #[serde(rename = "alist_input_items")]
     ListInputItems,
+    /// An Anthropic Messages create (`POST /v1/messages`), LiteLLM's `anthropic_messages`.
+    #[serde(rename = "anthropic_messages")]
+    AnthropicMessages,
+    /// An Anthropic token count (`POST /v1/messages/count_tokens`).
+    #[serde(rename = "count_tokens")]
+    CountTokens,
 }
 
 /// Whether a call succeeded.

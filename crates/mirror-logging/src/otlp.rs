@@ -279,12 +279,13 @@ pub(crate) fn span(record: &CallRecord) -> Value {
     let operation = match record.call_type {
         // A Responses create is a chat turn in the conventions' terms; calls on a stored response
         // have no well-known operation, so they keep LiteLLM's call type names.
-        CallType::Completion | CallType::Responses => "chat",
+        CallType::Completion | CallType::Responses | CallType::AnthropicMessages => "chat",
         CallType::Embedding => "embeddings",
         CallType::GetResponses => "aget_responses",
         CallType::DeleteResponses => "adelete_responses",
         CallType::CancelResponses => "acancel_responses",
         CallType::ListInputItems => "alist_input_items",
+        CallType::CountTokens => "count_tokens",
     };
     let mut attributes = vec![
         string("gen_ai.operation.name", operation),

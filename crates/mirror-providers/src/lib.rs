@@ -6,7 +6,9 @@
 //! - [`Mock`], an in-process provider for offline use and tests (`model: mock/<name>`);
 //! - [`ProviderError`], the one error type, with the kinds the router acts on;
 //! - the Responses API ([`Provider::responses`], [`Provider::responses_stream`],
-//!   [`Provider::response_call`]): OpenAI and compatible servers, Azure on both surfaces, the mock.
+//!   [`Provider::response_call`]): OpenAI and compatible servers, Azure on both surfaces, the mock;
+//! - [`Anthropic`], Anthropic's Messages API ([`Provider::messages`], [`Provider::messages_stream`],
+//!   [`Provider::count_tokens`]).
 //!
 //! This crate does not pick deployments, retry, or mirror: that is the router's job. It never logs or
 //! returns a key.
@@ -16,6 +18,7 @@
 //! lowercase form) is set and not empty when the client is built, reqwest, which applies them and
 //! `NO_PROXY`. Proxy variables set after the client is built have no effect.
 
+mod anthropic;
 mod azure;
 mod error;
 mod http;
@@ -30,10 +33,12 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use futures::Stream;
 use mirror_core::{
-    ChatChunk, ChatRequest, ChatResponse, DeploymentParams, EmbeddingsRequest, EmbeddingsResponse,
-    ResponsesRequest, ResponsesResponse,
+    ChatChunk, ChatRequest, ChatResponse, CountTokensResponse, DeploymentParams, EmbeddingsRequest,
+    EmbeddingsResponse, MessagesEvent, MessagesRequest, MessagesResponse, ResponsesRequest,
+    ResponsesResponse,
 };
 
+pub use anthropic::Anthropic;
 pub use azure::{azure_default_api_version, AzureOpenAi, AZURE_DEFAULT_API_VERSION};
 pub use error::{BoxError, ProviderError};
 pub use http::{public_base, HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
@@ -45,6 +50,12 @@ pub use responses::{ResponseCall, ResponseOperation, ResponsesEventStream};
 /// an item); an `Err` item ends the stream. A stream cut off before `[DONE]`, whether the connection
 /// broke or closed, ends with a [`ProviderError::Transport`] item, never silently.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+
+/// The events of a streamed Messages call, unchanged. Ends after `message_stop` or an `error` event
+/// (an `Ok` item, relayed as the upstream sent it); a stream cut off before either ends with a
+/// [`ProviderError::Transport`] item, never silently.
+pub type MessagesEventStream =
+    Pin<Box<dyn Stream<Item = Result<MessagesEvent, ProviderError>> + Send>>;
 
 /// One kind of upstream: turns calls into requests to a deployment of that kind.
 ///
@@ -154,6 +165,65 @@ pub trait Provider: Send + Sync + 'static {
         Err(ProviderError::Unsupported {
             provider: self.name().to_owned(),
             operation: "responses",
+        })
+    }
+
+    /// Whether this provider speaks Anthropic's Messages API natively, so a Messages request reaches
+    /// it unchanged ([`Provider::messages`], [`Provider::messages_stream`],
+    /// [`Provider::count_tokens`]). Default: false.
+    fn speaks_messages(&self) -> bool {
+        false
+    }
+
+    /// An Anthropic Messages create, answered whole. Providers without the Messages API keep this
+    /// default, which fails with [`ProviderError::Unsupported`].
+    ///
+    /// # Errors
+    ///
+    /// Any [`ProviderError`].
+    async fn messages(
+        &self,
+        deployment: &DeploymentParams,
+        request: &MessagesRequest,
+    ) -> Result<MessagesResponse, ProviderError> {
+        let _ = (deployment, request);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_owned(),
+            operation: "messages",
+        })
+    }
+
+    /// A streamed Messages create: the upstream's events, unchanged. Default: unsupported.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ProviderError`] before the stream starts; later failures are `Err` items.
+    async fn messages_stream(
+        &self,
+        deployment: &DeploymentParams,
+        request: &MessagesRequest,
+    ) -> Result<MessagesEventStream, ProviderError> {
+        let _ = (deployment, request);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_owned(),
+            operation: "messages",
+        })
+    }
+
+    /// `POST /v1/messages/count_tokens`. Default: unsupported.
+    ///
+    /// # Errors
+    ///
+    /// Any [`ProviderError`].
+    async fn count_tokens(
+        &self,
+        deployment: &DeploymentParams,
+        request: &MessagesRequest,
+    ) -> Result<CountTokensResponse, ProviderError> {
+        let _ = (deployment, request);
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_owned(),
+            operation: "count_tokens",
         })
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use http::Method;
-use mirror_core::ResponsesEvent;
+use mirror_core::{MessagesEvent, ResponsesEvent};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sseer::errors::EventStreamError;
@@ -25,6 +25,37 @@ use crate::ProviderError;
 /// item: it is relayed to the client as the upstream sent it.
 pub type ResponsesEventStream =
     Pin<Box<dyn Stream<Item = Result<ResponsesEvent, ProviderError>> + Send>>;
+
+/// An event type relayed as the upstream sent it: Responses and Messages events.
+pub(crate) trait RelayedEvent: Send + Sized + 'static {
+    /// The event from its SSE name (empty when none was sent) and data.
+    fn from_sse(event: String, data: String) -> Self;
+    /// Whether the stream ends with this event (nothing after it is read).
+    fn is_last(&self) -> bool;
+}
+
+impl RelayedEvent for ResponsesEvent {
+    fn from_sse(event: String, data: String) -> Self {
+        ResponsesEvent { event, data }
+    }
+
+    fn is_last(&self) -> bool {
+        self.is_terminal() || self.is_error()
+    }
+}
+
+impl RelayedEvent for MessagesEvent {
+    fn from_sse(event: String, data: String) -> Self {
+        MessagesEvent { event, data }
+    }
+
+    fn is_last(&self) -> bool {
+        self.is_stop() || self.kind() == "error"
+    }
+}
+
+/// A stream of relayed events.
+pub(crate) type RelayedStream<E> = Pin<Box<dyn Stream<Item = Result<E, ProviderError>> + Send>>;
 
 /// What is escaped in an id put in a URL path: everything but RFC 3986's unreserved characters, so
 /// an id can never add a path segment or a query.
@@ -133,7 +164,7 @@ impl HttpClient {
 
     /// Posts a JSON body and returns the server-sent events as they came. `timeout` bounds the wait
     /// for the response headers; `idle_timeout` bounds the wait for each next event.
-    pub(crate) async fn post_events(
+    pub(crate) async fn post_events<E: RelayedEvent>(
         &self,
         url: String,
         mut headers: HeaderMap,
@@ -141,7 +172,7 @@ impl HttpClient {
         timeout: Duration,
         idle_timeout: Duration,
         limits: StreamLimits,
-    ) -> Result<ResponsesEventStream, ProviderError> {
+    ) -> Result<RelayedStream<E>, ProviderError> {
         let secrets = Secrets::from_headers(&headers);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let body = serialize(body)?;
@@ -191,13 +222,13 @@ fn serialize(body: &(impl Serialize + ?Sized)) -> Result<Vec<u8>, ProviderError>
     })
 }
 
-/// Turns SSE events into [`ResponsesEvent`]s, unchanged: ends after a terminal or `error` event
+/// Turns SSE events into relayed events, unchanged: ends after a terminal or `error` event
 /// (and at a `[DONE]`, which some compatible servers add); skips keep-alives with no data. A stream
 /// that ends before a terminal event was cut off and ends with [`ProviderError::Transport`].
-fn raw_events<S>(
+fn raw_events<S, E: RelayedEvent>(
     events: S,
     secrets: Secrets,
-) -> impl Stream<Item = Result<ResponsesEvent, ProviderError>> + Send
+) -> impl Stream<Item = Result<E, ProviderError>> + Send
 where
     S: Stream<Item = Result<sseer::event::Event, EventStreamError<ProviderError>>> + Send + 'static,
 {
@@ -218,11 +249,8 @@ where
                         } else {
                             event.event.to_string()
                         };
-                        let event = ResponsesEvent {
-                            event: name,
-                            data: event.data.to_string(),
-                        };
-                        if event.is_terminal() || event.is_error() {
+                        let event = E::from_sse(name, event.data.to_string());
+                        if event.is_last() {
                             // The last item: what follows is not read.
                             return Some((Ok(event), None));
                         }
@@ -242,9 +270,9 @@ where
 }
 
 /// Ends a stream with [`ProviderError::Timeout`] when no item arrives within `idle`.
-fn idle_limited<S>(stream: S, idle: Duration) -> ResponsesEventStream
+fn idle_limited<S, E: RelayedEvent>(stream: S, idle: Duration) -> RelayedStream<E>
 where
-    S: Stream<Item = Result<ResponsesEvent, ProviderError>> + Send + 'static,
+    S: Stream<Item = Result<E, ProviderError>> + Send + 'static,
 {
     let stream = Box::pin(stream);
     futures::stream::unfold(Some(stream), move |state| async move {

@@ -109,7 +109,7 @@ pub struct Totals {
     pub primaries: u64,
     /// Silent chat records.
     pub shadows: u64,
-    /// Records of other calls (embeddings), not compared.
+    /// Records of other calls (embeddings, Responses, token counts), not compared.
     pub other_calls: u64,
     /// Calls whose caller went away before they finished (status `cancelled`), not compared: their
     /// latency is the caller's patience, not the model's. A silent call whose primary was cancelled

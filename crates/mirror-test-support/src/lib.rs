@@ -2,7 +2,8 @@
 //!
 //! [`upstream`] is the one fake upstream of the workspace's tests: an in-process OpenAI-shaped (and
 //! Azure-path-shaped) server on `127.0.0.1:0` whose behaviour each test controls and which records
-//! what it saw, Responses API paths included ([`responses`]). [`records`] builds `CallRecord`s as the router writes them, for report tests.
+//! what it saw, Responses API paths included ([`responses`]) and Anthropic's Messages API paths
+//! ([`anthropic`]). [`records`] builds `CallRecord`s as the router writes them, for report tests.
 //!
 //! The benchmark upstream (`mirror mock-upstream`) is not this: it is tuned for speed and lives in
 //! the `mirror` binary.
@@ -14,6 +15,7 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
+pub mod anthropic;
 pub mod records;
 pub mod responses;
 pub mod upstream;

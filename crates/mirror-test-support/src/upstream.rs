@@ -146,6 +146,14 @@ pub enum Behaviour {
     },
     /// Starts the response, then breaks the connection.
     Reset,
+    /// Starts a stream, then sends an error event of `kind` (`overloaded_error`, ...) and ends:
+    /// Anthropic's `event: error` on Messages paths, a `data: {"error": ...}` chunk elsewhere.
+    StreamError {
+        /// The error's type.
+        kind: &'static str,
+        /// Its message.
+        message: String,
+    },
 }
 
 impl Behaviour {
@@ -388,6 +396,7 @@ async fn scripted(shared: &Shared, mut call: Call) -> Response {
     // Responses API paths get Responses-shaped answers; everything else a chat completion.
     let answer = |name: &str, number: usize, seen: &Seen| {
         crate::responses::answer(name, number, seen)
+            .or_else(|| crate::anthropic::answer(name, number, seen))
             .unwrap_or_else(|| answer(name, number, &seen.body))
     };
     match behaviour {
@@ -413,9 +422,31 @@ async fn scripted(shared: &Shared, mut call: Call) -> Response {
                 .iter()
                 .map(|(name, value)| (*name, value.as_str()))
                 .collect();
+            if crate::anthropic::is_messages(&call.seen) {
+                return crate::anthropic::error(status, &message, &headers);
+            }
             json_with_headers(status, &headers, error)
         }
+        Behaviour::Reset if crate::anthropic::is_messages(&call.seen) && call.seen.is_stream() => {
+            crate::anthropic::reset(name, call.number, &call.seen)
+        }
         Behaviour::Reset => reset(name, call.number, call.seen.is_stream()),
+        Behaviour::StreamError { kind, message } => {
+            if crate::anthropic::is_messages(&call.seen) {
+                let answer = crate::anthropic::message(name, call.number, &call.seen);
+                return crate::anthropic::stream(&answer, Some((kind, &message)));
+            }
+            let parts = [
+                event(&chunk(
+                    name,
+                    call.number,
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                )),
+                event(&json!({"error": {"message": message, "type": kind}})),
+            ];
+            sse(parts.into_iter().map(Bytes::from).collect(), Ending::Close)
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 // Helpers outside `#[test]` functions panic on purpose too.
 #![allow(clippy::unwrap_used)]
 
+mod anthropic;
 mod azure;
 mod errors;
 mod hostile;

@@ -56,7 +56,13 @@ pub(crate) async fn authenticate(
             .into();
         if !matches {
             state.metrics.observe_status(401);
-            return with_ids(ApiError::unauthorized().into_response(), &fresh_ids());
+            let error = ApiError::unauthorized();
+            let response = if super::messages::is_messages_path(request.uri().path()) {
+                super::messages::anthropic_error(&error)
+            } else {
+                error.into_response()
+            };
+            return with_ids(response, &fresh_ids());
         }
     }
     next.run(request).await
@@ -183,7 +189,7 @@ pub(crate) const MAX_TRACE_ID_CHARS: usize = 128;
 /// Caller values that come back in response headers (`metadata.trace_id`, as `x-mirror-trace-id`)
 /// must be short visible ASCII; anything else is refused with 400 rather than truncated, so a
 /// trace id is never silently changed.
-fn check_echoed(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+pub(super) fn check_echoed(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
     let Some(Value::String(trace_id)) = metadata.and_then(|m| m.get(TRACE_ID_METADATA_KEY)) else {
         return Ok(());
     };
@@ -535,7 +541,7 @@ pub(crate) async fn metrics(State(state): SharedState) -> Response {
 
 /// Any other path.
 pub(crate) async fn not_found(request: Request) -> Response {
-    ApiError::new(
+    let error = ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         Some("unknown_url"),
@@ -544,14 +550,18 @@ pub(crate) async fn not_found(request: Request) -> Response {
             request.method(),
             request.uri().path()
         ),
-    )
-    .into_response()
+    );
+    if super::messages::is_messages_path(request.uri().path()) {
+        return super::messages::anthropic_error(&error);
+    }
+    error.into_response()
 }
 
 /// The last word on every answer: an error without OpenAI's JSON shape (axum's 405, an extractor's
 /// plain-text rejection, the panic handler's answer) gets it, and an answer without ids gets fresh
 /// ones, so every response carries `x-mirror-call-id` and `x-mirror-trace-id`.
 pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
+    let anthropic = super::messages::is_messages_path(request.uri().path());
     let response = next.run(request).await;
     let mut response = if response.status().is_client_error() || response.status().is_server_error()
     {
@@ -563,7 +573,7 @@ pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
         if is_json {
             response
         } else {
-            reshape(response).await
+            reshape(response, anthropic).await
         }
     } else {
         response
@@ -574,8 +584,9 @@ pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
     response
 }
 
-/// An error answer with a plain body, in OpenAI's shape; its text (at most 1 KiB) is the message.
-async fn reshape(response: Response) -> Response {
+/// An error answer with a plain body, in OpenAI's shape (Anthropic's on the Messages paths); its
+/// text (at most 1 KiB) is the message.
+async fn reshape(response: Response, anthropic: bool) -> Response {
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 1024)
         .await
@@ -594,7 +605,12 @@ async fn reshape(response: Response) -> Response {
         status if status.is_server_error() => ("internal_error", None),
         _ => ("invalid_request_error", None),
     };
-    let mut error = ApiError::new(parts.status, kind, code, text).into_response();
+    let api = ApiError::new(parts.status, kind, code, text);
+    let mut error = if anthropic {
+        super::messages::anthropic_error(&api)
+    } else {
+        api.into_response()
+    };
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(value) = parts.headers.get(&name) {
             error.headers_mut().insert(name, value.clone());
@@ -612,7 +628,7 @@ pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) ->
 /// A caller's W3C `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) gives the
 /// call's trace id, so its spans and records join the caller's trace; `metadata.trace_id`, LiteLLM's
 /// way, wins when both are sent. A malformed header is ignored, as the W3C spec asks.
-fn apply_traceparent(
+pub(super) fn apply_traceparent(
     headers: &HeaderMap,
     metadata: Option<&Map<String, Value>>,
     meta: &mut CallMeta,
