@@ -568,7 +568,8 @@ async fn chat_responses_and_embeddings_of_one_group_are_three_populations() {
     );
     records.extend([p, s]);
     // Embeddings: identical vectors, orthogonal ones, another dimension, and vectors not logged.
-    let cases: [(&[Vec<f32>], &[Vec<f32>], bool); 4] = [
+    type Case<'a> = (&'a [Vec<f32>], &'a [Vec<f32>], bool);
+    let cases: [Case<'_>; 4] = [
         (
             &[vec![1.0, 0.0], vec![0.0, 2.0]],
             &[vec![2.0, 0.0], vec![0.0, 1.0]],
