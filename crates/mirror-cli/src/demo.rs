@@ -1,9 +1,10 @@
 //! `mirror demo`: the built-in offline default, end to end, over real HTTP.
 //!
 //! It starts the gateway in-process on a free loopback port with the built-in configuration (mock
-//! providers, `primary` mirrored to `shadow`, a JSONL log), sends a burst of HTTP requests through it
-//! with a progress bar, shuts it down (which drains the silent calls and flushes the log), reads the
-//! log back and prints the primary-vs-shadow comparison.
+//! providers, `primary` mirrored to `shadow`, a JSONL log), sends a burst of HTTP chat requests
+//! through it with a progress bar, then one Responses API call (`POST /v1/responses`), shuts it
+//! down (which drains the silent calls and flushes the log), reads the log back and prints the
+//! primary-vs-shadow comparison, one group pair per call type.
 
 use std::error::Error;
 use std::io::IsTerminal;
@@ -37,6 +38,8 @@ pub struct DemoOutcome {
     pub primary_ok: usize,
     /// Primary calls that failed.
     pub primary_failed: usize,
+    /// Whether the one Responses API call was answered.
+    pub responses_ok: bool,
     /// Wall time of the burst.
     pub elapsed: Duration,
     /// Silent-mirroring counters after the drain.
@@ -63,7 +66,8 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
     config.mirror_settings.log_file = Some(options.log_path.clone());
     let gateway = Gateway::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/v1/chat/completions", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    let base = format!("http://{address}/v1/chat/completions");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.serve(listener, async move {
         let _ = stopped.await;
@@ -110,6 +114,23 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
     let elapsed = started.elapsed();
     progress.finish_and_clear();
 
+    // One Responses API create, mirrored like the chat calls.
+    let body = json!({
+        "model": "primary",
+        "user": "user-responses",
+        "instructions": "You are a terse assistant.",
+        "input": "Name the largest planet.",
+    });
+    let responses_ok = match client
+        .post(format!("http://{address}/v1/responses"))
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+        Err(_) => false,
+    };
+
     // Shutting down drains the silent calls and flushes the log.
     let _ = stop.send(());
     let report = server.await??;
@@ -124,6 +145,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
     Ok(DemoOutcome {
         primary_ok,
         primary_failed: results.len() - primary_ok,
+        responses_ok,
         elapsed,
         mirror: report.mirror,
         writer: report.writer,
