@@ -72,6 +72,38 @@ impl ResponsesRequest {
         }
     }
 
+    /// The request's conversation as chat messages, for records (LiteLLM logs a Responses input
+    /// as `messages` too): `instructions` as a system message, a text `input` as a user message,
+    /// and each input item with a `role` as a message of that role with its text parts joined.
+    /// Items without a role (function call outputs, references to stored items) are left out.
+    pub fn input_messages(&self) -> Vec<crate::ChatMessage> {
+        let mut messages = Vec::new();
+        if let Some(instructions) = self.extra.get("instructions").and_then(Value::as_str) {
+            messages.push(crate::ChatMessage::new("system", instructions));
+        }
+        match self.extra.get("input") {
+            Some(Value::String(text)) => messages.push(crate::ChatMessage::user(text.as_str())),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let Some(role) = item.get("role").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let text = match item.get("content") {
+                        Some(Value::String(text)) => text.clone(),
+                        Some(Value::Array(parts)) => parts
+                            .iter()
+                            .filter_map(|part| part.get("text").and_then(Value::as_str))
+                            .collect(),
+                        _ => String::new(),
+                    };
+                    messages.push(crate::ChatMessage::new(role, text));
+                }
+            }
+            _ => {}
+        }
+        messages
+    }
+
     /// Whether the caller asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
@@ -588,6 +620,34 @@ mod tests {
             serde_json::to_value(own.upstream("gpt-x", false, None).with_defaults(&defaults))
                 .unwrap();
         assert_eq!(body["max_output_tokens"], 9);
+    }
+
+    #[test]
+    fn the_input_reads_as_messages_for_records() {
+        let request: ResponsesRequest = serde_json::from_value(serde_json::json!({
+            "model": "group",
+            "instructions": "be brief",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "what is "}, {"type": "input_text", "text": "2+2"}]},
+                {"type": "function_call_output", "call_id": "c1", "output": "4"},
+                {"role": "assistant", "content": "4"},
+            ],
+        }))
+        .unwrap();
+        let messages: Vec<_> = request
+            .input_messages()
+            .into_iter()
+            .map(|m| (m.role.clone(), m.text().unwrap_or_default()))
+            .collect();
+        let expected = [
+            ("system", "be brief"),
+            ("user", "what is 2+2"),
+            ("assistant", "4"),
+        ];
+        assert_eq!(
+            messages,
+            expected.map(|(role, text)| (role.to_owned(), text.to_owned()))
+        );
     }
 
     #[test]

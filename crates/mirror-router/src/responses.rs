@@ -70,10 +70,10 @@ impl CallRequest for ResponsesCall {
         self.request.extra.remove("cache")
     }
 
-    fn take_record_parts(&mut self, _payloads: bool) -> RecordParts {
+    fn take_record_parts(&mut self, payloads: bool) -> RecordParts {
         let request = &mut self.request;
         RecordParts {
-            messages: None,
+            messages: payloads.then(|| request.input_messages()),
             user: request.user.take(),
             metadata: request
                 .litellm_metadata

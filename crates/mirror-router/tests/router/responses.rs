@@ -47,6 +47,15 @@ async fn a_two_turn_conversation_continues_on_each_side_with_its_own_ids() {
         (first.response.id.as_str(), "gpt-4o-mini")
     );
     assert_eq!(logged.text().as_deref(), Some("hello from primary"));
+    // The input, as messages (for a judge and Langfuse, as LiteLLM logs it).
+    let messages = record.messages.as_ref().expect("the input is recorded");
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| (m.role.as_str(), m.text()))
+            .collect::<Vec<_>>(),
+        [("user", Some("hi".to_owned()))]
+    );
     assert_eq!(
         silent.response.as_ref().and_then(|r| r.text()).as_deref(),
         Some("hello from shadow")
