@@ -177,7 +177,10 @@ async fn json_output_has_the_documented_shape() {
     .await
     .unwrap();
     let table = String::from_utf8(table).unwrap();
-    assert!(table.contains("primary -> shadow (chat): 30 pairs"), "{table}");
+    assert!(
+        table.contains("primary -> shadow (chat): 30 pairs"),
+        "{table}"
+    );
     assert!(table.contains("primary -> shadow (responses):"), "{table}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
