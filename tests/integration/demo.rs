@@ -18,9 +18,11 @@ async fn demo_mirrors_every_request_and_pairs_every_shadow() {
     let outcome = run(&options).await.unwrap();
 
     assert_eq!(outcome.primary_ok + outcome.primary_failed, 60);
+    assert!(outcome.responses_ok);
     let mirror = outcome.mirror;
     assert!(mirror.is_balanced(), "{mirror:?}");
-    assert_eq!(mirror.mirrored, 60, "one copy per request: {mirror:?}");
+    // 60 chat requests and 1 Responses request.
+    assert_eq!(mirror.mirrored, 61, "one copy per request: {mirror:?}");
     assert_eq!(mirror.in_flight(), 0, "{mirror:?}");
     assert_eq!(outcome.writer.dropped(), 0);
 
@@ -29,7 +31,7 @@ async fn demo_mirrors_every_request_and_pairs_every_shadow() {
         .records
         .iter()
         .partition(|record| record.metadata.is_silent_experiment);
-    assert_eq!(primaries.len(), 60);
+    assert_eq!(primaries.len(), 61);
     assert_eq!(
         shadows.len() as u64,
         mirror.completed + mirror.failed,
@@ -55,8 +57,21 @@ async fn demo_mirrors_every_request_and_pairs_every_shadow() {
         ),
         ("primary", "shadow")
     );
-    assert_eq!(summary.pairs, shadows.len() as u64);
+    assert_eq!(summary.call_type, mirror::core::CallType::Completion);
     assert_eq!(summary.primaries, 60);
     assert_eq!(summary.missing, 60 - summary.pairs);
+    // The Responses call is its own population, paired and compared on its output text.
+    let responses = &outcome.summaries[1];
+    assert_eq!(responses.call_type, mirror::core::CallType::Responses);
+    assert_eq!((responses.primaries, responses.pairs), (1, 1));
+    assert_eq!(summary.pairs + responses.pairs, shadows.len() as u64);
+    let record = primaries
+        .iter()
+        .find(|r| r.call_type == mirror::core::CallType::Responses)
+        .unwrap();
+    assert!(record.response.as_ref().and_then(|r| r.text()).is_some());
+    if responses.shadow_failed == 0 {
+        assert_eq!(responses.agreement.comparable, 1);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

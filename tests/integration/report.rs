@@ -105,7 +105,10 @@ async fn json_output_has_the_documented_shape() {
     ] {
         assert!(value["totals"].get(key).is_some(), "totals.{key}");
     }
-    assert_eq!(value["totals"]["primaries"], 30);
+    // 30 chat calls and the demo's one Responses call.
+    assert_eq!(value["totals"]["primaries"], 31);
+    assert_eq!(value["edges"][0]["call_type"], "acompletion");
+    assert_eq!(value["edges"][1]["call_type"], "aresponses");
     let edge = &value["edges"][0];
     assert_eq!(edge["primary_group"], "primary");
     assert_eq!(edge["shadow_group"], "shadow");
@@ -163,7 +166,7 @@ async fn json_output_has_the_documented_shape() {
         edge.get("judge").is_none(),
         "the judge never runs unless asked"
     );
-    // The table names the group pair.
+    // The table names the group pair and its call type.
     let mut table = Vec::new();
     run(
         &ReportArgs {
@@ -175,7 +178,11 @@ async fn json_output_has_the_documented_shape() {
     .await
     .unwrap();
     let table = String::from_utf8(table).unwrap();
-    assert!(table.contains("primary -> shadow:"), "{table}");
+    assert!(
+        table.contains("primary -> shadow (chat): 30 pairs"),
+        "{table}"
+    );
+    assert!(table.contains("primary -> shadow (responses):"), "{table}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -467,5 +474,72 @@ async fn reads_an_s3_prefix_written_by_the_s3_sink() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("no bucket"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_through_the_real_gateway_are_paired_apart_and_compared_by_cosine() {
+    let (upstream, base) = crate::support::start_upstream().await;
+    let yaml = format!(
+        r#"
+model_list:
+  - model_name: primary
+    litellm_params: {{model: openai/echo, api_base: "{base}/v1", api_key: sk-upstream-secret, silent_model: shadow}}
+  - model_name: shadow
+    litellm_params: {{model: openai/shadow-echo, api_base: "{base}/v1", api_key: sk-upstream-secret}}
+router_settings: {{num_retries: 0}}
+mirror_settings:
+  log_file: "{{log}}"
+  log_embedding_vectors: true
+"#
+    );
+    let gateway = crate::support::RunningGateway::start(&yaml).await;
+    let client = crate::support::client();
+    for i in 0..3 {
+        let body = serde_json::json!({"model": "primary", "input": format!("text {i}")});
+        let response = client
+            .post(format!("{}/v1/embeddings", gateway.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let body =
+        serde_json::json!({"model": "primary", "messages": [{"role": "user", "content": "hi"}]});
+    let response = client
+        .post(format!("{}/v1/chat/completions", gateway.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (shutdown, records) = gateway.stop().await;
+    assert!(shutdown.mirror.is_balanced(), "{:?}", shutdown.mirror);
+    assert_eq!(upstream.requests().len(), 8);
+
+    let dir = temp_dir("embeddings");
+    let log = dir.join("calls.jsonl");
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    std::fs::write(&log, lines.join("\n")).unwrap();
+    let mut out = Vec::new();
+    let report = run(&args(vec![log]), &mut out).await.unwrap();
+    assert_eq!(report.edges.len(), 2, "{:#?}", report.edges);
+    let chat = &report.edges[0];
+    assert_eq!(chat.call_type, mirror::core::CallType::Completion);
+    assert_eq!((chat.primaries, chat.pairs), (1, 1));
+    let embeddings = &report.edges[1];
+    assert_eq!(embeddings.call_type, mirror::core::CallType::Embedding);
+    assert_eq!(
+        (embeddings.primaries, embeddings.pairs, embeddings.missing),
+        (3, 3, 0)
+    );
+    // The fake upstream answers every model with the same vector.
+    let cosine = embeddings.embeddings.as_ref().unwrap();
+    assert_eq!((cosine.compared, cosine.without_vectors), (3, 0));
+    assert!((cosine.mean_cosine - 1.0).abs() < 1e-6, "{cosine:?}");
+    let value: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(value["edges"][1]["call_type"], "aembedding");
+    assert_eq!(value["edges"][1]["embeddings"]["compared"], 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -95,6 +95,9 @@ def test_create_plain_streamed_and_retrieve(start_gateway, fake_upstream, tmp_pa
     records = read_jsonl(log)
     first = next(r for r in records if r["litellm_call_id"] == call_id)
     assert first["call_type"] == "aresponses" and first["prompt_tokens"] == 11
+    # The record carries the Responses object the caller got, under the routed id.
+    assert first["id"] == response.id and first["response"]["id"] == response.id
+    assert first["response"]["output"][0]["content"][0]["text"] == "hello from primary"
     paired = next(r for r in records if r["metadata"].get("mirror_of") == call_id)
     assert paired["model_group"] == "shadow" and paired["trace_id"] == first["trace_id"]
     assert any(r["call_type"] == "aget_responses" for r in records)

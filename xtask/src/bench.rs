@@ -389,6 +389,15 @@ fn chat_body(model: &str, stream: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A Responses create of the same size as [`chat_body`]'s chat request.
+fn responses_body(model: &str, stream: bool) -> Vec<u8> {
+    let stream = if stream { r#","stream":true"# } else { "" };
+    format!(
+        r#"{{"model":"{model}","instructions":"You are a helpful assistant. Answer briefly.","input":[{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act."}}],"temperature":0.2,"max_output_tokens":64,"user":"bench-user","litellm_metadata":{{"tags":["bench"]}}{stream}}}"#
+    )
+    .into_bytes()
+}
+
 /// Connections (load threads) for a rate: enough for the expected concurrency several times over.
 fn connections(rate: f64, latency_ms: u64) -> usize {
     let in_flight = rate * (latency_ms as f64 + 2.0) / 1000.0;
@@ -405,13 +414,18 @@ fn run_endpoint(
     if let Some(key) = &endpoint.auth {
         headers.push(("authorization", format!("Bearer {key}")));
     }
-    let request = request_bytes(
-        "POST",
-        &endpoint.host,
-        "/v1/chat/completions",
-        &headers,
-        &chat_body(scenario.model, scenario.stream),
-    );
+    let (path, body) = if scenario.responses {
+        (
+            "/v1/responses",
+            responses_body(scenario.model, scenario.stream),
+        )
+    } else {
+        (
+            "/v1/chat/completions",
+            chat_body(scenario.model, scenario.stream),
+        )
+    };
+    let request = request_bytes("POST", &endpoint.host, path, &headers, &body);
     let latency_ms = scenario.primary.latency_ms;
     let spec = |rate: f64, duration: Duration| LoadSpec {
         address: endpoint.address,

@@ -1,10 +1,11 @@
 //! `mirror demo`: the built-in offline default, end to end, over real HTTP.
 //!
 //! It starts the gateway in-process on a free loopback port with the built-in configuration (mock
-//! providers, `primary` mirrored to `shadow`, a JSONL log), sends a burst of HTTP requests through it
-//! with a progress bar, shuts it down (which drains the silent calls and flushes the log), reads the
-//! log back and prints the primary-vs-shadow comparison. With `--ui` it prints the live page's URL
-//! first and keeps serving the page for a minute after the run.
+//! providers, `primary` mirrored to `shadow`, a JSONL log), sends a burst of HTTP chat requests
+//! through it with a progress bar, then one Responses API call (`POST /v1/responses`), shuts it
+//! down (which drains the silent calls and flushes the log), reads the log back and prints the
+//! primary-vs-shadow comparison, one group pair per call type. With `--ui` it prints the live
+//! page's URL first and keeps serving the page for a minute after the run.
 
 use std::error::Error;
 use std::io::IsTerminal;
@@ -41,6 +42,8 @@ pub struct DemoOutcome {
     pub primary_ok: usize,
     /// Primary calls that failed.
     pub primary_failed: usize,
+    /// Whether the one Responses API call was answered.
+    pub responses_ok: bool,
     /// Wall time of the burst.
     pub elapsed: Duration,
     /// Silent-mirroring counters after the drain.
@@ -117,6 +120,23 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
         .await;
     let elapsed = started.elapsed();
     progress.finish_and_clear();
+    // One Responses API create, mirrored like the chat calls.
+    let body = json!({
+        "model": "primary",
+        "user": "user-responses",
+        "instructions": "You are a terse assistant.",
+        "input": "Name the largest planet.",
+    });
+    let responses_ok = match client
+        .post(format!("http://{address}/v1/responses"))
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+        Err(_) => false,
+    };
+
     if let Some(linger) = options.ui {
         eprintln!(
             "The live page stays at http://{address}/ui for {} s (Ctrl-C ends it sooner).",
@@ -142,6 +162,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
     Ok(DemoOutcome {
         primary_ok,
         primary_failed: results.len() - primary_ok,
+        responses_ok,
         elapsed,
         mirror: report.mirror,
         writer: report.writer,

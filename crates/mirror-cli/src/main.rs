@@ -132,11 +132,19 @@ fn run() -> anyhow::Result<()> {
                 .context("the demo failed")?;
             let mirror = outcome.mirror;
             println!(
-                "Sent {} requests to `primary` in {:.2}s: {} answered, {} failed.",
+                "Sent {} chat requests to `primary` in {:.2}s: {} answered, {} failed.",
                 outcome.primary_ok + outcome.primary_failed,
                 outcome.elapsed.as_secs_f64(),
                 outcome.primary_ok,
                 outcome.primary_failed
+            );
+            println!(
+                "Sent 1 Responses API request to `primary`: {}.",
+                if outcome.responses_ok {
+                    "answered"
+                } else {
+                    "failed"
+                }
             );
             println!(
                 "Silent copies: {} mirrored, {} completed, {} failed, {} dropped, {} in flight.",

@@ -1,6 +1,7 @@
 //! `mirror mock-upstream`: a fast OpenAI-shaped upstream for benchmarks and manual testing.
 //!
-//! It answers `POST /v1/chat/completions` (and `/chat/completions`) with a fixed completion, or with
+//! It answers `POST /v1/chat/completions` (and `/chat/completions`) with a fixed completion, and
+//! `POST /v1/responses` (and `/responses`) with a fixed Responses object, or either with
 //! server-sent events when the body asks for `"stream": true`, after a configurable latency. A
 //! configurable fraction of calls fails with a 500, and another fraction is cut off mid-response
 //! (the connection is closed after the status line, as a crashed or reset upstream does).
@@ -84,8 +85,66 @@ struct MockState {
     completion: Bytes,
     chunks: Vec<Bytes>,
     usage_chunk: Bytes,
+    /// A Responses API object, and its events (`response.created`, deltas, `response.completed`).
+    response: Bytes,
+    response_events: Vec<Bytes>,
     error: Bytes,
     counters: Counters,
+}
+
+/// Which API a call came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Chat,
+    Responses,
+}
+
+/// A Responses object and its stream: `response.created`, `response.output_text.delta` per chunk
+/// (`response.in_progress` and item events left out: relays pass any event through alike), then
+/// `response.completed` with the usage.
+fn responses_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
+    let text = "This is a mock answer from the benchmark upstream.";
+    let object = |status: &str, text: Option<&str>, output_tokens: usize| {
+        let output = text.map_or_else(Vec::new, |text| {
+            vec![serde_json::json!({
+                "type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            })]
+        });
+        serde_json::json!({
+            "id": "resp_mock", "object": "response", "created_at": CREATED, "status": status,
+            "model": MODEL, "output": output,
+            "usage": {"input_tokens": 24, "output_tokens": output_tokens, "total_tokens": 24 + output_tokens},
+        })
+    };
+    let event = |name: &str, mut data: serde_json::Value, sequence: usize| {
+        data["type"] = serde_json::Value::from(name);
+        data["sequence_number"] = serde_json::Value::from(sequence);
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    };
+    let mut events = Vec::with_capacity(chunks + 2);
+    events.push(event(
+        "response.created",
+        serde_json::json!({"response": object("in_progress", None, 0)}),
+        0,
+    ));
+    for index in 0..chunks {
+        events.push(event(
+            "response.output_text.delta",
+            serde_json::json!({"item_id": "msg_mock", "output_index": 0, "content_index": 0, "delta": "token "}),
+            index + 1,
+        ));
+    }
+    let streamed = "token ".repeat(chunks);
+    events.push(event(
+        "response.completed",
+        serde_json::json!({"response": object("completed", Some(&streamed), chunks)}),
+        chunks + 1,
+    ));
+    (
+        Bytes::from(object("completed", Some(text), 10).to_string()),
+        events,
+    )
 }
 
 const MODEL: &str = "mock-upstream";
@@ -136,7 +195,10 @@ impl MockState {
         let error = serde_json::json!({
             "error": {"message": "mock failure (--failure-rate)", "type": "server_error", "code": null}
         });
+        let (response, response_events) = responses_answer(args.stream_chunks);
         MockState {
+            response,
+            response_events,
             latency: Duration::from_millis(args.latency_ms),
             chunk_interval: Duration::from_millis(args.chunk_interval_ms),
             failure_rate: args.failure_rate.clamp(0.0, 1.0),
@@ -183,6 +245,8 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/responses", post(responses))
+        .route("/responses", post(responses))
         .route("/stats", get(stats))
         .with_state(state);
     // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
@@ -226,6 +290,14 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    answer(state, body, Api::Chat).await
+}
+
+async fn responses(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    answer(state, body, Api::Responses).await
+}
+
+async fn answer(state: Arc<MockState>, body: Bytes, api: Api) -> Response {
     let counters = &state.counters;
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let stream = contains(&body, b"\"stream\":true") || contains(&body, b"\"stream\": true");
@@ -258,9 +330,16 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
     }
     counters.ok.fetch_add(1, Ordering::Relaxed);
     if !stream {
-        return json(StatusCode::OK, state.completion.clone());
+        let answer = match api {
+            Api::Chat => state.completion.clone(),
+            Api::Responses => state.response.clone(),
+        };
+        return json(StatusCode::OK, answer);
     }
     counters.streams.fetch_add(1, Ordering::Relaxed);
+    if api == Api::Responses {
+        return event_stream(responses_stream(state));
+    }
     let with_usage = contains(&body, b"include_usage");
     let state = Arc::clone(&state);
     let events = futures::stream::unfold(0usize, move |index| {
@@ -287,6 +366,28 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             Some((Ok::<Bytes, Infallible>(event), next))
         }
     });
+    event_stream(events)
+}
+
+/// The Responses events, `--chunk-interval-ms` apart after the first delta; no `[DONE]`.
+fn responses_stream(
+    state: Arc<MockState>,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    futures::stream::unfold(0usize, move |index| {
+        let state = Arc::clone(&state);
+        async move {
+            let event = state.response_events.get(index)?.clone();
+            if index > 1 && !state.chunk_interval.is_zero() {
+                tokio::time::sleep(state.chunk_interval).await;
+            }
+            Some((Ok::<Bytes, Infallible>(event), index + 1))
+        }
+    })
+}
+
+fn event_stream(
+    events: impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
@@ -321,13 +422,41 @@ mod tests {
             "{stream}"
         );
         assert_eq!(stream.matches("[DONE]").count(), 1, "{stream}");
+
+        let plain = raw_post_to(address, "/v1/responses", r#"{"model":"m","input":"hi"}"#).await;
+        assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+        let body = plain.split("\r\n\r\n").nth(1).unwrap();
+        let object: mirror::core::ResponsesResponse = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            object.output_text().as_deref(),
+            Some("This is a mock answer from the benchmark upstream.")
+        );
+        let stream = raw_post_to(
+            address,
+            "/responses",
+            r#"{"model":"m","input":"hi","stream": true}"#,
+        )
+        .await;
+        assert!(stream.contains("text/event-stream"), "{stream}");
+        assert_eq!(
+            stream.matches("event: response.output_text.delta").count(),
+            8,
+            "{stream}"
+        );
+        let last = stream.rsplit("event: ").next().unwrap();
+        assert!(last.starts_with("response.completed"), "{stream}");
+        assert!(!stream.contains("[DONE]"), "{stream}");
     }
 
     async fn raw_post(address: std::net::SocketAddr, body: &str) -> String {
+        raw_post_to(address, "/v1/chat/completions", body).await
+    }
+
+    async fn raw_post_to(address: std::net::SocketAddr, path: &str, body: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let request = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
         socket.write_all(request.as_bytes()).await.unwrap();

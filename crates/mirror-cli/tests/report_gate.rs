@@ -142,7 +142,7 @@ fn a_good_shadow_passes() {
         expect![[r#"
             exit 0
             Gate: PASS (criteria need 30 pairs; insufficient data: fail)
-              gpt-4o -> mini: 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
+              gpt-4o -> mini (chat): 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
                 pass              p99_latency_pct        5.00 [5.00, 5.00] <= 10 (n=40; unpaired 2, unjudged 40)
                 pass              error_rate_points      0.00 [0.00, 0.00] <= 0.5 (n=40; unpaired 2, unjudged 40)
                 pass              agreement_pct          97.50 [92.50, 100.00] >= 95 (n=40; unpaired 2, unjudged 40)
@@ -161,7 +161,7 @@ fn a_slow_shadow_fails_on_latency_alone() {
         expect![[r#"
             exit 3
             Gate: FAIL (criteria need 30 pairs; insufficient data: fail)
-              gpt-4o -> mini: 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
+              gpt-4o -> mini (chat): 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
                 FAIL              p99_latency_pct        50.00 [50.00, 50.00] <= 10 (n=40; unpaired 2, unjudged 40)
                 pass              error_rate_points      0.00 [0.00, 0.00] <= 0.5 (n=40; unpaired 2, unjudged 40)
                 pass              agreement_pct          97.50 [92.50, 100.00] >= 95 (n=40; unpaired 2, unjudged 40)
@@ -180,7 +180,7 @@ fn a_failing_shadow_fails_on_errors() {
         expect![[r#"
             exit 3
             Gate: FAIL (criteria need 30 pairs; insufficient data: fail)
-              gpt-4o -> mini: 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
+              gpt-4o -> mini (chat): 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
                 pass              p99_latency_pct        5.00 [5.00, 5.00] <= 10 (n=40; unpaired 2, unjudged 40)
                 FAIL              error_rate_points      7.50 [0.00, 17.50] <= 0.5 (n=40; unpaired 2, unjudged 40)
                 pass              agreement_pct          97.30 [89.47, 100.00] >= 95 (n=37; unpaired 2, unjudged 40)
@@ -199,7 +199,7 @@ fn a_disagreeing_shadow_fails_on_agreement() {
         expect![[r#"
             exit 3
             Gate: FAIL (criteria need 30 pairs; insufficient data: fail)
-              gpt-4o -> mini: 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
+              gpt-4o -> mini (chat): 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
                 pass              p99_latency_pct        5.00 [5.00, 5.00] <= 10 (n=40; unpaired 2, unjudged 40)
                 pass              error_rate_points      0.00 [0.00, 0.00] <= 0.5 (n=40; unpaired 2, unjudged 40)
                 FAIL              agreement_pct          75.00 [60.00, 85.00] >= 95 (n=40; unpaired 2, unjudged 40)
@@ -216,7 +216,7 @@ fn too_few_pairs_is_insufficient_data_and_fails_unless_told_otherwise() {
         expect![[r#"
             exit 3
             Gate: FAIL (criteria need 30 pairs; insufficient data: fail)
-              gpt-4o -> mini: 10 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 10
+              gpt-4o -> mini (chat): 10 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 10
                 insufficient data p99_latency_pct        5.00 [5.00, 5.00] <= 10 (n=10; unpaired 2, unjudged 10)
                 insufficient data error_rate_points      0.00 [0.00, 0.00] <= 0.5 (n=10; unpaired 2, unjudged 10)
                 insufficient data agreement_pct          90.00 [70.00, 100.00] >= 95 (n=10; unpaired 2, unjudged 10)
@@ -228,7 +228,7 @@ fn too_few_pairs_is_insufficient_data_and_fails_unless_told_otherwise() {
         expect![[r#"
             exit 0
             Gate: PASS (criteria need 30 pairs; insufficient data: pass)
-              gpt-4o -> mini: 10 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 10
+              gpt-4o -> mini (chat): 10 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 10
                 insufficient data p99_latency_pct        5.00 [5.00, 5.00] <= 10 (n=10; unpaired 2, unjudged 10)
                 insufficient data error_rate_points      0.00 [0.00, 0.00] <= 0.5 (n=10; unpaired 2, unjudged 10)
                 insufficient data agreement_pct          90.00 [70.00, 100.00] >= 95 (n=10; unpaired 2, unjudged 10)
@@ -240,7 +240,7 @@ fn too_few_pairs_is_insufficient_data_and_fails_unless_told_otherwise() {
         expect![[r#"
             exit 3
             Gate: FAIL (criteria need 10 pairs; insufficient data: fail)
-              gpt-4o -> mini: 10 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 10
+              gpt-4o -> mini (chat): 10 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 10
                 pass              p99_latency_pct        5.00 [5.00, 5.00] <= 10 (n=10; unpaired 2, unjudged 10)
                 pass              error_rate_points      0.00 [0.00, 0.00] <= 0.5 (n=10; unpaired 2, unjudged 10)
                 FAIL              agreement_pct          90.00 [70.00, 100.00] >= 95 (n=10; unpaired 2, unjudged 10)
@@ -256,7 +256,7 @@ fn a_judge_criterion_without_a_judge_is_insufficient_data() {
         expect![[r#"
             exit 3
             Gate: FAIL (criteria need 30 pairs; insufficient data: fail)
-              gpt-4o -> mini: 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
+              gpt-4o -> mini (chat): 40 pairs; unpaired 2 (sampled out, dropped or unfinished), unmatched shadows 0, cancelled 0, unjudged 40
                 insufficient data judge_win_or_tie_pct   - >= 50 (n=0; unpaired 2, unjudged 40)
         "#]],
     );

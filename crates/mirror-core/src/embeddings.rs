@@ -163,6 +163,54 @@ impl Embedding {
             _ => None,
         }
     }
+
+    /// The vector's values: the list's numbers, or the little-endian float32 values of base64
+    /// text; `None` when it is neither (or a list holds something that is not a number).
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn vector(&self) -> Option<Vec<f32>> {
+        match &self.embedding {
+            Value::Array(values) => values
+                .iter()
+                .map(|v| v.as_f64().map(|x| x as f32))
+                .collect(),
+            Value::String(text) => {
+                let bytes = decode_base64(text)?;
+                Some(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Standard base64 (padding optional) to bytes; `None` on a character outside the alphabet.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' | b'-' => Some(62),
+            b'/' | b'_' => Some(63),
+            _ => None,
+        }
+    }
+    let digits = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut word = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            word |= sextet(*c)? << (18 - 6 * i);
+        }
+        let bytes = word.to_be_bytes();
+        // 4 digits carry 3 bytes, 3 carry 2, 2 carry 1.
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 /// One embedding.
@@ -192,6 +240,22 @@ pub struct EmbeddingsUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vectors_read_from_lists_and_base64() {
+        let list = embedding(serde_json::json!([0.5, -1.0, 2.0]));
+        assert_eq!(list.vector(), Some(vec![0.5, -1.0, 2.0]));
+        let bytes: Vec<u8> = [0.5f32, -1.0, 2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        // 12 bytes of float32 [0.5, -1.0, 2.0], as Python's base64.b64encode writes them.
+        assert_eq!(bytes, [0, 0, 0, 63, 0, 0, 128, 191, 0, 0, 0, 64]);
+        let encoded = embedding(Value::from("AAAAPwAAgL8AAABA"));
+        assert_eq!(encoded.vector(), Some(vec![0.5, -1.0, 2.0]));
+        assert_eq!(embedding(Value::from("not base64!")).vector(), None);
+        assert_eq!(embedding(serde_json::json!(["x"])).vector(), None);
+    }
 
     fn embedding(value: Value) -> Embedding {
         Embedding {

@@ -47,11 +47,11 @@ pub use error_body::{error_chain, ErrorBody, ErrorDetail};
 pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
 pub use record::{
     epoch_seconds, CallRecord, CallStatus, CallType, EmbeddingShape, ErrorInformation,
-    RecordMetadata, SpendKind,
+    RecordMetadata, RecordResponse, SpendKind,
 };
 pub use responses::{
     ResponsesEvent, ResponsesRequest, ResponsesResponse, ResponsesUsage, UpstreamResponsesRequest,
-    TERMINAL_RESPONSE_EVENTS,
+    RESPONSES_DEFAULT_KEYS, TERMINAL_RESPONSE_EVENTS,
 };
 pub use secret::{
     deserialize_env_string, resolve_env_reference, SecretString, ENV_REFERENCE_PREFIX,

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{CallId, ChatMessage, ChatResponse, TraceId};
+use crate::{CallId, ChatMessage, ChatResponse, EmbeddingsResponse, ResponsesResponse, TraceId};
 
 /// One call, primary or silent, success or failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,9 +59,10 @@ pub struct CallRecord {
     /// The request's messages, unless a sink omits them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<ChatMessage>>,
-    /// The response, unless a sink omits it.
+    /// The provider's answer as it came (LiteLLM's `response`), unless a sink omits it: a chat
+    /// completion, a Responses object, or (only with `log_embedding_vectors`) an embeddings list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<ChatResponse>,
+    pub response: Option<RecordResponse>,
     /// The error message on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_str: Option<String>,
@@ -78,11 +79,122 @@ pub struct CallRecord {
     pub end_user: Option<String>,
 }
 
+/// The answer a record carries, as the provider sent it (LiteLLM's `response` holds the raw
+/// provider object too). Written untagged; read back by the object's `object` field
+/// (`response`, `list`, else a chat completion), so logs written before Responses and embeddings
+/// answers were recorded read as before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RecordResponse {
+    /// A chat completion.
+    Chat(ChatResponse),
+    /// A Responses API object (`"object": "response"`).
+    Responses(ResponsesResponse),
+    /// An embeddings list (`"object": "list"`), with its vectors.
+    Embeddings(EmbeddingsResponse),
+}
+
+impl<'de> Deserialize<'de> for RecordResponse {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = Value::deserialize(deserializer)?;
+        let object = value.get("object").and_then(Value::as_str);
+        let has = |key: &str| value.get(key).is_some();
+        let parsed = match object {
+            Some("response") => serde_json::from_value(value).map(RecordResponse::Responses),
+            Some("list") => serde_json::from_value(value).map(RecordResponse::Embeddings),
+            None if has("output") && !has("choices") => {
+                serde_json::from_value(value).map(RecordResponse::Responses)
+            }
+            None if has("data") && !has("choices") => {
+                serde_json::from_value(value).map(RecordResponse::Embeddings)
+            }
+            _ => serde_json::from_value(value).map(RecordResponse::Chat),
+        };
+        parsed.map_err(D::Error::custom)
+    }
+}
+
+impl From<ChatResponse> for RecordResponse {
+    fn from(response: ChatResponse) -> Self {
+        RecordResponse::Chat(response)
+    }
+}
+
+impl RecordResponse {
+    /// The chat completion, when this is one.
+    pub fn as_chat(&self) -> Option<&ChatResponse> {
+        match self {
+            RecordResponse::Chat(chat) => Some(chat),
+            _ => None,
+        }
+    }
+
+    /// The provider's response id (empty for an embeddings list).
+    pub fn id(&self) -> &str {
+        match self {
+            RecordResponse::Chat(chat) => &chat.id,
+            RecordResponse::Responses(response) => &response.id,
+            RecordResponse::Embeddings(_) => "",
+        }
+    }
+
+    /// The model that answered, as the provider names it.
+    pub fn model(&self) -> &str {
+        match self {
+            RecordResponse::Chat(chat) => &chat.model,
+            RecordResponse::Responses(response) => response.model().unwrap_or(""),
+            RecordResponse::Embeddings(list) => &list.model,
+        }
+    }
+
+    /// The answer's text: the first choice's (chat), the output text of every message item
+    /// (Responses); `None` for embeddings or when there is none.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            RecordResponse::Chat(chat) => chat.choices.first().and_then(|c| c.message.text()),
+            RecordResponse::Responses(response) => response.output_text(),
+            RecordResponse::Embeddings(_) => None,
+        }
+    }
+
+    /// The tool calls the model asked for, as (name, raw arguments): the first choice's
+    /// `tool_calls` (chat), the `function_call` items (Responses).
+    pub fn tool_calls(&self) -> Vec<(&str, &str)> {
+        match self {
+            RecordResponse::Chat(chat) => chat
+                .choices
+                .first()
+                .and_then(|c| c.message.tool_calls.as_ref())
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| (c.function.name.as_str(), c.function.arguments.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            RecordResponse::Responses(response) => response.function_calls().collect(),
+            RecordResponse::Embeddings(_) => Vec::new(),
+        }
+    }
+
+    /// The embeddings list, when this is one.
+    pub fn as_embeddings(&self) -> Option<&EmbeddingsResponse> {
+        match self {
+            RecordResponse::Embeddings(list) => Some(list),
+            _ => None,
+        }
+    }
+}
+
 /// The kind of call, named as LiteLLM names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CallType {
     /// A chat completion.
+    #[default]
     #[serde(rename = "acompletion")]
     Completion,
     /// An embeddings call.
@@ -109,6 +221,24 @@ pub enum CallType {
     /// An Anthropic token count (`POST /v1/messages/count_tokens`).
     #[serde(rename = "count_tokens")]
     CountTokens,
+}
+
+impl CallType {
+    /// A short name for people (`chat`, `embeddings`, `responses`, `messages`, `get_responses`, ...); the
+    /// serialised form is LiteLLM's (`acompletion`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            CallType::Completion => "chat",
+            CallType::Embedding => "embeddings",
+            CallType::Responses => "responses",
+            CallType::GetResponses => "get_responses",
+            CallType::DeleteResponses => "delete_responses",
+            CallType::CancelResponses => "cancel_responses",
+            CallType::ListInputItems => "list_input_items",
+            CallType::AnthropicMessages => "messages",
+            CallType::CountTokens => "count_tokens",
+        }
+    }
 }
 
 /// Whether a call succeeded.
@@ -207,5 +337,50 @@ impl CallRecord {
     /// The time to first token, in seconds, when known.
     pub fn time_to_first_token(&self) -> Option<f64> {
         self.completion_start_time.map(|t| t - self.start_time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_read_back_by_their_object_and_old_chat_logs_still_read() {
+        // A chat response as logs before Responses records were written it (no `object` needed).
+        let old: RecordResponse = serde_json::from_value(serde_json::json!({
+            "id": "chatcmpl-1", "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}}]
+        }))
+        .unwrap();
+        assert_eq!(old.as_chat().map(|c| c.id.as_str()), Some("chatcmpl-1"));
+        assert_eq!(old.text().as_deref(), Some("hi"));
+
+        let responses = serde_json::json!({
+            "id": "resp_1", "object": "response", "model": "gpt-5", "status": "completed",
+            "output": [
+                {"type": "reasoning", "id": "rs_1", "summary": []},
+                {"type": "message", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "Par"}, {"type": "output_text", "text": "is"}]},
+                {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{\"q\":1}"}
+            ],
+            "usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+            "future_field": true
+        });
+        let read: RecordResponse = serde_json::from_value(responses.clone()).unwrap();
+        assert!(matches!(read, RecordResponse::Responses(_)));
+        assert_eq!((read.id(), read.model()), ("resp_1", "gpt-5"));
+        assert_eq!(read.text().as_deref(), Some("Paris"));
+        assert_eq!(read.tool_calls(), [("lookup", "{\"q\":1}")]);
+        // Written back untagged, exactly as the provider sent it.
+        assert_eq!(serde_json::to_value(&read).unwrap(), responses);
+
+        let list: RecordResponse = serde_json::from_value(serde_json::json!({
+            "object": "list", "model": "te-3",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 1.0]}]
+        }))
+        .unwrap();
+        let vector = list.as_embeddings().and_then(|l| l.data[0].vector());
+        assert_eq!(vector, Some(vec![0.5, 1.0]));
+        assert_eq!(list.text(), None);
     }
 }

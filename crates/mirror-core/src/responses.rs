@@ -72,6 +72,38 @@ impl ResponsesRequest {
         }
     }
 
+    /// The request's conversation as chat messages, for records (LiteLLM logs a Responses input
+    /// as `messages` too): `instructions` as a system message, a text `input` as a user message,
+    /// and each input item with a `role` as a message of that role with its text parts joined.
+    /// Items without a role (function call outputs, references to stored items) are left out.
+    pub fn input_messages(&self) -> Vec<crate::ChatMessage> {
+        let mut messages = Vec::new();
+        if let Some(instructions) = self.extra.get("instructions").and_then(Value::as_str) {
+            messages.push(crate::ChatMessage::new("system", instructions));
+        }
+        match self.extra.get("input") {
+            Some(Value::String(text)) => messages.push(crate::ChatMessage::user(text.as_str())),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let Some(role) = item.get("role").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let text = match item.get("content") {
+                        Some(Value::String(text)) => text.clone(),
+                        Some(Value::Array(parts)) => parts
+                            .iter()
+                            .filter_map(|part| part.get("text").and_then(Value::as_str))
+                            .collect(),
+                        _ => String::new(),
+                    };
+                    messages.push(crate::ChatMessage::new(role, text));
+                }
+            }
+            _ => {}
+        }
+        messages
+    }
+
     /// Whether the caller asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
@@ -111,6 +143,7 @@ impl ResponsesRequest {
             model,
             stream,
             previous_response_id,
+            defaults: None,
         }
     }
 
@@ -161,6 +194,112 @@ pub struct UpstreamResponsesRequest<'a> {
     model: &'a str,
     stream: bool,
     previous_response_id: Option<&'a str>,
+    defaults: Option<&'a crate::RequestDefaults>,
+}
+
+/// The request defaults (`litellm_params`) a Responses body takes: parameters the Responses API
+/// defines and that do not touch the gateway's view of state (`store`, `background`,
+/// `conversation`, `tools` stay the caller's). Chat's names are translated: `max_tokens` and
+/// `max_completion_tokens` become `max_output_tokens`, `reasoning_effort` becomes
+/// `reasoning: {effort}`. Any other default (`stop`, `n`, `presence_penalty`, ...) is chat's
+/// alone and not sent: OpenAI refuses unknown parameters on `/v1/responses` with a 400. LiteLLM
+/// keeps only its Responses parameters too (`ResponsesAPIOptionalRequestParams`).
+pub const RESPONSES_DEFAULT_KEYS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "max_output_tokens",
+    "reasoning",
+    "text",
+    "truncation",
+    "tool_choice",
+    "parallel_tool_calls",
+    "include",
+    "instructions",
+    "service_tier",
+    "top_logprobs",
+    "max_tool_calls",
+    "prompt_cache_key",
+    "safety_identifier",
+];
+
+impl<'a> UpstreamResponsesRequest<'a> {
+    /// Adds a deployment's request defaults under the request's own values (see
+    /// [`RESPONSES_DEFAULT_KEYS`] for which, and how chat's names are translated).
+    #[must_use]
+    pub fn with_defaults(mut self, defaults: &'a crate::RequestDefaults) -> Self {
+        self.defaults = Some(defaults);
+        self
+    }
+}
+
+impl ResponsesRequest {
+    /// Whether the request sets `key` itself (so a default for it is not sent).
+    fn sets(&self, key: &str) -> bool {
+        match key {
+            "stream" => self.stream.is_some(),
+            "previous_response_id" => self.previous_response_id.is_some(),
+            "conversation" => self.conversation.is_some(),
+            "store" => self.store.is_some(),
+            "background" => self.background.is_some(),
+            "tools" => self.tools.is_some(),
+            "metadata" => self.metadata.is_some(),
+            "user" => self.user.is_some(),
+            other => self.extra.contains_key(other),
+        }
+    }
+}
+
+/// Writes the Responses defaults the request does not set, each key once: a default named as
+/// Responses names it wins over a translated chat name; `extra_body` entries come last, as given.
+fn serialize_responses_defaults<M: serde::ser::SerializeMap>(
+    map: &mut M,
+    defaults: &crate::RequestDefaults,
+    request: &ResponsesRequest,
+) -> Result<(), M::Error> {
+    let mut written: Vec<&str> = Vec::new();
+    fn translated(key: &str) -> Option<&str> {
+        match key {
+            "max_tokens" | "max_completion_tokens" => Some("max_output_tokens"),
+            "reasoning_effort" => Some("reasoning"),
+            _ => RESPONSES_DEFAULT_KEYS.contains(&key).then_some(key),
+        }
+    }
+    // Native names first, then translations, so `max_output_tokens` beats `max_tokens`.
+    let native = defaults
+        .0
+        .iter()
+        .filter(|(key, _)| RESPONSES_DEFAULT_KEYS.contains(&key.as_str()));
+    let chat = defaults
+        .0
+        .iter()
+        .filter(|(key, _)| !RESPONSES_DEFAULT_KEYS.contains(&key.as_str()));
+    for (key, value) in native.chain(chat) {
+        let Some(name) = translated(key) else {
+            continue;
+        };
+        if request.sets(name) || written.contains(&name) {
+            continue;
+        }
+        if key == "reasoning_effort" {
+            map.serialize_entry(name, &serde_json::json!({ "effort": value }))?;
+        } else {
+            map.serialize_entry(name, value)?;
+        }
+        written.push(name);
+    }
+    if let Some(body) = defaults.0.get("extra_body").and_then(Value::as_object) {
+        for (key, value) in body {
+            let key = key.as_str();
+            if request.sets(key)
+                || written.contains(&key)
+                || crate::chat::ROUTER_ONLY_KEYS.contains(&key)
+            {
+                continue;
+            }
+            map.serialize_entry(key, value)?;
+        }
+    }
+    Ok(())
 }
 
 impl Serialize for UpstreamResponsesRequest<'_> {
@@ -189,6 +328,9 @@ impl Serialize for UpstreamResponsesRequest<'_> {
                 map.serialize_entry(key, value)?;
             }
         }
+        if let Some(defaults) = self.defaults {
+            serialize_responses_defaults(&mut map, defaults, request)?;
+        }
         map.end()
     }
 }
@@ -211,6 +353,51 @@ impl ResponsesResponse {
     /// The `status` field (`completed`, `failed`, `in_progress`, ...), when present.
     pub fn status(&self) -> Option<&str> {
         self.extra.get("status").and_then(Value::as_str)
+    }
+
+    /// The `model` field, when present.
+    pub fn model(&self) -> Option<&str> {
+        self.extra.get("model").and_then(Value::as_str)
+    }
+
+    /// The `output` items, as the upstream sent them.
+    pub fn output(&self) -> &[Value] {
+        self.extra
+            .get("output")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The text of the answer, as the SDKs' `output_text` joins it: every `output_text` part of
+    /// every `message` item, in order; `None` when there is none.
+    pub fn output_text(&self) -> Option<String> {
+        let mut text: Option<String> = None;
+        let parts = self
+            .output()
+            .iter()
+            .filter(|item| item.get("type").and_then(Value::as_str) == Some("message"))
+            .filter_map(|item| item.get("content").and_then(Value::as_array))
+            .flatten()
+            .filter(|part| part.get("type").and_then(Value::as_str) == Some("output_text"))
+            .filter_map(|part| part.get("text").and_then(Value::as_str));
+        for part in parts {
+            text.get_or_insert_with(String::new).push_str(part);
+        }
+        text
+    }
+
+    /// The function calls of the answer as (name, raw arguments): `function_call` items, and
+    /// `custom_tool_call` items with their `input`.
+    pub fn function_calls(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.output().iter().filter_map(|item| {
+            let field = match item.get("type").and_then(Value::as_str)? {
+                "function_call" => "arguments",
+                "custom_tool_call" => "input",
+                _ => return None,
+            };
+            let name = item.get("name").and_then(Value::as_str)?;
+            Some((name, item.get(field).and_then(Value::as_str).unwrap_or("")))
+        })
     }
 }
 
@@ -374,6 +561,92 @@ mod tests {
                 "instructions": "be brief",
                 "future_field": {"nested": 1},
             })
+        );
+    }
+
+    #[test]
+    fn request_defaults_apply_under_the_request_with_responses_names() {
+        let defaults: crate::RequestDefaults = serde_json::from_value(serde_json::json!({
+            "temperature": 0.2,
+            "max_tokens": 100,
+            "reasoning_effort": "low",
+            "stop": ["\n"],
+            "n": 2,
+            "top_p": 0.9,
+            "extra_body": {"service_tier": "flex", "custom": 1},
+            "extra_headers": {"x-team": "a"},
+        }))
+        .unwrap();
+        let mut request = ResponsesRequest::new("group", "hi");
+        request.extra.insert("top_p".to_owned(), Value::from(0.5));
+        let body = serde_json::to_value(
+            request
+                .upstream("gpt-x", false, None)
+                .with_defaults(&defaults),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "model": "gpt-x",
+                "input": "hi",
+                "top_p": 0.5,
+                "temperature": 0.2,
+                "max_output_tokens": 100,
+                "reasoning": {"effort": "low"},
+                "service_tier": "flex",
+                "custom": 1,
+            })
+        );
+
+        // A native name beats a translated one; the request's own value beats both.
+        let defaults: crate::RequestDefaults = serde_json::from_value(serde_json::json!({
+            "max_completion_tokens": 50, "max_output_tokens": 70, "reasoning": {"effort": "high"},
+            "reasoning_effort": "low",
+        }))
+        .unwrap();
+        let body = serde_json::to_value(
+            ResponsesRequest::new("group", "hi")
+                .upstream("gpt-x", false, None)
+                .with_defaults(&defaults),
+        )
+        .unwrap();
+        assert_eq!(body["max_output_tokens"], 70);
+        assert_eq!(body["reasoning"], serde_json::json!({"effort": "high"}));
+        let mut own = ResponsesRequest::new("group", "hi");
+        own.extra
+            .insert("max_output_tokens".to_owned(), Value::from(9));
+        let body =
+            serde_json::to_value(own.upstream("gpt-x", false, None).with_defaults(&defaults))
+                .unwrap();
+        assert_eq!(body["max_output_tokens"], 9);
+    }
+
+    #[test]
+    fn the_input_reads_as_messages_for_records() {
+        let request: ResponsesRequest = serde_json::from_value(serde_json::json!({
+            "model": "group",
+            "instructions": "be brief",
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "what is "}, {"type": "input_text", "text": "2+2"}]},
+                {"type": "function_call_output", "call_id": "c1", "output": "4"},
+                {"role": "assistant", "content": "4"},
+            ],
+        }))
+        .unwrap();
+        let messages: Vec<_> = request
+            .input_messages()
+            .into_iter()
+            .map(|m| (m.role.clone(), m.text().unwrap_or_default()))
+            .collect();
+        let expected = [
+            ("system", "be brief"),
+            ("user", "what is 2+2"),
+            ("assistant", "4"),
+        ];
+        assert_eq!(
+            messages,
+            expected.map(|(role, text)| (role.to_owned(), text.to_owned()))
         );
     }
 

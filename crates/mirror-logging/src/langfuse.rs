@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::{CallRecord, CallStatus, SecretString};
+use mirror_core::{CallRecord, CallStatus, RecordResponse, SecretString};
 use reqwest::Url;
 use serde_json::{json, Map, Value};
 
@@ -236,11 +236,16 @@ fn input(record: &CallRecord) -> Option<Value> {
     Some(json!({ "messages": messages }))
 }
 
-/// The generation's output: the first choice's message, as LiteLLM sends it.
+/// The generation's output: the first choice's message, as LiteLLM sends it; a Responses call's
+/// `output` items; nothing for embeddings.
 fn output(record: &CallRecord) -> Option<Value> {
-    let response = record.response.as_ref()?;
-    let message = &response.choices.first()?.message;
-    serde_json::to_value(message).ok()
+    match record.response.as_ref()? {
+        RecordResponse::Chat(response) => {
+            serde_json::to_value(&response.choices.first()?.message).ok()
+        }
+        RecordResponse::Responses(response) => response.extra.get("output").cloned(),
+        RecordResponse::Embeddings(_) => None,
+    }
 }
 
 /// What the generation's metadata holds: pairing, attribution, deployment, and the caller's

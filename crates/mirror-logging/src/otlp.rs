@@ -309,11 +309,14 @@ pub(crate) fn span(record: &CallRecord) -> Value {
         attributes.push(string("mirror.mirror_of", mirror_of.to_string()));
     }
     if let Some(response) = &record.response {
-        attributes.push(string("gen_ai.response.id", response.id.as_str()));
-        attributes.push(string("gen_ai.response.model", response.model.as_str()));
+        if !response.id().is_empty() {
+            attributes.push(string("gen_ai.response.id", response.id()));
+        }
+        attributes.push(string("gen_ai.response.model", response.model()));
         let reasons: Vec<String> = response
-            .choices
-            .iter()
+            .as_chat()
+            .into_iter()
+            .flat_map(|chat| &chat.choices)
             .filter_map(|choice| choice.finish_reason.clone())
             .collect();
         if !reasons.is_empty() {

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::{CallRecord, ChatMessage, MessageContent};
+use mirror_core::{CallRecord, ChatMessage, MessageContent, RecordResponse};
+use serde_json::Value;
 
 use crate::SinkError;
 
@@ -76,14 +77,47 @@ impl ContentPolicy {
                 for message in copy.messages.iter_mut().flatten() {
                     redact_message(message);
                 }
-                if let Some(response) = copy.response.as_mut() {
-                    for choice in &mut response.choices {
-                        redact_message(&mut choice.message);
+                match copy.response.as_mut() {
+                    Some(RecordResponse::Chat(response)) => {
+                        for choice in &mut response.choices {
+                            redact_message(&mut choice.message);
+                        }
                     }
+                    Some(RecordResponse::Responses(response)) => {
+                        // The answer's items, and the instructions the object echoes back.
+                        for key in ["output", "instructions"] {
+                            if let Some(value) = response.extra.get_mut(key) {
+                                redact_strings(value);
+                            }
+                        }
+                    }
+                    // Vectors are derived from the input: not kept under redaction.
+                    Some(RecordResponse::Embeddings(_)) => copy.response = None,
+                    None => {}
                 }
                 Arc::new(copy)
             }
         }
+    }
+}
+
+/// Replaces every string in a Responses item tree with [`REDACTED`], except the fields that name
+/// rather than say something (`type`, `id`, `call_id`, `status`, `role`, `name`).
+fn redact_strings(value: &mut Value) {
+    match value {
+        Value::String(text) => REDACTED.clone_into(text),
+        Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                if !matches!(
+                    key.as_str(),
+                    "type" | "id" | "call_id" | "status" | "role" | "name"
+                ) {
+                    redact_strings(item);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -257,6 +291,38 @@ mod tests {
         assert!(serde_json::to_string(&*record)
             .unwrap()
             .contains("my secret plan"));
+    }
+
+    #[test]
+    fn redact_covers_responses_objects_and_drops_vectors() {
+        let mut responses = CallRecord::clone(&record());
+        responses.response = serde_json::from_value(serde_json::json!({
+            "id": "resp_1", "object": "response", "model": "gpt-5",
+            "instructions": "the system secret",
+            "output": [
+                {"type": "message", "id": "msg_1", "role": "assistant",
+                 "content": [{"type": "output_text", "text": "the answer", "annotations": []}]},
+                {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{\"q\":\"private\"}"}
+            ]
+        }))
+        .unwrap();
+        let redacted = ContentPolicy::Redact.apply(&Arc::new(responses));
+        let text = serde_json::to_string(&*redacted).unwrap();
+        for secret in ["the answer", "private", "the system secret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // What names things stays, so the record is still useful.
+        for kept in ["\"lookup\"", "\"function_call\"", "\"resp_1\""] {
+            assert!(text.contains(kept), "{kept} not in {text}");
+        }
+
+        let mut embeddings = CallRecord::clone(&record());
+        embeddings.response = serde_json::from_value(serde_json::json!({
+            "object": "list", "model": "te", "data": [{"index": 0, "embedding": [0.25]}]
+        }))
+        .unwrap();
+        let redacted = ContentPolicy::Redact.apply(&Arc::new(embeddings));
+        assert!(redacted.response.is_none());
     }
 
     #[test]

@@ -31,20 +31,23 @@ pub(crate) fn record() -> Arc<CallRecord> {
         total_tokens: 30,
         response_cost: 3.5e-5,
         messages: Some(vec![ChatMessage::user("my secret plan")]),
-        response: Some(ChatResponse {
-            id: "chatcmpl-1".into(),
-            object: "chat.completion".into(),
-            created: 0,
-            model: "gpt-4o".into(),
-            choices: vec![Choice {
-                index: 0,
-                message: ChatMessage::new("assistant", "the answer"),
-                finish_reason: Some("stop".into()),
+        response: Some(
+            ChatResponse {
+                id: "chatcmpl-1".into(),
+                object: "chat.completion".into(),
+                created: 0,
+                model: "gpt-4o".into(),
+                choices: vec![Choice {
+                    index: 0,
+                    message: ChatMessage::new("assistant", "the answer"),
+                    finish_reason: Some("stop".into()),
+                    extra: Map::new(),
+                }],
+                usage: None,
                 extra: Map::new(),
-            }],
-            usage: None,
-            extra: Map::new(),
-        }),
+            }
+            .into(),
+        ),
         error_str: None,
         error_information: None,
         metadata: RecordMetadata {

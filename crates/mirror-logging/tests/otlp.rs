@@ -127,8 +127,11 @@ async fn spans_carry_gen_ai_attributes_links_and_the_silent_flag() {
     assert_eq!(string_attribute(p, "gen_ai.provider.name"), "openai");
     assert_eq!(string_attribute(p, "gen_ai.request.model"), primary.model);
     let response = primary.response.as_ref().unwrap();
-    assert_eq!(string_attribute(p, "gen_ai.response.id"), response.id);
-    assert_eq!(string_attribute(p, "gen_ai.response.model"), response.model);
+    assert_eq!(string_attribute(p, "gen_ai.response.id"), response.id());
+    assert_eq!(
+        string_attribute(p, "gen_ai.response.model"),
+        response.model()
+    );
     assert_eq!(
         attribute(p, "gen_ai.response.finish_reasons").unwrap()["arrayValue"]["values"][0]
             ["stringValue"],

@@ -269,7 +269,9 @@ impl Provider for AzureOpenAi {
         let previous = request.previous_response_id.as_deref();
         // `model` is the Azure deployment name on both surfaces.
         let model = deployment.model.upstream_name(&request.model);
-        let body = request.upstream(&model, false, previous);
+        let body = request
+            .upstream(&model, false, previous)
+            .with_defaults(&deployment.extra);
         self.http
             .post_json(
                 url,
@@ -290,7 +292,9 @@ impl Provider for AzureOpenAi {
         let (timeout, idle) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
         let model = deployment.model.upstream_name(&request.model);
-        let body = request.upstream(&model, true, previous);
+        let body = request
+            .upstream(&model, true, previous)
+            .with_defaults(&deployment.extra);
         self.http
             .post_events(
                 url,

@@ -352,7 +352,9 @@ impl Provider for OpenAi {
         let (timeout, _) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
         let model = deployment.model.upstream_name(&request.model);
-        let body = request.upstream(&model, false, previous);
+        let body = request
+            .upstream(&model, false, previous)
+            .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
@@ -368,7 +370,9 @@ impl Provider for OpenAi {
         let (timeout, idle) = timeouts(deployment);
         let previous = request.previous_response_id.as_deref();
         let model = deployment.model.upstream_name(&request.model);
-        let body = request.upstream(&model, true, previous);
+        let body = request
+            .upstream(&model, true, previous)
+            .with_defaults(&deployment.extra);
         self.http
             .post_events(
                 url,

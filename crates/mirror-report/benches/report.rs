@@ -74,7 +74,7 @@ fn generate(records: usize) -> PathBuf {
         primary.trace_id = mirror_core::TraceId::new();
         primary.response_time = 0.2 + rng.f64();
         let answer = ANSWERS[rng.usize(..ANSWERS.len())];
-        if let Some(response) = primary.response.as_mut() {
+        if let Some(mirror_core::RecordResponse::Chat(response)) = primary.response.as_mut() {
             response.choices[0].message = mirror_core::ChatMessage::new("assistant", answer);
         }
         let mut shadow = primary.clone();
@@ -86,7 +86,7 @@ fn generate(records: usize) -> PathBuf {
         shadow.response_time = 0.1 + rng.f64();
         shadow.response_cost = 0.00001;
         let answer = ANSWERS[rng.usize(..ANSWERS.len())];
-        if let Some(response) = shadow.response.as_mut() {
+        if let Some(mirror_core::RecordResponse::Chat(response)) = shadow.response.as_mut() {
             response.choices[0].message = mirror_core::ChatMessage::new("assistant", answer);
         }
         write_line(&mut out, &primary, &mut written);

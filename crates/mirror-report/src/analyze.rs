@@ -7,6 +7,7 @@ use std::sync::Arc;
 use mirror_core::{CallId, CallRecord, CallStatus, CallType, ChatMessage, TraceId};
 
 use super::agreement::{compare_answers, diff_to_text, word_diff, Agreement, Answer};
+use super::embeddings::{vectors, CosineAccumulator};
 use super::intervals::{intervals, PairPoint, Reservoir};
 use super::stats::{SideAccumulator, SignedDurations};
 use super::{DivergentPair, NoiseComparison, PairSummary, Report, ReportOptions, Totals};
@@ -25,6 +26,8 @@ pub(crate) struct Call {
     pub(crate) trace_id: TraceId,
     pub(crate) group: Arc<str>,
     pub(crate) model: Arc<str>,
+    /// Chat, Responses or embeddings: calls of different types are never compared.
+    pub(crate) call_type: CallType,
     /// `None` on success.
     pub(crate) error_class: Option<String>,
     pub(crate) latency: f64,
@@ -36,6 +39,8 @@ pub(crate) struct Call {
     /// Answered from the response cache (no provider was called).
     pub(crate) cache_hit: bool,
     pub(crate) answer: Answer,
+    /// Embeddings vectors, when the record logged them (cut at `MAX_ANSWER_BYTES` of values).
+    pub(crate) vectors: Vec<Vec<f32>>,
     /// The conversation, kept only when a judge will read it.
     pub(crate) prompt: Option<String>,
 }
@@ -124,6 +129,8 @@ struct Edge {
     judge_seen: u64,
     /// A uniform sample of the pairs, for the confidence intervals.
     reservoir: Reservoir,
+    /// Cosine similarity of the vectors (embeddings pairs only).
+    cosine: CosineAccumulator,
 }
 
 impl Edge {
@@ -143,6 +150,10 @@ impl Edge {
             reservoir: Reservoir::new(
                 options.resample_pairs,
                 options.seed ^ 0x7265_7365_7276_6f69 ^ index as u64,
+            ),
+            cosine: CosineAccumulator::new(
+                options.resample_pairs,
+                options.seed ^ 0x636f_7369_6e65 ^ index as u64,
             ),
         }
     }
@@ -176,8 +187,8 @@ pub struct Analyzer {
     by_trace: HashMap<TraceId, CallId>,
     orphans: HashMap<CallId, Vec<Call>>,
     queue: VecDeque<(u64, Slot)>,
-    group_primaries: HashMap<Arc<str>, u64>,
-    edges: BTreeMap<(Arc<str>, Arc<str>), Edge>,
+    group_primaries: HashMap<(Arc<str>, CallType), u64>,
+    edges: BTreeMap<(Arc<str>, Arc<str>, CallType), Edge>,
     unmatched_shadows: BTreeMap<String, u64>,
     interned: HashMap<String, Arc<str>>,
     rng: fastrand::Rng,
@@ -223,25 +234,25 @@ impl Analyzer {
 
     fn reduce(&mut self, record: &CallRecord) -> Call {
         let response = record.response.as_ref();
-        let message = response.and_then(|r| r.choices.first()).map(|c| &c.message);
         let answer = Answer {
             text: truncate(
-                message.and_then(ChatMessage::text).unwrap_or_default(),
+                response.and_then(|r| r.text()).unwrap_or_default(),
                 MAX_ANSWER_BYTES,
             ),
-            tool_calls: message
-                .and_then(|m| m.tool_calls.as_ref())
-                .map(|calls| {
-                    calls
-                        .iter()
-                        .map(|c| {
-                            let args = truncate(c.function.arguments.clone(), MAX_ANSWER_BYTES);
-                            (c.function.name.clone(), args)
-                        })
-                        .collect()
+            tool_calls: response
+                .map(|r| r.tool_calls())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, args)| {
+                    let args = truncate(args.to_owned(), MAX_ANSWER_BYTES);
+                    (name.to_owned(), args)
                 })
-                .unwrap_or_default(),
+                .collect(),
         };
+        let vectors = response
+            .and_then(|r| r.as_embeddings())
+            .map(|list| vectors(list, MAX_ANSWER_BYTES / 4))
+            .unwrap_or_default();
         let error_class = (record.status == CallStatus::Failure).then(|| {
             record
                 .error_information
@@ -257,6 +268,7 @@ impl Analyzer {
             trace_id: record.trace_id.clone(),
             group: self.intern(&record.model_group),
             model: self.intern(&record.model),
+            call_type: record.call_type,
             error_class,
             latency: record.response_time,
             stream: record.stream,
@@ -266,6 +278,7 @@ impl Analyzer {
             cost: record.response_cost,
             cache_hit: record.metadata.cache_hit,
             answer,
+            vectors,
             prompt,
         }
     }
@@ -273,10 +286,14 @@ impl Analyzer {
     /// Adds one record.
     pub fn push(&mut self, record: &CallRecord) {
         self.totals.records += 1;
-        // Chat completions and Anthropic messages (recorded in chat's shape) are compared.
+        // Chat completions, Anthropic messages (recorded in chat's shape), Responses and
+        // embeddings are compared, each call type as its own population.
         if !matches!(
             record.call_type,
-            CallType::Completion | CallType::AnthropicMessages
+            CallType::Completion
+                | CallType::AnthropicMessages
+                | CallType::Responses
+                | CallType::Embedding
         ) {
             self.totals.other_calls += 1;
             return;
@@ -308,7 +325,7 @@ impl Analyzer {
         }
         *self
             .group_primaries
-            .entry(Arc::clone(&call.group))
+            .entry((Arc::clone(&call.group), call.call_type))
             .or_default() += 1;
         let id = call.call_id;
         let mut pending = Pending {
@@ -391,7 +408,11 @@ impl Analyzer {
         let index = self.edges.len();
         let edge = self
             .edges
-            .entry((Arc::clone(&primary.group), Arc::clone(&shadow.group)))
+            .entry((
+                Arc::clone(&primary.group),
+                Arc::clone(&shadow.group),
+                primary.call_type,
+            ))
             .or_insert_with(|| Edge::new(options, index));
         edge.pairs += 1;
         edge.self_copy_pairs += u64::from(primary.model == shadow.model);
@@ -411,6 +432,12 @@ impl Analyzer {
             agreed: None,
         };
         if !(primary.is_success() && shadow.is_success()) {
+            edge.reservoir.add(point);
+            return;
+        }
+        if primary.call_type == CallType::Embedding {
+            // Vectors have no text to agree on: they are compared by cosine similarity.
+            edge.cosine.add(&primary.vectors, &shadow.vectors);
             edge.reservoir.add(point);
             return;
         }
@@ -478,13 +505,13 @@ impl Analyzer {
         }
         let mut edges = Vec::with_capacity(self.edges.len());
         let mut samples = Vec::with_capacity(self.edges.len());
-        for (index, ((primary_group, shadow_group), mut edge)) in
+        for (index, ((primary_group, shadow_group, call_type), mut edge)) in
             std::mem::take(&mut self.edges).into_iter().enumerate()
         {
             edge.agreement.finish();
             let group_primaries = self
                 .group_primaries
-                .get(&primary_group)
+                .get(&(Arc::clone(&primary_group), call_type))
                 .copied()
                 .unwrap_or(0);
             let paired_primaries = edge.pairs;
@@ -508,6 +535,8 @@ impl Analyzer {
             edges.push(PairSummary {
                 primary_group: primary_group.to_string(),
                 shadow_group: shadow_group.to_string(),
+                call_type,
+                embeddings: (call_type == CallType::Embedding).then(|| edge.cosine.finish()),
                 primaries: group_primaries,
                 pairs: edge.pairs,
                 missing: group_primaries.saturating_sub(paired_primaries),

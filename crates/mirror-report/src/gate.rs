@@ -200,6 +200,7 @@ impl Gate {
             edges.push(EdgeGate {
                 primary_group: edge.primary_group.clone(),
                 shadow_group: edge.shadow_group.clone(),
+                call_type: edge.call_type,
                 counts,
                 criteria,
             });
@@ -375,6 +376,8 @@ pub struct EdgeGate {
     pub primary_group: String,
     /// The shadow group.
     pub shadow_group: String,
+    /// The call type of the pairs (each call type is its own group pair).
+    pub call_type: mirror_core::CallType,
     /// What the rates leave out.
     pub counts: Counts,
     /// One result per criterion, in the gate's order.
@@ -416,9 +419,10 @@ impl fmt::Display for GateOutcome {
             let c = &edge.counts;
             writeln!(
                 f,
-                "  {} -> {}: {} pairs; unpaired {} (sampled out, dropped or unfinished), unmatched shadows {}, cancelled {}, unjudged {}",
+                "  {} -> {} ({}): {} pairs; unpaired {} (sampled out, dropped or unfinished), unmatched shadows {}, cancelled {}, unjudged {}",
                 edge.primary_group,
                 edge.shadow_group,
+                edge.call_type.label(),
                 c.pairs,
                 c.unpaired,
                 c.unmatched_shadows,

@@ -194,6 +194,11 @@ fn write_edge(out: &mut String, index: usize, edge: &PairSummary) -> std::fmt::R
         esc(&edge.primary_group),
         esc(&edge.shadow_group)
     )?;
+    write!(
+        out,
+        "<span class=\"badge call-type\">{}</span>",
+        edge.call_type.label()
+    )?;
     if edge.is_self_copy {
         write!(
             out,
@@ -204,8 +209,21 @@ fn write_edge(out: &mut String, index: usize, edge: &PairSummary) -> std::fmt::R
     let a = &edge.agreement;
     card(out, &edge.pairs.to_string(), "pairs")?;
     card(out, &edge.missing.to_string(), "primaries without shadow")?;
-    card(out, &pct(a.normalized, a.comparable), "agree (normalised)")?;
-    card(out, &format!("{:.3}", a.mean_similarity), "mean similarity")?;
+    if let Some(e) = &edge.embeddings {
+        let (mean, p5) = if e.compared > 0 {
+            (
+                format!("{:.4}", e.mean_cosine),
+                format!("{:.4}", e.p5_cosine),
+            )
+        } else {
+            ("–".to_owned(), "–".to_owned())
+        };
+        card(out, &mean, &format!("mean cosine ({} pairs)", e.compared))?;
+        card(out, &p5, "p5 cosine")?;
+    } else {
+        card(out, &pct(a.normalized, a.comparable), "agree (normalised)")?;
+        card(out, &format!("{:.3}", a.mean_similarity), "mean similarity")?;
+    }
     card(
         out,
         &format!("{:+.1} ms", edge.latency_diff_ms.p50),
@@ -237,7 +255,16 @@ fn write_edge(out: &mut String, index: usize, edge: &PairSummary) -> std::fmt::R
     }
     writeln!(out, "</div>")?;
     write_side_table(out, edge)?;
-    write_agreement_table(out, edge)?;
+    if let Some(e) = &edge.embeddings {
+        writeln!(
+            out,
+            "<table class=\"embeddings\"><tr><th>pairs compared</th><th>mean cosine</th><th>min</th><th>p5</th><th>p50</th><th>without vectors</th><th>dimension mismatch</th></tr>\
+             <tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr></table>",
+            e.compared, e.mean_cosine, e.min_cosine, e.p5_cosine, e.p50_cosine, e.without_vectors, e.dimension_mismatch
+        )?;
+    } else {
+        write_agreement_table(out, edge)?;
+    }
     write_intervals_table(out, edge)?;
     writeln!(out, "<div class=\"charts\">")?;
     latency_chart(out, edge)?;

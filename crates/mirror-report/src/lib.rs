@@ -22,6 +22,7 @@
 
 mod agreement;
 mod analyze;
+mod embeddings;
 mod error;
 mod gate;
 mod html;
@@ -35,11 +36,12 @@ mod table;
 
 use std::collections::BTreeMap;
 
-use mirror_core::CallRecord;
+use mirror_core::{CallRecord, CallType};
 use serde::Serialize;
 
 pub use agreement::{Agreement, DiffOp, SIMILARITY_BINS};
 pub use analyze::{Analyzer, JudgeSample, MAX_ANSWER_BYTES};
+pub use embeddings::EmbeddingComparison;
 pub use error::ReportError;
 pub use gate::{
     Counts, CriterionResult, EdgeGate, Gate, GateError, GateOutcome, Insufficient, Measure,
@@ -86,7 +88,7 @@ impl Default for ReportOptions {
     }
 }
 
-/// The whole report: totals, then one entry per primary group -> shadow group.
+/// The whole report: totals, then one entry per primary group -> shadow group and call type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
     /// The pairing window in records.
@@ -105,11 +107,12 @@ pub struct Report {
 pub struct Totals {
     /// Records read.
     pub records: u64,
-    /// Primary chat records.
+    /// Primary records (chat, Responses creates, embeddings).
     pub primaries: u64,
-    /// Silent chat records.
+    /// Silent records (chat, Responses creates, embeddings).
     pub shadows: u64,
-    /// Records of other calls (embeddings, Responses, token counts), not compared.
+    /// Records of other calls (token counts; retrieving, deleting or cancelling a stored response,
+    /// listing its input items), not compared.
     pub other_calls: u64,
     /// Calls whose caller went away before they finished (status `cancelled`), not compared: their
     /// latency is the caller's patience, not the model's. A silent call whose primary was cancelled
@@ -127,14 +130,20 @@ pub struct Totals {
     pub evicted: u64,
 }
 
-/// The comparison of one primary group with one shadow group.
+/// The comparison of one primary group with one shadow group, for one call type.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PairSummary {
     /// The primary model group.
     pub primary_group: String,
     /// The shadow model group.
     pub shadow_group: String,
-    /// Primary calls of the primary group in the log.
+    /// The kind of call compared (`acompletion`, `aresponses`, `aembedding`, LiteLLM's names):
+    /// each kind is its own population, so a group's chat and Responses calls are never mixed.
+    pub call_type: CallType,
+    /// Cosine similarity of the vectors, on an embeddings pair (answers have no text to agree on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<EmbeddingComparison>,
+    /// Primary calls of the primary group (of this call type) in the log.
     pub primaries: u64,
     /// Primary calls with a silent record from the shadow group.
     pub pairs: u64,

@@ -79,9 +79,10 @@ impl fmt::Display for Table<'_> {
         for summary in self.0 {
             writeln!(
                 f,
-                "{} -> {}: {} pairs from {} primary calls ({} without a shadow){}",
+                "{} -> {} ({}): {} pairs from {} primary calls ({} without a shadow){}",
                 summary.primary_group,
                 summary.shadow_group,
+                summary.call_type.label(),
                 summary.pairs,
                 summary.primaries,
                 summary.missing,
@@ -159,6 +160,19 @@ impl fmt::Display for Table<'_> {
                         classes.join(", ")
                     )?;
                 }
+            }
+            if let Some(e) = &summary.embeddings {
+                writeln!(
+                    f,
+                    "  vectors: cosine over {} pairs: mean {:.4}, min {:.4}, p5 {:.4}, p50 {:.4} ({} without vectors, {} of another dimension)",
+                    e.compared,
+                    e.mean_cosine,
+                    e.min_cosine,
+                    e.p5_cosine,
+                    e.p50_cosine,
+                    e.without_vectors,
+                    e.dimension_mismatch
+                )?;
             }
             let a = &summary.agreement;
             if a.comparable > 0 {

@@ -8,10 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mirror_core::CallRecord;
+use mirror_core::{CallRecord, CallType};
 use mirror_logging::{JsonlConfig, JsonlSink, LogSink};
 use mirror_report::{analyze_paths, render_html, Analyzer, Report, ReportOptions};
-use mirror_test_support::records::{failed, primary, shadow, streamed, with_tool_call};
+use mirror_test_support::records::{
+    embeddings, failed, primary, responses, shadow, streamed, with_tool_call,
+};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -567,4 +569,161 @@ fn the_live_window_is_bounded_in_records_and_bytes() {
     window.push(shadow(&second, "mini", "mini", 0.2, "b"));
     let report = window.report(&options());
     assert_eq!(edge(&report, "gpt-4o", "mini").pairs, 1);
+}
+fn edge_of<'a>(
+    report: &'a Report,
+    primary: &str,
+    shadow: &str,
+    call_type: CallType,
+) -> &'a mirror_report::PairSummary {
+    report
+        .edges
+        .iter()
+        .find(|e| {
+            e.primary_group == primary && e.shadow_group == shadow && e.call_type == call_type
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {call_type:?} edge {primary} -> {shadow} in {:#?}",
+                report.edges
+            )
+        })
+}
+
+#[tokio::test]
+async fn chat_responses_and_embeddings_of_one_group_are_three_populations() {
+    let dir = temp_dir("call-types");
+    let mut records = Vec::new();
+    // Chat: 2 pairs that agree, 1 primary without a shadow.
+    for i in 0..3 {
+        let p = primary("prod", "gpt-4o", 0.1, &format!("chat {i}"));
+        if i < 2 {
+            records.push(shadow(&p, "candidate", "gpt-5", 0.2, &format!("chat {i}")));
+        }
+        records.push(p);
+    }
+    // Responses: one pair agrees on text and function call, one differs in the call's arguments,
+    // one shadow fails.
+    let p = responses(
+        primary("prod", "gpt-4o", 0.1, ""),
+        "Paris.",
+        Some(("lookup", r#"{"city":"Paris"}"#)),
+    );
+    let s = responses(
+        shadow(&p, "candidate", "gpt-5", 0.3, ""),
+        "Paris.",
+        Some(("lookup", r#"{ "city": "Paris" }"#)),
+    );
+    records.extend([p, s]);
+    let p = responses(
+        primary("prod", "gpt-4o", 0.1, ""),
+        "Rome.",
+        Some(("lookup", r#"{"city":"Rome"}"#)),
+    );
+    let s = responses(
+        shadow(&p, "candidate", "gpt-5", 0.3, ""),
+        "Rome.",
+        Some(("lookup", r#"{"city":"Milan"}"#)),
+    );
+    records.extend([p, s]);
+    let p = responses(primary("prod", "gpt-4o", 0.1, ""), "Oslo.", None);
+    let s = failed(
+        responses(shadow(&p, "candidate", "gpt-5", 0.3, ""), "", None),
+        "timeout",
+    );
+    records.extend([p, s]);
+    // Embeddings: identical vectors, orthogonal ones, another dimension, and vectors not logged.
+    type Case<'a> = (&'a [Vec<f32>], &'a [Vec<f32>], bool);
+    let cases: [Case<'_>; 4] = [
+        (
+            &[vec![1.0, 0.0], vec![0.0, 2.0]],
+            &[vec![2.0, 0.0], vec![0.0, 1.0]],
+            true,
+        ),
+        (&[vec![1.0, 0.0]], &[vec![0.0, 1.0]], true),
+        (&[vec![1.0, 0.0]], &[vec![1.0, 0.0, 0.0]], true),
+        (&[vec![1.0, 0.0]], &[vec![1.0, 0.0]], false),
+    ];
+    for (primary_vectors, shadow_vectors, logged) in cases {
+        let p = embeddings(
+            primary("prod", "te-3-small", 0.05, ""),
+            primary_vectors,
+            logged,
+        );
+        let s = embeddings(
+            shadow(&p, "candidate", "te-3-large", 0.08, ""),
+            shadow_vectors,
+            logged,
+        );
+        records.extend([s, p]);
+    }
+    let path = write_log(&dir, "types.jsonl", records).await;
+    let report = analyze_paths(&[path], &options(), false).unwrap();
+    assert_eq!(report.edges.len(), 3, "{:#?}", report.edges);
+    assert_eq!(report.totals.other_calls, 0);
+
+    let chat = edge_of(&report, "prod", "candidate", CallType::Completion);
+    assert_eq!((chat.primaries, chat.pairs, chat.missing), (3, 2, 1));
+    assert_eq!(chat.agreement.exact, 2);
+    assert!(chat.embeddings.is_none());
+
+    let resp = edge_of(&report, "prod", "candidate", CallType::Responses);
+    assert_eq!((resp.primaries, resp.pairs, resp.missing), (3, 3, 0));
+    assert_eq!(resp.shadow_failed, 1);
+    let a = &resp.agreement;
+    assert_eq!((a.comparable, a.tool_pairs, a.tool_names_equal), (2, 2, 2));
+    // Arguments compared as JSON: formatting differs in the first pair, the city in the second.
+    assert_eq!(a.tool_calls_equal, 1);
+    assert_eq!(a.normalized, 1);
+    assert_eq!(resp.divergent.len(), 1);
+    assert!(
+        resp.divergent[0].shadow.contains("Milan"),
+        "{:?}",
+        resp.divergent[0]
+    );
+
+    let emb = edge_of(&report, "prod", "candidate", CallType::Embedding);
+    assert_eq!((emb.primaries, emb.pairs, emb.missing), (4, 4, 0));
+    // Vectors have no text: nothing counts as agreement.
+    assert_eq!(emb.agreement.comparable, 0);
+    let cosine = emb.embeddings.as_ref().unwrap();
+    assert_eq!(
+        (
+            cosine.compared,
+            cosine.dimension_mismatch,
+            cosine.without_vectors
+        ),
+        (2, 1, 1)
+    );
+    assert!((cosine.mean_cosine - 0.5).abs() < 1e-9, "{cosine:?}");
+    assert!(cosine.min_cosine.abs() < 1e-9, "{cosine:?}");
+
+    // Every output names the call type of each group pair.
+    let table = mirror_report::Table(&report.edges).to_string();
+    for line in [
+        "prod -> candidate (chat): 2 pairs",
+        "prod -> candidate (responses): 3 pairs",
+        "prod -> candidate (embeddings): 4 pairs",
+        "vectors: cosine over 2 pairs: mean 0.5000",
+    ] {
+        assert!(table.contains(line), "`{line}` not in\n{table}");
+    }
+    let json = serde_json::to_value(&report).unwrap();
+    let types: Vec<&str> = json["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["call_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["acompletion", "aembedding", "aresponses"]);
+    assert_eq!(json["edges"][1]["embeddings"]["compared"], 2);
+    let html = render_html(&report);
+    for badge in ["chat", "responses", "embeddings"] {
+        assert!(
+            html.contains(&format!("<span class=\"badge call-type\">{badge}</span>")),
+            "{badge}"
+        );
+    }
+    assert!(html.contains("<table class=\"embeddings\">"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

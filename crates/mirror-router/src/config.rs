@@ -564,6 +564,12 @@ pub struct MirrorSettings {
     /// (`dropped_rate_capped`). `silent_max_per_minute`; None: no cap.
     #[serde(rename = "silent_max_per_minute", default)]
     pub max_mirrors_per_minute: Option<u64>,
+    /// Whether records of embeddings calls carry the vectors (`log_embedding_vectors`, default
+    /// false), so `mirror report` can compare primary and shadow vectors by cosine similarity.
+    /// Off, a record keeps only their shape (`metadata.embedding`). Only when records carry
+    /// payloads at all (a log sink is configured).
+    #[serde(default)]
+    pub log_embedding_vectors: bool,
     /// Limits per silent target (a silent model group, by name): a spend budget and an end
     /// (`silent_targets`; see [`SilentTargetSettings`]).
     #[serde(default)]
@@ -671,6 +677,7 @@ impl Default for MirrorSettings {
             sample_key: None,
             enabled: default_enabled(),
             max_mirrors_per_minute: None,
+            log_embedding_vectors: false,
             silent_targets: std::collections::BTreeMap::new(),
         }
     }

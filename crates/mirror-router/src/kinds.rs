@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::call::{Call, CallKind, CallRequest, RecordParts};
 use crate::deployment::Deployment;
-use crate::records::Answered;
+use crate::records::{Answered, Payload};
 use crate::router::Inner;
 use crate::stream::ChatStream;
 
@@ -100,7 +100,7 @@ impl CallKind for Chat {
             deployment,
             Answered {
                 usage: answer.usage.as_ref(),
-                response: Some(Cow::Borrowed(&answer)),
+                response: Some(Payload::Chat(Cow::Borrowed(&answer))),
                 first_token: None,
                 embedding: None,
             },
@@ -116,7 +116,7 @@ impl CallKind for Chat {
         let answer: ChatResponse = serde_json::from_slice(bytes).ok()?;
         call.succeeded_from_cache(Answered {
             usage: answer.usage.as_ref(),
-            response: Some(Cow::Borrowed(&answer)),
+            response: Some(Payload::Chat(Cow::Borrowed(&answer))),
             first_token: None,
             embedding: None,
         });
@@ -172,7 +172,7 @@ impl CallKind for Embeddings {
             deployment,
             Answered {
                 usage: usage.as_ref(),
-                response: None,
+                response: Some(Payload::Embeddings(&answer)),
                 first_token: None,
                 embedding: Some(shape),
             },
@@ -190,7 +190,7 @@ impl CallKind for Embeddings {
         let shape = answer.shape(&call.request);
         call.succeeded_from_cache(Answered {
             usage: usage.as_ref(),
-            response: None,
+            response: Some(Payload::Embeddings(&answer)),
             first_token: None,
             embedding: Some(shape),
         });

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::call::{Call, CallKind, CallRequest, RecordParts};
 use crate::deployment::Deployment;
-use crate::records::Answered;
+use crate::records::{Answered, Payload};
 use crate::router::Inner;
 use crate::RouterError;
 
@@ -246,7 +246,7 @@ impl CallKind for Messages {
             deployment,
             Answered {
                 usage: record.usage.as_ref(),
-                response: Some(Cow::Borrowed(&record)),
+                response: Some(Payload::Chat(Cow::Borrowed(&record))),
                 first_token: None,
                 embedding: None,
             },
@@ -389,7 +389,7 @@ impl MessagesStream {
         let record = answer.as_ref().map(record_response);
         call.stream_ended(Answered {
             usage: record.as_ref().and_then(|r| r.usage.as_ref()),
-            response: record.as_ref().map(Cow::Borrowed),
+            response: record.as_ref().map(|r| Payload::Chat(Cow::Borrowed(r))),
             first_token: self.first_token,
             embedding: None,
         });

@@ -4,8 +4,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use mirror_core::{
-    epoch_seconds, CallId, CallRecord, CallStatus, ChatResponse, EmbeddingShape, ErrorInformation,
-    RecordMetadata, SpendKind, Usage, PER_CALL_METADATA_KEYS,
+    epoch_seconds, CallId, CallRecord, CallStatus, ChatResponse, EmbeddingShape,
+    EmbeddingsResponse, ErrorInformation, RecordMetadata, RecordResponse, ResponsesResponse,
+    SpendKind, Usage, PER_CALL_METADATA_KEYS,
 };
 use mirror_providers::ProviderError;
 use tokio::time::Instant;
@@ -58,12 +59,48 @@ impl RecordConsumer for tokio::sync::mpsc::UnboundedSender<CallRecord> {
     }
 }
 
+/// The answer a record may carry, borrowed until the record is built.
+pub(crate) enum Payload<'a> {
+    Chat(Cow<'a, ChatResponse>),
+    Responses(Cow<'a, ResponsesResponse>),
+    /// Carried only with `log_embedding_vectors`; its shape goes in `metadata.embedding` always.
+    Embeddings(&'a EmbeddingsResponse),
+}
+
+impl Payload<'_> {
+    /// The provider's response id, when it has one.
+    fn id(&self) -> Option<&str> {
+        let id = match self {
+            Payload::Chat(chat) => chat.id.as_str(),
+            Payload::Responses(response) => response.id.as_str(),
+            Payload::Embeddings(_) => "",
+        };
+        (!id.is_empty()).then_some(id)
+    }
+
+    /// The record's `response`: the one deep copy of an answer, made only for a consumer that
+    /// keeps payloads (and, for embeddings vectors, one that asked for them).
+    fn into_record(self, router: &crate::router::Inner) -> Option<RecordResponse> {
+        if !router.record_payloads {
+            return None;
+        }
+        match self {
+            Payload::Chat(chat) => Some(RecordResponse::Chat(chat.into_owned())),
+            Payload::Responses(response) => Some(RecordResponse::Responses(response.into_owned())),
+            Payload::Embeddings(list) => router
+                .mirror_settings
+                .log_embedding_vectors
+                .then(|| RecordResponse::Embeddings(list.clone())),
+        }
+    }
+}
+
 /// What a call that got an answer adds to its record.
 pub(crate) struct Answered<'a> {
     pub(crate) usage: Option<&'a Usage>,
     /// The response, for the record's payload (only copied when the consumer wants payloads) and
     /// its id.
-    pub(crate) response: Option<Cow<'a, ChatResponse>>,
+    pub(crate) response: Option<Payload<'a>>,
     /// When the first token arrived (streams).
     pub(crate) first_token: Option<Instant>,
     /// The shape of an embeddings answer.
@@ -98,11 +135,7 @@ impl<R: CallRequest> Call<R> {
         let Some(records) = &router.records else {
             return;
         };
-        let id = answered
-            .response
-            .as_deref()
-            .map(|r| r.id.as_str())
-            .filter(|id| !id.is_empty());
+        let id = answered.response.as_ref().and_then(Payload::id);
         let mut record = scope.base_record(Some(deployment), parts, end, id);
         record.status = CallStatus::Success;
         record.completion_start_time = answered.first_token.map(|t| scope.wall_at(t));
@@ -111,11 +144,9 @@ impl<R: CallRequest> Call<R> {
         record.total_tokens = total;
         record.response_cost = cost;
         record.metadata.embedding = answered.embedding;
-        // The one deep copy of a response, made only for a consumer that keeps it.
         record.response = answered
             .response
-            .filter(|_| router.record_payloads)
-            .map(Cow::into_owned);
+            .and_then(|payload| payload.into_record(&router));
         records.consume(record);
     }
 
@@ -131,11 +162,7 @@ impl<R: CallRequest> Call<R> {
         let Some(records) = &router.records else {
             return;
         };
-        let id = answered
-            .response
-            .as_deref()
-            .map(|r| r.id.as_str())
-            .filter(|id| !id.is_empty());
+        let id = answered.response.as_ref().and_then(Payload::id);
         let mut record = scope.base_record(None, parts, Instant::now(), id);
         record.status = CallStatus::Success;
         if let Some(usage) = answered.usage {
@@ -143,10 +170,10 @@ impl<R: CallRequest> Call<R> {
             record.completion_tokens = usage.completion_tokens;
             record.total_tokens = usage.total_tokens;
         }
+        record.metadata.embedding = answered.embedding;
         record.response = answered
             .response
-            .filter(|_| router.record_payloads)
-            .map(Cow::into_owned);
+            .and_then(|payload| payload.into_record(&router));
         records.consume(record);
     }
 

@@ -6,6 +6,7 @@
 //! its id encoded; a `previous_response_id` or a stored-response call is decoded and pinned to that
 //! deployment, with the upstream's own id sent on.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::call::{Call, CallKind, CallRequest, RecordParts};
 use crate::deployment::Deployment;
-use crate::records::Answered;
+use crate::records::{Answered, Payload};
 use crate::response_ids;
 use crate::router::Inner;
 use crate::RouterError;
@@ -69,10 +70,10 @@ impl CallRequest for ResponsesCall {
         self.request.extra.remove("cache")
     }
 
-    fn take_record_parts(&mut self, _payloads: bool) -> RecordParts {
+    fn take_record_parts(&mut self, payloads: bool) -> RecordParts {
         let request = &mut self.request;
         RecordParts {
-            messages: None,
+            messages: payloads.then(|| request.input_messages()),
             user: request.user.take(),
             metadata: request
                 .litellm_metadata
@@ -147,7 +148,7 @@ impl CallKind for Responses {
             deployment,
             Answered {
                 usage: usage.as_ref(),
-                response: None,
+                response: Some(Payload::Responses(Cow::Borrowed(&answer))),
                 first_token: None,
                 embedding: None,
             },
@@ -276,7 +277,7 @@ impl Stream for ResponsesStream {
                             .map(chat_usage);
                         call.stream_ended(Answered {
                             usage: usage.as_ref(),
-                            response: None,
+                            response: response.map(|r| Payload::Responses(Cow::Owned(r))),
                             first_token: this.first_token,
                             embedding: None,
                         });

@@ -81,7 +81,9 @@ impl Stream for ChatStream {
                 let response = std::mem::take(&mut this.accumulator).finish();
                 call.stream_ended(Answered {
                     usage: response.usage.as_ref(),
-                    response: Some(std::borrow::Cow::Borrowed(&response)),
+                    response: Some(crate::records::Payload::Chat(std::borrow::Cow::Borrowed(
+                        &response,
+                    ))),
                     first_token: this.first_token,
                     embedding: None,
                 });

@@ -63,3 +63,61 @@ pub fn streamed(mut record: CallRecord, ttft: f64) -> CallRecord {
     record.completion_start_time = Some(record.start_time + ttft);
     record
 }
+
+/// `record` as a Responses create (`aresponses`) that answered `text` and, when given, one function
+/// call (name, arguments), with the Responses object in `response` as the router records it.
+pub fn responses(
+    mut record: CallRecord,
+    text: &str,
+    function_call: Option<(&str, &str)>,
+) -> CallRecord {
+    let mut output = vec![json!({
+        "type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": []}]
+    })];
+    if let Some((name, arguments)) = function_call {
+        output.push(json!({
+            "type": "function_call", "id": "fc_1", "call_id": "call_1", "status": "completed",
+            "name": name, "arguments": arguments
+        }));
+    }
+    let mut value = serde_json::to_value(&record).unwrap();
+    value["call_type"] = json!("aresponses");
+    value["id"] = json!("resp_test");
+    value.as_object_mut().unwrap().remove("messages");
+    value["response"] = json!({
+        "id": "resp_test", "object": "response", "created_at": 1_700_000_000_u64,
+        "status": "completed", "model": record.model, "output": output,
+        "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+    });
+    record = serde_json::from_value(value).unwrap();
+    record
+}
+
+/// `record` as an embeddings call (`aembedding`) that returned `vectors`: logged in `response`
+/// when `logged` (as `log_embedding_vectors` does), else only their shape.
+pub fn embeddings(mut record: CallRecord, vectors: &[Vec<f32>], logged: bool) -> CallRecord {
+    let mut value = serde_json::to_value(&record).unwrap();
+    value["call_type"] = json!("aembedding");
+    value["completion_tokens"] = json!(0);
+    let object = value.as_object_mut().unwrap();
+    object.remove("messages");
+    object.remove("response");
+    value["metadata"]["embedding"] = json!({
+        "vectors": vectors.len(),
+        "dimensions": vectors.first().map(Vec::len),
+    });
+    if logged {
+        let data: Vec<_> = vectors
+            .iter()
+            .enumerate()
+            .map(|(index, v)| json!({"object": "embedding", "index": index, "embedding": v}))
+            .collect();
+        value["response"] = json!({
+            "object": "list", "data": data, "model": record.model,
+            "usage": {"prompt_tokens": 10, "total_tokens": 10}
+        });
+    }
+    record = serde_json::from_value(value).unwrap();
+    record
+}

@@ -1,4 +1,4 @@
-//! The benchmark scenarios (S1 to S9): what each sends, through what, to which mocks.
+//! The benchmark scenarios (S1 to S10): what each sends, through what, to which mocks.
 
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub(super) struct Scenario {
     /// The model group asked for (`bench-direct` has no `silent_model`).
     pub(super) model: &'static str,
     pub(super) stream: bool,
+    /// A Responses API create (`POST /v1/responses`) instead of a chat completion.
+    pub(super) responses: bool,
     pub(super) primary: MockOptions,
     pub(super) shadow: MockOptions,
     /// `silent_queue_size` and `silent_max_in_flight`, when not the defaults.
@@ -50,6 +52,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         via: Via::Gateway,
         model: "bench-mirror",
         stream: false,
+        responses: false,
         primary: healthy,
         shadow: healthy,
         queue: None,
@@ -141,6 +144,35 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             title: "mock at 60 ms, gateway, mirrored",
             primary: slow_model,
             shadow: slow_model,
+            ..base.clone()
+        },
+        // S10: the Responses API, whole and streamed, beside S3 and S7 (same mocks, same rates).
+        Scenario {
+            id: "S10d",
+            title: "Responses API, direct to the mock",
+            via: Via::Direct,
+            responses: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S10",
+            title: "Responses API through the gateway, 100% mirrored",
+            responses: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S10sd",
+            title: "Responses API streamed, direct to the mock (8 deltas)",
+            via: Via::Direct,
+            stream: true,
+            responses: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S10s",
+            title: "Responses API streamed through the gateway, mirrored (8 deltas)",
+            stream: true,
+            responses: true,
             ..base.clone()
         },
         // S9: real model latencies with default settings; S9n and S9ns are the same loads without

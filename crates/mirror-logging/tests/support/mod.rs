@@ -34,20 +34,23 @@ pub fn record(n: usize) -> CallRecord {
         total_tokens: 30,
         response_cost: 3.5e-5,
         messages: Some(vec![ChatMessage::user(format!("question {n}"))]),
-        response: Some(ChatResponse {
-            id: format!("chatcmpl-{n}"),
-            object: "chat.completion".into(),
-            created: 1_737_026_935,
-            model: "gpt-4o-mini".into(),
-            choices: vec![Choice {
-                index: 0,
-                message: ChatMessage::new("assistant", format!("answer {n}")),
-                finish_reason: Some("stop".into()),
+        response: Some(
+            ChatResponse {
+                id: format!("chatcmpl-{n}"),
+                object: "chat.completion".into(),
+                created: 1_737_026_935,
+                model: "gpt-4o-mini".into(),
+                choices: vec![Choice {
+                    index: 0,
+                    message: ChatMessage::new("assistant", format!("answer {n}")),
+                    finish_reason: Some("stop".into()),
+                    extra: Map::new(),
+                }],
+                usage: None,
                 extra: Map::new(),
-            }],
-            usage: None,
-            extra: Map::new(),
-        }),
+            }
+            .into(),
+        ),
         error_str: None,
         error_information: None,
         metadata: RecordMetadata {

@@ -57,6 +57,31 @@ async fn openai_create_sends_the_body_and_reads_id_and_usage() {
 }
 
 #[tokio::test]
+async fn request_defaults_reach_the_responses_body_under_the_request_s_own_values() {
+    let upstream = Upstream::start("up").await;
+    let (_, http) = clients().into_iter().next().unwrap();
+    let openai = OpenAi::new(http);
+    let mut params = deployment("openai/gpt-x", &upstream.base());
+    params.extra = serde_json::from_value(json!({
+        "temperature": 0.1, "max_tokens": 64, "stop": ["END"], "reasoning_effort": "high",
+        "extra_headers": {"x-team": "search"},
+    }))
+    .unwrap();
+    openai.responses(&params, &request(false)).await.unwrap();
+    let seen = upstream.only_request();
+    // `reasoning` is the request's own; `stop` is chat's alone and never reaches /responses.
+    assert_eq!(
+        seen.body,
+        json!({
+            "model": "gpt-x", "input": "Hello", "previous_response_id": "resp_before",
+            "metadata": {"app": "tests"}, "reasoning": {"effort": "low"},
+            "temperature": 0.1, "max_output_tokens": 64,
+        })
+    );
+    assert_eq!(seen.header("x-team"), Some("search"));
+}
+
+#[tokio::test]
 async fn streamed_events_arrive_in_order_unchanged_with_unknown_types() {
     let upstream = Upstream::start("up").await;
     for (_, http) in clients() {

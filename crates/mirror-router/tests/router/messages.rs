@@ -86,7 +86,12 @@ async fn a_message_is_recorded_with_the_whole_input_and_cache_priced_cost() {
     );
     let response = record.response.unwrap();
     assert_eq!(response.text().as_deref(), Some("hello from claude"));
-    assert_eq!(response.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        response.as_chat().unwrap().choices[0]
+            .finish_reason
+            .as_deref(),
+        Some("stop")
+    );
     assert_eq!(record.messages.unwrap()[0].role, "user");
 }
 
@@ -134,7 +139,7 @@ async fn a_streamed_claude_primary_is_mirrored_to_a_claude_shadow() {
         assert_eq!(record.call_type, CallType::AnthropicMessages);
         assert!(record.stream);
         assert_eq!((record.prompt_tokens, record.completion_tokens), (11, 4));
-        let call = &record.response.as_ref().unwrap().choices[0];
+        let call = &record.response.as_ref().unwrap().as_chat().unwrap().choices[0];
         assert_eq!(call.finish_reason.as_deref(), Some("tool_calls"));
         let tool = &call.message.tool_calls.as_ref().unwrap()[0];
         assert_eq!(tool.function.name, "weather");

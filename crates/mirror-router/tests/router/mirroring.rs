@@ -138,7 +138,7 @@ async fn streaming_primary_is_not_slowed_by_a_held_streaming_shadow() {
     let text = shadow_record
         .response
         .as_ref()
-        .and_then(mirror_core::ChatResponse::text);
+        .and_then(mirror_core::RecordResponse::text);
     assert_eq!(text.as_deref(), Some("hello from shadow"));
     let stats = settled(&router).await;
     assert_eq!(stats.completed, 1);
@@ -638,8 +638,45 @@ async fn embeddings_are_mirrored_like_chat() {
     assert_eq!(second.trace_id, first.trace_id);
     assert_eq!(second.model_group, "candidate");
     assert_eq!(second.prompt_tokens, 2);
-    // No vector is written to a record.
+    // No vector is written to a record unless asked for.
     assert!(second.response.is_none());
+    assert_eq!(
+        second.metadata.embedding.map(|shape| shape.dimensions),
+        Some(Some(3))
+    );
+
+    // Asked for (`log_embedding_vectors`): both records carry their own vectors.
+    let (builder, mut records) = crate::support::builder();
+    let router = builder
+        .mirror_settings(MirrorSettings {
+            log_embedding_vectors: true,
+            ..MirrorSettings::default()
+        })
+        .deployment(
+            http_deployment("prod", "prod-1", &primary)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(http_deployment("candidate", "cand-1", &shadow))
+        .build()
+        .unwrap();
+    let request: mirror_core::EmbeddingsRequest =
+        serde_json::from_value(json!({"model": "prod", "input": "hello"})).unwrap();
+    router.embeddings(request).await.unwrap();
+    settled(&router).await;
+    let mut both = take_records(&mut records, 2).await;
+    both.sort_by_key(|r| r.metadata.is_silent_experiment);
+    let vectors: Vec<_> = both
+        .iter()
+        .map(|r| {
+            let list = r.response.as_ref().and_then(|r| r.as_embeddings());
+            list.and_then(|l| l.data[0].vector())
+        })
+        .collect();
+    assert_eq!(
+        vectors,
+        [Some(vec![0.5, -0.5, 1.0]), Some(vec![0.5, -0.5, 0.9])]
+    );
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@ use mirror_core::{CallMeta, CallStatus, CallType, ResponsesRequest};
 use mirror_providers::ResponseOperation;
 use serde_json::json;
 
-use crate::support::{builder, http_deployment, record_where, settled, Upstream};
+use crate::support::{builder, http_deployment, record_where, settled, take_records, Upstream};
 
 fn create(model: &str) -> ResponsesRequest {
     ResponsesRequest::new(model, "hi")
@@ -32,9 +32,34 @@ async fn a_two_turn_conversation_continues_on_each_side_with_its_own_ids() {
         first.response.id, "resp_primary_1",
         "the id names its deployment"
     );
-    let (record, _) = record_where(&mut records, |r| !r.metadata.is_silent_experiment).await;
+    settled(&router).await;
+    let mut both = take_records(&mut records, 2).await;
+    both.sort_by_key(|r| r.metadata.is_silent_experiment);
+    let (record, silent) = (&both[0], &both[1]);
     assert_eq!(record.call_type, CallType::Responses);
     assert_eq!((record.prompt_tokens, record.completion_tokens), (11, 6));
+    // The record carries the Responses object the caller got, named by the routed id.
+    assert_eq!(record.id, first.response.id);
+    let logged = record.response.as_ref().expect("the response is recorded");
+    assert!(matches!(logged, mirror_core::RecordResponse::Responses(_)));
+    assert_eq!(
+        (logged.id(), logged.model()),
+        (first.response.id.as_str(), "gpt-4o-mini")
+    );
+    assert_eq!(logged.text().as_deref(), Some("hello from primary"));
+    // The input, as messages (for a judge and Langfuse, as LiteLLM logs it).
+    let messages = record.messages.as_ref().expect("the input is recorded");
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| (m.role.as_str(), m.text()))
+            .collect::<Vec<_>>(),
+        [("user", Some("hi".to_owned()))]
+    );
+    assert_eq!(
+        silent.response.as_ref().and_then(|r| r.text()).as_deref(),
+        Some("hello from shadow")
+    );
     settled(&router).await;
 
     let mut second = create("prod");
@@ -229,6 +254,11 @@ async fn a_stream_relays_every_event_and_records_usage_at_the_end() {
     let (record, _) = record_where(&mut records, |_| true).await;
     assert!(record.stream);
     assert_eq!(record.total_tokens, 17);
+    // The terminal event's response, with the routed id, is the record's.
+    assert_eq!(record.id, completed.id);
+    let logged = record.response.as_ref().expect("the response is recorded");
+    assert_eq!(logged.id(), completed.id);
+    assert_eq!(logged.text().as_deref(), Some("hello from up"));
 }
 
 #[tokio::test]
