@@ -4,7 +4,9 @@
 //! server-sent events when the body asks for `"stream": true`, after a configurable latency. A
 //! configurable fraction of calls fails with a 500, and another fraction is cut off mid-response
 //! (the connection is closed after the status line, as a crashed or reset upstream does).
-//! `GET /stats` returns how many calls it answered, failed and reset.
+//! `GET /stats` returns how many calls it answered, failed and reset. It speaks HTTP/1.1 and HTTP/2
+//! with prior knowledge (h2c) on the same port, so a deployment with `http2: always` reaches it
+//! over one multiplexed connection.
 //!
 //! It is deliberately not a model: it never parses the request beyond looking for the stream flag,
 //! and every answer is serialised once at start, so that it costs as little CPU as possible next to
@@ -321,6 +323,32 @@ mod tests {
             "{stream}"
         );
         assert_eq!(stream.matches("[DONE]").count(), 1, "{stream}");
+    }
+
+    #[tokio::test]
+    async fn speaks_h2c_with_prior_knowledge() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { serve(listener, &MockUpstreamArgs::default()).await });
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .no_proxy()
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("http://{address}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(r#"{"model":"m","messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        assert!(response
+            .text()
+            .await
+            .unwrap()
+            .contains("\"chat.completion\""));
     }
 
     async fn raw_post(address: std::net::SocketAddr, body: &str) -> String {

@@ -223,6 +223,7 @@ impl Provider for AzureOpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -240,6 +241,7 @@ impl Provider for AzureOpenAi {
             .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
+            .version(deployment.http2)
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
@@ -255,6 +257,7 @@ impl Provider for AzureOpenAi {
         let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -271,6 +274,7 @@ impl Provider for AzureOpenAi {
         let model = deployment.model.upstream_name(&request.model);
         let body = request.upstream(&model, false, previous);
         self.http
+            .version(deployment.http2)
             .post_json(
                 url,
                 self.headers(deployment)?,
@@ -292,6 +296,7 @@ impl Provider for AzureOpenAi {
         let model = deployment.model.upstream_name(&request.model);
         let body = request.upstream(&model, true, previous);
         self.http
+            .version(deployment.http2)
             .post_events(
                 url,
                 self.headers(deployment)?,
@@ -311,6 +316,7 @@ impl Provider for AzureOpenAi {
         let url = self.responses_url(deployment, &call.operation.path(call.id))?;
         let (timeout, _) = timeouts(deployment);
         self.http
+            .version(deployment.http2)
             .call_json(
                 call.operation.method(),
                 with_query(url, call.query),

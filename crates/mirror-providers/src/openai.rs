@@ -307,6 +307,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -324,6 +325,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
+            .version(deployment.http2)
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
@@ -339,6 +341,7 @@ impl Provider for OpenAi {
         let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -355,6 +358,7 @@ impl Provider for OpenAi {
         let body = request.upstream(&model, false, previous);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -370,6 +374,7 @@ impl Provider for OpenAi {
         let model = deployment.model.upstream_name(&request.model);
         let body = request.upstream(&model, true, previous);
         self.http
+            .version(deployment.http2)
             .post_events(
                 url,
                 self.headers(deployment)?,
@@ -392,6 +397,7 @@ impl Provider for OpenAi {
         )?;
         let (timeout, _) = timeouts(deployment);
         self.http
+            .version(deployment.http2)
             .call_json(
                 call.operation.method(),
                 with_query(url, call.query),

@@ -12,3 +12,4 @@ mod responses;
 mod streams;
 mod support;
 mod transports;
+mod versions;
