@@ -6,7 +6,7 @@
 //! (the connection is closed after the status line, as a crashed or reset upstream does).
 //! `GET /stats` returns how many calls it answered, failed and reset. It speaks HTTP/1.1 and HTTP/2
 //! with prior knowledge (h2c) on the same port, so a deployment with `http2: always` reaches it
-//! over one multiplexed connection.
+//! over one multiplexed connection (up to 100,000 streams at once, not hyper's default 200).
 //!
 //! It is deliberately not a model: it never parses the request beyond looking for the stream flag,
 //! and every answer is serialised once at start, so that it costs as little CPU as possible next to
@@ -22,7 +22,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 
 /// `mirror mock-upstream`.
 #[derive(Debug, Clone, clap::Args)]
@@ -187,12 +188,31 @@ pub async fn serve(
         .route("/chat/completions", post(chat))
         .route("/stats", get(stats))
         .with_state(state);
-    // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
-    let listener = listener.tap_io(|tcp| {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors and the like: wait and go on, as axum's `serve` does.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // hyper's default of 200 streams per connection would hold a client's further calls
+            // in its queue; the mock must take as many as the gateway sends.
+            builder.http2().max_concurrent_streams(MAX_STREAMS);
+            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
 }
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_STREAMS: u32 = 100_000;
 
 async fn stats(State(state): State<Arc<MockState>>) -> Response {
     let counters = &state.counters;
