@@ -304,7 +304,8 @@ fn run_scenario(ctx: &Context<'_>, scenario: &Scenario) -> Result<Vec<Row>, Stri
                 target: "mirror".to_owned(),
                 address,
                 host: address.to_string(),
-                auth: None,
+                // The master key, when the scenario sets one, for the load and for `/metrics`.
+                auth: scenario.master_key.then(|| MASTER_KEY.to_owned()),
                 pid: Some(gateway.pid()),
                 metrics: true,
                 started: Instant::now(),
@@ -540,7 +541,7 @@ fn run_endpoint(
             print_row(&row);
             rows.push(row);
         }
-    } else if options.max {
+    } else if max_probes > 0 {
         println!("bench:   no probe rate was sustainable");
     }
     if !options.quick && endpoint.pid.is_some() {
@@ -661,7 +662,7 @@ fn measure(
     )];
     if let (Some(side), Some((background, side_spec))) = (side, background) {
         let label = format!("{label} + {}", background.label);
-        rows.push(row(
+        let mut side_row = row(
             scenario,
             endpoint,
             &label,
@@ -669,7 +670,22 @@ fn measure(
             &side,
             None,
             cpu_per_k,
-        ));
+        );
+        if background.key.is_some() {
+            // A flood of bad keys succeeds when it is refused: its rate is the 401s per second.
+            let refused: u64 = side
+                .statuses
+                .iter()
+                .filter(|(status, _)| *status == 401)
+                .map(|(_, count)| count)
+                .sum();
+            side_row.achieved = refused as f64 / side.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "bench:   {label}: {refused} refused (401), {:.0} per second",
+                side_row.achieved
+            );
+        }
+        rows.push(side_row);
     }
     Ok(rows)
 }
