@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use load::{fetch, request_bytes, LoadResult, LoadSpec};
 use procs::{start_gateway, start_mock, Managed};
-use scenarios::{describe, scenarios, Scenario, Via};
+use scenarios::{describe, scenarios, Background, Scenario, Via};
+
+/// The gateway's `master_key` in the scenarios that set one (S11).
+const MASTER_KEY: &str = "sk-bench-master";
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--peer NAME=URL]... \
 [--only S1,S3,...] [--out FILE] [--no-build] [--workers N] [--rates R1,R2,...] [--no-max]
@@ -290,15 +293,19 @@ fn run_scenario(ctx: &Context<'_>, scenario: &Scenario) -> Result<Vec<Row>, Stri
         }),
         Via::Gateway => {
             let config = ctx.work.join(format!("gateway-{}.yaml", scenario.id));
-            std::fs::write(&config, gateway_config(primary, shadow, scenario.queue))
-                .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
+            std::fs::write(
+                &config,
+                gateway_config(primary, shadow, scenario.queue, scenario.master_key),
+            )
+            .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
             let log = ctx.work.join(format!("gateway-{}.log", scenario.id));
             let (gateway, address) = start_gateway(ctx.binary, &config, &log, ctx.options.workers)?;
             endpoints.push(Endpoint {
                 target: "mirror".to_owned(),
                 address,
                 host: address.to_string(),
-                auth: None,
+                // The master key, when the scenario sets one, for the load and for `/metrics`.
+                auth: scenario.master_key.then(|| MASTER_KEY.to_owned()),
                 pid: Some(gateway.pid()),
                 metrics: true,
                 started: Instant::now(),
@@ -343,6 +350,7 @@ fn gateway_config(
     primary: SocketAddr,
     shadow: SocketAddr,
     queue: Option<(usize, usize)>,
+    master_key: bool,
 ) -> String {
     let mut text = format!(
         "# Written by `cargo xtask bench`.
@@ -374,17 +382,28 @@ mirror_settings:
             "  silent_queue_size: {size}\n  silent_max_in_flight: {in_flight}\n"
         ));
     }
+    if master_key {
+        text.push_str(&format!("general_settings:\n  master_key: {MASTER_KEY}\n"));
+    }
     text
 }
 
-fn chat_body(model: &str, stream: bool) -> Vec<u8> {
+/// A chat request; `prompt_bytes` above 0 pads the user message so the body is about that long
+/// (a 100k-token prompt is ~400 KB).
+fn chat_body(model: &str, stream: bool, prompt_bytes: usize) -> Vec<u8> {
+    let padding = if prompt_bytes > 0 {
+        let words = "Context line of a long document, repeated to fill the prompt. ";
+        format!(" Context: {}", words.repeat(prompt_bytes / words.len() + 1))
+    } else {
+        String::new()
+    };
     let stream = if stream {
         r#","stream":true,"stream_options":{"include_usage":true}"#
     } else {
         ""
     };
     format!(
-        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant. Answer briefly."}},{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act."}}],"temperature":0.2,"max_tokens":64,"user":"bench-user","metadata":{{"tags":["bench"]}}{stream}}}"#
+        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant. Answer briefly."}},{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act.{padding}"}}],"temperature":0.2,"max_tokens":64,"user":"bench-user","metadata":{{"tags":["bench"]}}{stream}}}"#
     )
     .into_bytes()
 }
@@ -410,10 +429,10 @@ fn run_endpoint(
     endpoint: &Endpoint,
 ) -> Result<Vec<Row>, String> {
     let options = ctx.options;
-    let mut headers = Vec::new();
-    if let Some(key) = &endpoint.auth {
-        headers.push(("authorization", format!("Bearer {key}")));
-    }
+    let key = endpoint
+        .auth
+        .clone()
+        .or_else(|| scenario.master_key.then(|| MASTER_KEY.to_owned()));
     let (path, body) = if scenario.responses {
         (
             "/v1/responses",
@@ -422,10 +441,10 @@ fn run_endpoint(
     } else {
         (
             "/v1/chat/completions",
-            chat_body(scenario.model, scenario.stream),
+            chat_body(scenario.model, scenario.stream, scenario.prompt_bytes),
         )
     };
-    let request = request_bytes("POST", &endpoint.host, path, &headers, &body);
+    let request = post_request(endpoint, key.as_deref(), path, &body);
     let latency_ms = scenario.primary.latency_ms;
     let spec = |rate: f64, duration: Duration| LoadSpec {
         address: endpoint.address,
@@ -435,6 +454,30 @@ fn run_endpoint(
         connections: connections(rate, latency_ms),
         timeout: Duration::from_secs(10),
     };
+    let background = scenario.background.map(|background| {
+        let body = chat_body(scenario.model, background.stream, background.prompt_bytes);
+        let request = post_request(
+            endpoint,
+            background.key.or(key.as_deref()),
+            "/v1/chat/completions",
+            &body,
+        );
+        (background, request)
+    });
+    let background = background.as_ref().map(|(background, request)| {
+        (
+            *background,
+            LoadSpec {
+                address: endpoint.address,
+                request: request.clone(),
+                rate: background.rate,
+                duration: options.duration,
+                connections: connections(background.rate, latency_ms),
+                timeout: Duration::from_secs(10),
+            },
+        )
+    });
+    let background = background.as_ref();
     let rates: &[f64] = match (&options.rates, options.quick) {
         (Some(rates), _) => rates,
         (None, _) if scenario.rates.is_some() => scenario.rates.unwrap_or_default(),
@@ -453,15 +496,17 @@ fn run_endpoint(
     }
     let mut rows = Vec::new();
     for &rate in rates {
-        let row = measure(
+        for row in measure(
             ctx,
             scenario,
             endpoint,
             &spec(rate, options.duration),
+            background,
             &format!("{rate:.0}"),
-        )?;
-        print_row(&row);
-        rows.push(row);
+        )? {
+            print_row(&row);
+            rows.push(row);
+        }
     }
     // The maximum sustainable rate: double until a probe fails, then bisect.
     let limit_ms = latency_ms as f64 + 25.0;
@@ -505,11 +550,19 @@ fn run_endpoint(
     }
     if lo > 0.0 {
         std::thread::sleep(Duration::from_millis(500));
-        let mut row = measure(ctx, scenario, endpoint, &spec(lo, options.duration), "max")?;
-        row.offered = lo;
-        print_row(&row);
-        rows.push(row);
-    } else if options.max {
+        for mut row in measure(
+            ctx,
+            scenario,
+            endpoint,
+            &spec(lo, options.duration),
+            None,
+            "max",
+        )? {
+            row.offered = lo;
+            print_row(&row);
+            rows.push(row);
+        }
+    } else if max_probes > 0 {
         println!("bench:   no probe rate was sustainable");
     }
     if !options.quick && endpoint.pid.is_some() {
@@ -518,9 +571,17 @@ fn run_endpoint(
             .saturating_sub(endpoint.started.elapsed());
         if !remaining.is_zero() {
             let rate = if lo > 0.0 { lo.min(5000.0) } else { 1000.0 };
-            let row = measure(ctx, scenario, endpoint, &spec(rate, remaining), "soak")?;
-            print_row(&row);
-            rows.push(row);
+            for row in measure(
+                ctx,
+                scenario,
+                endpoint,
+                &spec(rate, remaining),
+                None,
+                "soak",
+            )? {
+                print_row(&row);
+                rows.push(row);
+            }
         }
     }
     Ok(rows)
@@ -548,18 +609,39 @@ fn print_row(row: &Row) {
     );
 }
 
+/// `POST path` with `body`, sending `key` as the bearer key when given.
+fn post_request(
+    endpoint: &Endpoint,
+    key: Option<&str>,
+    path: &str,
+    body: &[u8],
+) -> std::sync::Arc<[u8]> {
+    let mut headers = Vec::new();
+    if let Some(key) = key {
+        headers.push(("authorization", format!("Bearer {key}")));
+    }
+    request_bytes("POST", &endpoint.host, path, &headers, body)
+}
+
+/// One measured rate: the row of `spec`'s load and, when a background load runs alongside it,
+/// that load's row (labelled `RATE + LABEL`). CPU per 1k requests counts both loads' requests.
 fn measure(
     ctx: &Context<'_>,
     scenario: &Scenario,
     endpoint: &Endpoint,
     spec: &LoadSpec,
+    background: Option<&(Background, LoadSpec)>,
     label: &str,
-) -> Result<Row, String> {
+) -> Result<Vec<Row>, String> {
     // The warm-up's (or the previous rate's) copies must not land in this row.
     settle(scenario, endpoint);
     let before = endpoint.metrics.then(|| scrape(endpoint)).flatten();
     let cpu_before = endpoint.pid.and_then(procs::cpu_ticks);
-    let result = load::run(spec);
+    let (result, side) = std::thread::scope(|scope| {
+        let side = background.map(|(_, spec)| scope.spawn(|| load::run(spec)));
+        let result = load::run(spec);
+        (result, side.and_then(|side| side.join().ok()))
+    });
     let cpu_after = endpoint.pid.and_then(procs::cpu_ticks);
     // Let silent calls started by the run finish (the slow shadow's never do in time, unless the
     // scenario waits for them).
@@ -587,16 +669,45 @@ fn measure(
         }
         _ => None,
     };
+    let requests =
+        result.ok + result.errors + side.as_ref().map_or(0, |side| side.ok + side.errors);
     let cpu_per_k = match (cpu_before, cpu_after) {
-        (Some(before), Some(after)) if result.ok + result.errors > 0 => Some(
-            (after - before) as f64 * 1000.0 / ctx.ticks as f64 * 1000.0
-                / (result.ok + result.errors) as f64,
-        ),
+        (Some(before), Some(after)) if requests > 0 => {
+            Some((after - before) as f64 * 1000.0 / ctx.ticks as f64 * 1000.0 / requests as f64)
+        }
         _ => None,
     };
-    Ok(row(
+    let mut rows = vec![row(
         scenario, endpoint, label, spec.rate, &result, silent, cpu_per_k,
-    ))
+    )];
+    if let (Some(side), Some((background, side_spec))) = (side, background) {
+        let label = format!("{label} + {}", background.label);
+        let mut side_row = row(
+            scenario,
+            endpoint,
+            &label,
+            side_spec.rate,
+            &side,
+            None,
+            cpu_per_k,
+        );
+        if background.key.is_some() {
+            // A flood of bad keys succeeds when it is refused: its rate is the 401s per second.
+            let refused: u64 = side
+                .statuses
+                .iter()
+                .filter(|(status, _)| *status == 401)
+                .map(|(_, count)| count)
+                .sum();
+            side_row.achieved = refused as f64 / side.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "bench:   {label}: {refused} refused (401), {:.0} per second",
+                side_row.achieved
+            );
+        }
+        rows.push(side_row);
+    }
+    Ok(rows)
 }
 
 /// Waits, if the scenario asks for it, until no silent copy is in flight (or its `settle` time).

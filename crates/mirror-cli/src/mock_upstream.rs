@@ -5,7 +5,9 @@
 //! server-sent events when the body asks for `"stream": true`, after a configurable latency. A
 //! configurable fraction of calls fails with a 500, and another fraction is cut off mid-response
 //! (the connection is closed after the status line, as a crashed or reset upstream does).
-//! `GET /stats` returns how many calls it answered, failed and reset.
+//! `GET /stats` returns how many calls it answered, failed and reset. It speaks HTTP/1.1 and HTTP/2
+//! with prior knowledge (h2c) on the same port, so a deployment with `http2: always` reaches it
+//! over one multiplexed connection (up to 100,000 streams at once, not hyper's default 200).
 //!
 //! It is deliberately not a model: it never parses the request beyond looking for the stream flag,
 //! and every answer is serialised once at start, so that it costs as little CPU as possible next to
@@ -21,7 +23,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 
 /// `mirror mock-upstream`.
 #[derive(Debug, Clone, clap::Args)]
@@ -249,12 +252,31 @@ pub async fn serve(
         .route("/responses", post(responses))
         .route("/stats", get(stats))
         .with_state(state);
-    // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
-    let listener = listener.tap_io(|tcp| {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of file descriptors and the like: wait and go on, as axum's `serve` does.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
         let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // hyper's default of 200 streams per connection would hold a client's further calls
+            // in its queue; the mock must take as many as the gateway sends.
+            builder.http2().max_concurrent_streams(MAX_STREAMS);
+            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
 }
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_STREAMS: u32 = 100_000;
 
 async fn stats(State(state): State<Arc<MockState>>) -> Response {
     let counters = &state.counters;
@@ -446,6 +468,32 @@ mod tests {
         let last = stream.rsplit("event: ").next().unwrap();
         assert!(last.starts_with("response.completed"), "{stream}");
         assert!(!stream.contains("[DONE]"), "{stream}");
+    }
+
+    #[tokio::test]
+    async fn speaks_h2c_with_prior_knowledge() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { serve(listener, &MockUpstreamArgs::default()).await });
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .no_proxy()
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("http://{address}/v1/chat/completions"))
+            .header("content-type", "application/json")
+            .body(r#"{"model":"m","messages":[]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        assert!(response
+            .text()
+            .await
+            .unwrap()
+            .contains("\"chat.completion\""));
     }
 
     async fn raw_post(address: std::net::SocketAddr, body: &str) -> String {

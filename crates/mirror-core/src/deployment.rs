@@ -95,6 +95,20 @@ impl Serialize for ModelRef {
     }
 }
 
+/// Which HTTP version reaches a deployment (`http2` in `litellm_params` or `router_settings`; ours).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Http2 {
+    /// HTTP/2 when a TLS server offers it (ALPN), else HTTP/1.1; plain `http://` is HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/2 only: over TLS it must be negotiated; over plain `http://` it is spoken from the first
+    /// byte (h2c with prior knowledge, for local servers that speak it).
+    Always,
+    /// HTTP/1.1 only, even where a TLS server offers HTTP/2.
+    Never,
+}
+
 /// One deployment's parameters (LiteLLM's `litellm_params`).
 ///
 /// Keys without a field land in [`DeploymentParams::extra`]; the router's validation decides what
@@ -165,6 +179,9 @@ pub struct DeploymentParams {
     /// Fraction of `mock` calls that fail with a 500 (ours).
     #[serde(default)]
     pub mock_failure_rate: Option<f64>,
+    /// Which HTTP version reaches the deployment (ours; default `auto`).
+    #[serde(default)]
+    pub http2: Option<Http2>,
     /// Model groups to mirror requests to.
     #[serde(default)]
     pub silent_model: Option<SilentTargets>,
@@ -215,6 +232,7 @@ impl DeploymentParams {
             mock_response: None,
             mock_latency_ms: None,
             mock_failure_rate: None,
+            http2: None,
             silent_model: None,
             silent_sample_rate: None,
             silent_mirror_mcp_tools: None,

@@ -39,7 +39,7 @@ pub use chat::{
     FunctionCall, MessageContent, StreamAccumulator, StreamOptions, Tool, ToolCall,
     UpstreamChatRequest, Usage, ROUTER_ONLY_KEYS,
 };
-pub use deployment::{DeploymentParams, ModelInfo, ModelRef, RequestDefaults};
+pub use deployment::{DeploymentParams, Http2, ModelInfo, ModelRef, RequestDefaults};
 pub use embeddings::{
     Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, UpstreamEmbeddingsRequest,
 };

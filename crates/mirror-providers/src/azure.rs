@@ -223,6 +223,7 @@ impl Provider for AzureOpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -240,6 +241,7 @@ impl Provider for AzureOpenAi {
             .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
+            .version(deployment.http2)
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
@@ -255,6 +257,7 @@ impl Provider for AzureOpenAi {
         let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -273,6 +276,7 @@ impl Provider for AzureOpenAi {
             .upstream(&model, false, previous)
             .with_defaults(&deployment.extra);
         self.http
+            .version(deployment.http2)
             .post_json(
                 url,
                 self.headers(deployment)?,
@@ -296,6 +300,7 @@ impl Provider for AzureOpenAi {
             .upstream(&model, true, previous)
             .with_defaults(&deployment.extra);
         self.http
+            .version(deployment.http2)
             .post_events(
                 url,
                 self.headers(deployment)?,
@@ -315,6 +320,7 @@ impl Provider for AzureOpenAi {
         let url = self.responses_url(deployment, &call.operation.path(call.id))?;
         let (timeout, _) = timeouts(deployment);
         self.http
+            .version(deployment.http2)
             .call_json(
                 call.operation.method(),
                 with_query(url, call.query),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use mirror_core::{ChatChunk, ChatResponse, EmbeddingsResponse, ErrorBody};
+use mirror_core::{ChatChunk, ChatResponse, EmbeddingsResponse, ErrorBody, Http2};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sseer::errors::EventStreamError;
@@ -81,6 +81,8 @@ impl Answer for EmbeddingsResponse {
 #[derive(Clone)]
 pub struct HttpClient {
     pub(crate) transport: Transport,
+    /// The HTTP version setting of the calls this handle sends (see [`HttpClient::version`]).
+    pub(crate) http2: Http2,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -103,9 +105,51 @@ impl HttpClient {
     }
 
     pub(crate) fn with_choice(choice: Choice) -> Result<Self, ProviderError> {
+        Self::with_roots(choice, &[])
+    }
+
+    fn with_roots(
+        choice: Choice,
+        extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Self, ProviderError> {
         Ok(HttpClient {
-            transport: Transport::build(choice)?,
+            transport: Transport::build(choice, extra_roots)?,
+            http2: Http2::Auto,
         })
+    }
+
+    /// This client (sharing its pools) sending with a deployment's HTTP version setting; `None` is
+    /// [`Http2::Auto`].
+    pub(crate) fn version(&self, http2: Option<Http2>) -> Cow<'_, HttpClient> {
+        match http2.unwrap_or_default() {
+            http2 if http2 == self.http2 => Cow::Borrowed(self),
+            http2 => Cow::Owned(HttpClient {
+                transport: self.transport.clone(),
+                http2,
+            }),
+        }
+    }
+
+    /// Test support: the direct client, also trusting the PEM certificates in `ca_pem` (a test's
+    /// own certificate authority), whatever the environment says.
+    ///
+    /// # Errors
+    ///
+    /// Fails when `ca_pem` holds no certificate or one that cannot be a root.
+    #[cfg(feature = "test-util")]
+    pub fn direct_trusting(ca_pem: &[u8]) -> Result<Self, ProviderError> {
+        Self::with_roots(Choice::Direct, &pem_roots(ca_pem)?)
+    }
+
+    /// Test support: the reqwest client without a proxy, also trusting the PEM certificates in
+    /// `ca_pem`.
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpClient::direct_trusting`].
+    #[cfg(feature = "test-util")]
+    pub fn reqwest_trusting(ca_pem: &[u8]) -> Result<Self, ProviderError> {
+        Self::with_roots(Choice::Reqwest(Proxies::Off), &pem_roots(ca_pem)?)
     }
 
     /// Test support: the direct client, whatever the environment says.
@@ -222,8 +266,27 @@ impl HttpClient {
             code: None,
         })?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        self.transport.post(url, headers, body).await
+        self.transport.post(self.http2, url, headers, body).await
     }
+}
+
+/// The certificates of a PEM text.
+#[cfg(feature = "test-util")]
+fn pem_roots(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ProviderError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let roots = rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| ProviderError::Transport {
+            message: "cannot read the test certificates".to_owned(),
+            source: Some(Box::new(err)),
+        })?;
+    if roots.is_empty() {
+        return Err(ProviderError::Transport {
+            message: "no certificate in the test PEM".to_owned(),
+            source: None,
+        });
+    }
+    Ok(roots)
 }
 
 /// Adds a header whose value came from configuration; a value that is not a valid header is a

@@ -307,6 +307,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -324,6 +325,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
+            .version(deployment.http2)
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
@@ -339,6 +341,7 @@ impl Provider for OpenAi {
         let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -357,6 +360,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
+            .version(deployment.http2)
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -374,6 +378,7 @@ impl Provider for OpenAi {
             .upstream(&model, true, previous)
             .with_defaults(&deployment.extra);
         self.http
+            .version(deployment.http2)
             .post_events(
                 url,
                 self.headers(deployment)?,
@@ -396,6 +401,7 @@ impl Provider for OpenAi {
         )?;
         let (timeout, _) = timeouts(deployment);
         self.http
+            .version(deployment.http2)
             .call_json(
                 call.operation.method(),
                 with_query(url, call.query),

@@ -141,7 +141,10 @@ impl HttpClient {
             None => Vec::new(),
         };
         let exchange = async {
-            let mut response = self.transport.request(method, url, headers, body).await?;
+            let mut response = self
+                .transport
+                .request(self.http2, method, url, headers, body)
+                .await?;
             let status = response.status;
             let response_headers = std::mem::take(&mut response.headers);
             if !status.is_success() {
@@ -178,7 +181,8 @@ impl HttpClient {
         let body = serialize(body)?;
         let mut response = tokio::time::timeout(
             timeout,
-            self.transport.request(Method::POST, url, headers, body),
+            self.transport
+                .request(self.http2, Method::POST, url, headers, body),
         )
         .await
         .map_err(|_| ProviderError::Timeout { after: timeout })??;

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use mirror_core::Http2;
+use rustls::pki_types::CertificateDer;
 
 use crate::{BoxError, ProviderError};
 
@@ -31,10 +33,10 @@ use crate::{BoxError, ProviderError};
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an unused pooled connection is kept.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// How many unused connections are kept per host.
-const POOL_MAX_IDLE_PER_HOST: usize = 256;
+pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// The environment variables that make reqwest send through a proxy (`NO_PROXY` alone does not).
 const PROXY_VARIABLES: [&str; 6] = [
@@ -51,11 +53,52 @@ type DirectClient = hyper_util::client::legacy::Client<ConnectTimeout, Full<Byte
 /// Which client sends the requests.
 #[derive(Clone)]
 pub(crate) enum Transport {
-    /// hyper-util's pooled client over rustls: no proxy support. (In an `Arc`: the client is a few
-    /// hundred bytes and every adapter holds a clone.)
-    Direct(Arc<DirectClient>),
-    /// reqwest, which applies the proxy variables of the environment.
-    Reqwest(reqwest::Client),
+    /// hyper-util's pooled clients over rustls: no proxy support. (In an `Arc`: the clients are a
+    /// few hundred bytes each and every adapter holds a clone.)
+    Direct(Arc<DirectClients>),
+    /// reqwest, which applies the proxy variables of the environment: one client per [`Http2`]
+    /// setting (`auto`, `always`, `never`).
+    Reqwest(Arc<[reqwest::Client; 3]>),
+}
+
+/// The direct client of each [`Http2`] setting, over one TLS configuration.
+pub(crate) struct DirectClients {
+    tls: rustls::ClientConfig,
+    auto: DirectClient,
+    always: OnceLock<DirectClient>,
+    never: OnceLock<DirectClient>,
+}
+
+impl DirectClients {
+    fn new(tls: rustls::ClientConfig) -> Self {
+        let auto = direct_client(&tls, Http2::Auto);
+        DirectClients {
+            tls,
+            auto,
+            always: OnceLock::new(),
+            never: OnceLock::new(),
+        }
+    }
+
+    fn get(&self, http2: Http2) -> &DirectClient {
+        match http2 {
+            Http2::Auto => &self.auto,
+            Http2::Always => self
+                .always
+                .get_or_init(|| direct_client(&self.tls, Http2::Always)),
+            Http2::Never => self
+                .never
+                .get_or_init(|| direct_client(&self.tls, Http2::Never)),
+        }
+    }
+}
+
+fn version_index(http2: Http2) -> usize {
+    match http2 {
+        Http2::Auto => 0,
+        Http2::Always => 1,
+        Http2::Never => 2,
+    }
 }
 
 /// Which transport to build; [`Choice::from_env`] is what `HttpClient::new` uses.
@@ -94,10 +137,23 @@ impl Choice {
 }
 
 impl Transport {
-    pub(crate) fn build(choice: Choice) -> Result<Self, ProviderError> {
+    /// The transport of `choice`, trusting the webpki roots and `extra_roots` (tests add their
+    /// own certificate authority).
+    pub(crate) fn build(
+        choice: Choice,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, ProviderError> {
         match choice {
-            Choice::Direct => direct_client().map(|client| Transport::Direct(Arc::new(client))),
-            Choice::Reqwest(proxies) => reqwest_client(&proxies).map(Transport::Reqwest),
+            Choice::Direct => tls_config(extra_roots)
+                .map(|tls| Transport::Direct(Arc::new(DirectClients::new(tls)))),
+            Choice::Reqwest(proxies) => {
+                let build = |http2| reqwest_client(&proxies, http2, extra_roots);
+                Ok(Transport::Reqwest(Arc::new([
+                    build(Http2::Auto)?,
+                    build(Http2::Always)?,
+                    build(Http2::Never)?,
+                ])))
+            }
         }
     }
 
@@ -115,23 +171,25 @@ impl Transport {
     /// wherever the upstream points), and relaying it would hand the client an upstream URL.
     pub(crate) async fn post(
         &self,
+        http2: Http2,
         url: String,
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Response, ProviderError> {
-        self.request(Method::POST, url, headers, body).await
+        self.request(http2, Method::POST, url, headers, body).await
     }
 
     /// Sends a request of any method (the Responses API's GET and DELETE by id); an empty `body`
     /// is sent as none. A redirect is an error, never followed.
     pub(crate) async fn request(
         &self,
+        http2: Http2,
         method: Method,
         url: String,
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Response, ProviderError> {
-        let response = self.send(method, url, headers, body).await?;
+        let response = self.send(http2, method, url, headers, body).await?;
         if response.status.is_redirection() {
             return Err(redirected(response.status));
         }
@@ -140,13 +198,15 @@ impl Transport {
 
     async fn send(
         &self,
+        http2: Http2,
         method: Method,
         url: String,
         mut headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Response, ProviderError> {
         match self {
-            Transport::Direct(client) => {
+            Transport::Direct(clients) => {
+                let client = clients.get(http2);
                 let uri = request_uri(url, &mut headers)?;
                 // What reqwest sends by default; some servers and proxies expect an `Accept`.
                 headers
@@ -167,8 +227,8 @@ impl Transport {
                     body: Body::Direct(body),
                 })
             }
-            Transport::Reqwest(client) => {
-                let mut response = client
+            Transport::Reqwest(clients) => {
+                let mut response = clients[version_index(http2)]
                     .request(method, url)
                     .headers(headers)
                     .body(body)
@@ -272,19 +332,33 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn direct_client() -> Result<DirectClient, ProviderError> {
+/// The TLS configuration every direct client shares: the webpki roots (no OpenSSL, no system
+/// store) and `extra_roots`, without ALPN (each client sets its own).
+fn tls_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, ProviderError> {
+    let cannot_build = |err: rustls::Error| ProviderError::Transport {
+        message: "cannot build the HTTP client".to_owned(),
+        source: Some(Box::new(err)),
+    };
     // Like reqwest: a process-wide provider if the application installed one, else ring.
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    let tls = HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(provider)
-        .map_err(|err| ProviderError::Transport {
-            message: "cannot build the HTTP client".to_owned(),
-            source: Some(Box::new(err)),
-        })?
-        .https_or_http()
-        .enable_all_versions();
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for root in extra_roots {
+        roots.add(root.clone()).map_err(cannot_build)?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(cannot_build)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn direct_client(tls: &rustls::ClientConfig, http2: Http2) -> DirectClient {
     let mut http = HttpConnector::new();
     // The TLS layer above handles `https`.
     http.enforce_http(false);
@@ -296,20 +370,33 @@ fn direct_client() -> Result<DirectClient, ProviderError> {
     http.set_keepalive_retries(Some(3));
     #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
     http.set_tcp_user_timeout(Some(Duration::from_secs(30)));
-    let connector = ConnectTimeout {
-        inner: tls.wrap_connector(http),
+    let tls = HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http();
+    // The ALPN offer: what a TLS server may pick (none for HTTP/1.1 only, which a server reads as
+    // HTTP/1.1).
+    let https = match http2 {
+        Http2::Auto => tls.enable_all_versions().wrap_connector(http),
+        Http2::Always => tls.enable_http2().wrap_connector(http),
+        Http2::Never => tls.enable_http1().wrap_connector(http),
     };
-    Ok(
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(connector),
-    )
+    let connector = ConnectTimeout { inner: https };
+    let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        // Over plain `http://` this is prior knowledge; over TLS, the only protocol offered.
+        .http2_only(http2 == Http2::Always);
+    builder.build(connector)
 }
 
-fn reqwest_client(proxies: &Proxies) -> Result<reqwest::Client, ProviderError> {
+fn reqwest_client(
+    proxies: &Proxies,
+    http2: Http2,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<reqwest::Client, ProviderError> {
     let cannot_build = |err: reqwest::Error| ProviderError::Transport {
         message: "cannot build the HTTP client".to_owned(),
         source: Some(Box::new(err.without_url())),
@@ -321,6 +408,15 @@ fn reqwest_client(proxies: &Proxies) -> Result<reqwest::Client, ProviderError> {
         // As the direct client: a redirect is answered as an error, never followed.
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true);
+    builder = match http2 {
+        Http2::Auto => builder,
+        Http2::Always => builder.http2_prior_knowledge(),
+        Http2::Never => builder.http1_only(),
+    };
+    for root in extra_roots {
+        let root = reqwest::Certificate::from_der(root).map_err(cannot_build)?;
+        builder = builder.add_root_certificate(root);
+    }
     match proxies {
         Proxies::FromEnv => {}
         Proxies::Off => builder = builder.no_proxy(),

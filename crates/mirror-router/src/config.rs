@@ -336,6 +336,9 @@ pub struct RouterSettings {
     /// Default `max_stream_bytes` for deployments that set none (ours).
     #[serde(default)]
     pub max_stream_bytes: Option<u64>,
+    /// Default HTTP version setting for deployments that set none (ours; `auto`).
+    #[serde(default)]
+    pub http2: Option<mirror_core::Http2>,
     /// Failures within a minute before a deployment cools down (default 3).
     #[serde(default = "default_allowed_fails")]
     pub allowed_fails: u32,
@@ -454,6 +457,7 @@ impl Default for RouterSettings {
             stream_timeout: None,
             max_response_bytes: None,
             max_stream_event_bytes: None,
+            http2: None,
             max_stream_bytes: None,
             allowed_fails: default_allowed_fails(),
             cooldown_time: default_cooldown_time(),

@@ -51,6 +51,7 @@ pub const DEPLOYMENT_KEYS: &[&str] = &[
     "mock_response",
     "mock_latency_ms",
     "mock_failure_rate",
+    "http2",
     "silent_model",
     "silent_sample_rate",
     "silent_mirror_mcp_tools",
@@ -705,6 +706,7 @@ fn resolve(
             .max_stream_event_bytes
             .or(settings.max_stream_event_bytes);
         params.max_stream_bytes = params.max_stream_bytes.or(settings.max_stream_bytes);
+        params.http2 = params.http2.or(settings.http2);
         #[allow(clippy::cast_precision_loss)]
         let weight = params
             .weight

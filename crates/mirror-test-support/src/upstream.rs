@@ -12,10 +12,16 @@
 //! - [`Upstream::with_handler`] hands every request to an async function that builds any response,
 //!   with the helpers [`json()`], [`raw`] and [`sse`].
 //!
+//! It speaks HTTP/1.1 on plain `http://` by default; [`Upstream::serving`] starts one that also
+//! speaks HTTP/2 with prior knowledge (h2c), or TLS with the test certificate authority
+//! ([`tls::CA_PEM`]) offering `h2` and `http/1.1`. Each [`Seen`] says which HTTP version carried it
+//! and on which connection, so a test can tell how its client reached the server.
+//!
 //! The server stops when the last clone of its [`Upstream`] is dropped.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +50,21 @@ pub struct Seen {
     pub headers: HeaderMap,
     /// The body as JSON (`Null` when it is not JSON).
     pub body: Value,
+    /// The HTTP version that carried it (`HTTP/1.1`, `HTTP/2.0`).
+    pub version: String,
+    /// The client's address: one per connection.
+    pub peer: Option<SocketAddr>,
+}
+
+/// How an [`Upstream`] accepts connections.
+#[derive(Clone)]
+pub enum Serving {
+    /// Plain `http://`, HTTP/1.1 (axum's server; what every other constructor starts).
+    Http1,
+    /// Plain `http://`, HTTP/1.1 or HTTP/2 with prior knowledge (h2c), whichever the client speaks.
+    H2c,
+    /// `https://127.0.0.1` with the test certificate, offering these ALPN protocols.
+    Tls(Vec<&'static [u8]>),
 }
 
 impl Seen {
@@ -243,7 +264,21 @@ impl Upstream {
         Self::spawn("upstream", Behaviour::Answer, Some(handler)).await
     }
 
+    /// Starts a scripted server named `name` that accepts connections as `serving` says.
+    pub async fn serving(name: &str, serving: Serving) -> Self {
+        Self::spawn_serving(name, Behaviour::Answer, None, serving).await
+    }
+
     async fn spawn(name: &str, default: Behaviour, handler: Option<Handler>) -> Self {
+        Self::spawn_serving(name, default, handler, Serving::Http1).await
+    }
+
+    async fn spawn_serving(
+        name: &str,
+        default: Behaviour,
+        handler: Option<Handler>,
+        serving: Serving,
+    ) -> Self {
         let (arrivals, _) = watch::channel(0);
         let (gate, _) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -267,10 +302,24 @@ impl Upstream {
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let address = listener.local_addr().unwrap();
+        let (url, task) = match serving {
+            Serving::Http1 => {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                let task = tokio::spawn(async move {
+                    let _ = axum::serve(listener, app).await;
+                });
+                (format!("http://{address}"), task)
+            }
+            Serving::H2c => (
+                format!("http://{address}"),
+                tokio::spawn(tls::accept(listener, app, None)),
+            ),
+            Serving::Tls(alpn) => (
+                format!("https://{address}"),
+                tokio::spawn(tls::accept(listener, app, Some(tls::acceptor(alpn)))),
+            ),
+        };
         Upstream {
             shared,
             url,
@@ -278,7 +327,7 @@ impl Upstream {
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` for [`Serving::Tls`]).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -368,8 +417,13 @@ async fn receive(shared: &Shared, request: Request) -> Call {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        version: format!("{:?}", parts.version),
+        peer: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0),
+        headers: parts.headers,
     };
     let number = {
         let mut all = shared.seen.lock().unwrap();
@@ -633,4 +687,77 @@ pub fn events(events: &[&str]) -> String {
         .iter()
         .map(|event| format!("data: {event}\n\n"))
         .collect()
+}
+
+/// The TLS and h2c side of the upstream: the test certificate authority and the accept loop.
+pub mod tls {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto;
+    use hyper_util::service::TowerToHyperService;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    /// The test certificate authority (PEM): trust it to reach a [`super::Serving::Tls`] upstream.
+    /// Its certificate and the server's are valid from 2000 to 2100, for `127.0.0.1` and
+    /// `localhost`; the private key is a test fixture, never a secret.
+    pub const CA_PEM: &str = include_str!("../tls/ca.pem");
+    const SERVER_PEM: &str = include_str!("../tls/server.pem");
+    const SERVER_KEY_PEM: &str = include_str!("../tls/server-key.pem");
+
+    pub(super) fn acceptor(alpn: Vec<&'static [u8]>) -> TlsAcceptor {
+        let certs = CertificateDer::pem_slice_iter(SERVER_PEM.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(SERVER_KEY_PEM.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        config.alpn_protocols = alpn.into_iter().map(<[u8]>::to_vec).collect();
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// Serves `app` on every connection, over TLS when `tls` is given, speaking whichever of
+    /// HTTP/1.1 and HTTP/2 the client speaks (over TLS: what ALPN chose).
+    pub(super) async fn accept(listener: TcpListener, app: axum::Router, tls: Option<TlsAcceptor>) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let app = app.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                // What axum's `ConnectInfo` reads: the connection a request came on.
+                let service =
+                    TowerToHyperService::new(
+                        app.layer(axum::Extension(ConnectInfo::<SocketAddr>(peer))),
+                    );
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let _ = match tls {
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        Err(_) => return,
+                    },
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                };
+            });
+        }
+    }
 }

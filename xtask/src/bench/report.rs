@@ -369,17 +369,17 @@ fn render_targets(out: &mut String, rows: &[Row]) {
             ));
         }
     }
-    if let Some((gateway, direct)) = pair("S10", "S10d", "1000") {
+    if let Some((gateway, direct)) = pair("S12", "S12d", "1000") {
         notes.push(format!(
-            "- The Responses API, mirrored (S10 - S10d at 1,000 RPS), adds {:.3} ms at p50 and {:.3} ms at p99.",
+            "- The Responses API, mirrored (S12 - S12d at 1,000 RPS), adds {:.3} ms at p50 and {:.3} ms at p99.",
             gateway.p50 - direct.p50,
             gateway.p99 - direct.p99
         ));
     }
-    if let Some((gateway, direct)) = pair("S10s", "S10sd", "1000") {
+    if let Some((gateway, direct)) = pair("S12s", "S12sd", "1000") {
         if let (Some(g), Some(d)) = (gateway.ttfb, direct.ttfb) {
             notes.push(format!(
-                "- Responses streaming, mirrored (S10s - S10sd at 1,000 RPS), adds {:.3} ms to the time to first event at p50 and {:.3} ms at p99.",
+                "- Responses streaming, mirrored (S12s - S12sd at 1,000 RPS), adds {:.3} ms to the time to first event at p50 and {:.3} ms at p99.",
                 g.0 - d.0,
                 g.1 - d.1
             ));

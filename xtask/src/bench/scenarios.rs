@@ -1,4 +1,4 @@
-//! The benchmark scenarios (S1 to S10): what each sends, through what, to which mocks.
+//! The benchmark scenarios (S1 to S12): what each sends, through what, to which mocks.
 
 use std::time::Duration;
 
@@ -35,7 +35,31 @@ pub(super) struct Scenario {
     /// delivery (completed / mirrored) is read when nothing is in flight; also skips the search for
     /// the maximum rate, which would pile up slow copies.
     pub(super) settle: Option<Duration>,
+    /// Pad the user message to about this many bytes of body (0: the standard ~0.5 KB body).
+    pub(super) prompt_bytes: usize,
+    /// Start the gateway with `general_settings.master_key` and send it as the bearer key.
+    pub(super) master_key: bool,
+    /// A second load sent at the same time as each measured rate, reported as its own row.
+    pub(super) background: Option<Background>,
 }
+
+/// A load that runs alongside the measured one (S10h's large requests, S11's invalid keys).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Background {
+    /// The row's label suffix, e.g. `invalid keys`.
+    pub(super) label: &'static str,
+    pub(super) rate: f64,
+    pub(super) prompt_bytes: usize,
+    pub(super) stream: bool,
+    /// The bearer key it sends (`None`: the scenario's).
+    pub(super) key: Option<&'static str>,
+}
+
+/// The key S11's flood sends: never the master key.
+pub(super) const INVALID_KEY: &str = "sk-bench-invalid-0000000000";
+
+/// S10's rates: large bodies are heavy on two cores.
+const LARGE_RATES: &[f64] = &[100.0, 500.0];
 
 /// S9's rates: a busy deployment, a large one, and twice that.
 const REAL_RATES: &[f64] = &[200.0, 1000.0, 2000.0];
@@ -59,6 +83,19 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         min_uptime: Duration::ZERO,
         rates: None,
         settle: None,
+        prompt_bytes: 0,
+        master_key: false,
+        background: None,
+    };
+    // S10: mirrored requests with long prompts; each row waits for its copies, and there is no
+    // search for the maximum.
+    let large = |id: &'static str, title: &'static str, prompt_bytes: usize| Scenario {
+        id,
+        title,
+        prompt_bytes,
+        rates: Some(LARGE_RATES),
+        settle: Some(Duration::from_secs(10)),
+        ..base.clone()
     };
     let real =
         |id: &'static str, title: &'static str, shadow: MockOptions, stream: bool| Scenario {
@@ -146,22 +183,22 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             shadow: slow_model,
             ..base.clone()
         },
-        // S10: the Responses API, whole and streamed, beside S3 and S7 (same mocks, same rates).
+        // S12: the Responses API, whole and streamed, beside S3 and S7 (same mocks, same rates).
         Scenario {
-            id: "S10d",
+            id: "S12d",
             title: "Responses API, direct to the mock",
             via: Via::Direct,
             responses: true,
             ..base.clone()
         },
         Scenario {
-            id: "S10",
+            id: "S12",
             title: "Responses API through the gateway, 100% mirrored",
             responses: true,
             ..base.clone()
         },
         Scenario {
-            id: "S10sd",
+            id: "S12sd",
             title: "Responses API streamed, direct to the mock (8 deltas)",
             via: Via::Direct,
             stream: true,
@@ -169,7 +206,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             ..base.clone()
         },
         Scenario {
-            id: "S10s",
+            id: "S12s",
             title: "Responses API streamed through the gateway, mirrored (8 deltas)",
             stream: true,
             responses: true,
@@ -220,6 +257,48 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             },
             true,
         ),
+        large("S10a", "large context, 1k-token prompts (~4 KB bodies), mirrored", 4 * 1024),
+        large("S10b", "large context, 10k-token prompts (~40 KB bodies), mirrored", 40 * 1024),
+        large("S10c", "large context, 100k-token prompts (~400 KB bodies), mirrored", 400 * 1024),
+        Scenario {
+            id: "S10h",
+            title: "head-of-line: small streamed requests while 100k-token requests run (100 RPS of ~400 KB, mirrored)",
+            stream: true,
+            rates: Some(&[200.0]),
+            settle: Some(Duration::from_secs(10)),
+            background: Some(Background {
+                label: "400 KB",
+                rate: 100.0,
+                prompt_bytes: 400 * 1024,
+                stream: false,
+                key: None,
+            }),
+            ..base.clone()
+        },
+        // S11: a flood of invalid keys next to valid traffic; S11n is the valid traffic alone.
+        Scenario {
+            id: "S11n",
+            title: "master key set, valid keys only",
+            master_key: true,
+            rates: Some(&[1000.0]),
+            settle: Some(Duration::from_secs(10)),
+            ..base.clone()
+        },
+        Scenario {
+            id: "S11",
+            title: "key flood: invalid keys offered at 20,000 RPS next to 1,000 RPS of valid, mirrored traffic",
+            master_key: true,
+            rates: Some(&[1000.0]),
+            settle: Some(Duration::from_secs(10)),
+            background: Some(Background {
+                label: "invalid keys",
+                rate: 20_000.0,
+                prompt_bytes: 0,
+                stream: false,
+                key: Some(INVALID_KEY),
+            }),
+            ..base.clone()
+        },
     ]
 }
 
@@ -231,6 +310,21 @@ pub(super) fn describe(scenario: &Scenario) -> String {
     );
     if scenario.via == Via::Gateway && scenario.model == "bench-mirror" {
         text.push_str(&format!("; shadow mock {}", scenario.shadow.describe()));
+    }
+    if scenario.prompt_bytes > 0 {
+        text.push_str(&format!(
+            "; bodies of ~{} KB",
+            (scenario.prompt_bytes + 512) / 1024
+        ));
+    }
+    if scenario.master_key {
+        text.push_str("; `master_key` set");
+    }
+    if let Some(background) = scenario.background {
+        text.push_str(&format!(
+            "; alongside: {} RPS of {} ({} row)",
+            background.rate, background.label, background.label
+        ));
     }
     if let Some((queue, in_flight)) = scenario.queue {
         text.push_str(&format!(

@@ -222,6 +222,8 @@ impl SilentQueue {
 /// copy against the budget: its task, the router's call state, the upstream client's request and
 /// connection buffers. Measured with the release binary: 44.8 kB per held non-streamed call, 46.4 kB
 /// per held stream, with one-line requests (docs/benchmarks.md, "Bytes per silent call in flight").
+/// That is the HTTP/1.1 cost (one connection per call, ~30 kB of it); over HTTP/2 a call costs
+/// ~17 kB (11 kB streamed), but a server's stream limit then caps the calls in flight, so HTTP/1.1 is what to plan for.
 pub const SILENT_CALL_BYTES: u64 = 44 * 1024;
 
 /// Response bytes a running silent stream holds, charged against the budget as they arrive and

@@ -221,3 +221,32 @@ model_list:
         expect!["config.yaml: model_list[0] (`h`).litellm_params.custom_llm_provider: `custom_llm_provider` (LiteLLM's provider override; write the provider as the `model` prefix, e.g. `openai/<model>`) is not supported"],
     );
 }
+
+#[test]
+fn the_http_version_setting_defaults_from_router_settings() {
+    use mirror_core::Http2;
+    let yaml = "
+model_list:
+  - {model_name: a, litellm_params: {model: openai/a, http2: never}}
+  - {model_name: b, litellm_params: {model: openai/b}}
+router_settings: {http2: always}
+";
+    let config = RouterConfig::from_yaml_str(yaml, "config.yaml").unwrap();
+    let valid = validate(
+        &config,
+        &MirrorSettings::default(),
+        "config.yaml",
+        &["openai"],
+    )
+    .unwrap();
+    let versions: Vec<_> = valid.deployments.iter().map(|d| d.params.http2).collect();
+    assert_eq!(versions, [Some(Http2::Never), Some(Http2::Always)]);
+
+    let err = RouterConfig::from_yaml_str(
+        "model_list:\n  - {model_name: a, litellm_params: {model: openai/a, http2: sometimes}}\n",
+        "config.yaml",
+    )
+    .unwrap_err();
+    expect!["config.yaml: model_list[0].litellm_params.http2: unknown variant `sometimes`, expected one of `auto`, `always`, `never` at line 2 column 62"]
+        .assert_eq(&err.to_string());
+}
