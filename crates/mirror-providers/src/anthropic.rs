@@ -185,13 +185,12 @@ impl Provider for Anthropic {
         "anthropic"
     }
 
+    fn speaks_messages(&self) -> bool {
+        true
+    }
+
     fn api_base(&self, deployment: &DeploymentParams) -> String {
-        public_base(
-            deployment
-                .api_base
-                .as_deref()
-                .unwrap_or(&self.default_base),
-        )
+        public_base(deployment.api_base.as_deref().unwrap_or(&self.default_base))
     }
 
     async fn chat(

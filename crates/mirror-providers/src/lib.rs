@@ -168,6 +168,13 @@ pub trait Provider: Send + Sync + 'static {
         })
     }
 
+    /// Whether this provider speaks Anthropic's Messages API natively, so a Messages request reaches
+    /// it unchanged ([`Provider::messages`], [`Provider::messages_stream`],
+    /// [`Provider::count_tokens`]). Default: false.
+    fn speaks_messages(&self) -> bool {
+        false
+    }
+
     /// An Anthropic Messages create, answered whole. Providers without the Messages API keep this
     /// default, which fails with [`ProviderError::Unsupported`].
     ///

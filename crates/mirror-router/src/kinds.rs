@@ -88,7 +88,12 @@ impl CallKind for Chat {
         deployment: &'a Deployment,
         request: &'a ChatRequest,
     ) -> impl Future<Output = Result<ChatResponse, ProviderError>> + Send + 'a {
-        deployment.provider.chat(&deployment.params, request)
+        async move {
+            if deployment.provider.speaks_messages() {
+                return crate::translate::chat_via_messages(deployment, request).await;
+            }
+            deployment.provider.chat(&deployment.params, request).await
+        }
     }
 
     fn finish(
@@ -135,7 +140,15 @@ impl CallKind for ChatStreamed {
         deployment: &'a Deployment,
         request: &'a ChatRequest,
     ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send + 'a {
-        deployment.provider.chat_stream(&deployment.params, request)
+        async move {
+            if deployment.provider.speaks_messages() {
+                return crate::translate::chat_stream_via_messages(deployment, request).await;
+            }
+            deployment
+                .provider
+                .chat_stream(&deployment.params, request)
+                .await
+        }
     }
 
     fn finish(

@@ -60,7 +60,10 @@ async fn a_message_is_sent_with_anthropic_headers_and_no_gateway_fields() {
         json!({"anthropic-beta": "prompt-caching-2024-07-31, interleaved-thinking-2025-05-14"}),
     );
 
-    let answer = anthropic().messages(&params, &request(false)).await.unwrap();
+    let answer = anthropic()
+        .messages(&params, &request(false))
+        .await
+        .unwrap();
 
     assert_eq!(answer.id, "msg_claude_1");
     assert_eq!(answer.joined_text(), "hello from claude");
@@ -161,7 +164,10 @@ async fn a_tool_call_streams_its_input_in_fragments() {
     }
     let rebuilt = accumulator.finish().unwrap();
     let tool = rebuilt.tool_uses().next().unwrap();
-    assert_eq!((tool.name, tool.input), ("weather", &json!({"city": "Paris"})));
+    assert_eq!(
+        (tool.name, tool.input),
+        ("weather", &json!({"city": "Paris"}))
+    );
     assert_eq!(rebuilt.stop_reason.as_deref(), Some("tool_use"));
 }
 
@@ -175,11 +181,23 @@ async fn count_tokens_sends_only_what_it_accepts() {
     assert_eq!(counted.input_tokens, COUNTED_TOKENS);
     let seen = upstream.only_request();
     assert_eq!(seen.path, "/v1/messages/count_tokens");
-    let mut keys: Vec<&str> = seen.body.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = seen
+        .body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["context_management", "messages", "model", "system", "thinking"]
+        [
+            "context_management",
+            "messages",
+            "model",
+            "system",
+            "thinking"
+        ]
     );
 }
 
@@ -203,7 +221,11 @@ async fn fail(behaviour: Behaviour, stream: bool) -> ProviderError {
     err
 }
 
-fn anthropic_failure(status: u16, message: &str, headers: Vec<(&'static str, String)>) -> Behaviour {
+fn anthropic_failure(
+    status: u16,
+    message: &str,
+    headers: Vec<(&'static str, String)>,
+) -> Behaviour {
     Behaviour::Fail {
         status,
         code: None,
@@ -236,11 +258,19 @@ async fn a_rate_limit_carries_retry_after() {
 
 #[tokio::test]
 async fn bad_requests_are_not_retried_and_long_prompts_fall_back() {
-    let err = fail(anthropic_failure(400, "max_tokens: Field required", Vec::new()), false).await;
+    let err = fail(
+        anthropic_failure(400, "max_tokens: Field required", Vec::new()),
+        false,
+    )
+    .await;
     assert_eq!(err.class(), "bad_request");
     assert!(!err.is_retryable());
     let err = fail(
-        anthropic_failure(400, "prompt is too long: 210000 tokens > 200000 maximum", Vec::new()),
+        anthropic_failure(
+            400,
+            "prompt is too long: 210000 tokens > 200000 maximum",
+            Vec::new(),
+        ),
         true,
     )
     .await;
