@@ -166,7 +166,7 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
         format!("{entry}mirror_settings:\n  max_body_bytes: 0\n"),
         format!("{entry}mirror_settings:\n  default_sample_rate: .nan\n"),
         format!("{entry}mirror_settings:\n  silent_max_per_mniute: 5\n"),
-        format!("{entry}  - model_name: b\n    litellm_params: {{model: anthropic/claude}}\n"),
+        format!("{entry}  - model_name: b\n    litellm_params: {{model: bedrock/claude}}\n"),
     ];
     let mut out = String::new();
     for (index, yaml) in cases.iter().enumerate() {
@@ -197,7 +197,7 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
         $DIR/bad-12.yaml: mirror_settings.max_body_bytes: must be greater than 0 (a number of bytes) at line 6 column 19
         $DIR/bad-13.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got NaN at line 6 column 24
         $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 6 column 3 (did you mean `silent_max_per_minute`?)
-        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: azure, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, mistral, mock, ollama, ollama_chat, openai, openrouter, perplexity, together_ai, xai at line 6 column 29
+        $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: the LiteLLM provider `bedrock` (in `bedrock/claude`) is not supported; supported: anthropic, azure, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, mistral, mock, ollama, ollama_chat, openai, openrouter, perplexity, together_ai, xai at line 6 column 29
     "#]].assert_eq(&out);
 }
 

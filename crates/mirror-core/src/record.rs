@@ -106,6 +106,9 @@ pub enum CallType {
     /// An Anthropic Messages create (`POST /v1/messages`), LiteLLM's `anthropic_messages`.
     #[serde(rename = "anthropic_messages")]
     AnthropicMessages,
+    /// An Anthropic token count (`POST /v1/messages/count_tokens`).
+    #[serde(rename = "count_tokens")]
+    CountTokens,
 }
 
 /// Whether a call succeeded.

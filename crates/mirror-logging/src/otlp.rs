@@ -285,6 +285,7 @@ pub(crate) fn span(record: &CallRecord) -> Value {
         CallType::DeleteResponses => "adelete_responses",
         CallType::CancelResponses => "acancel_responses",
         CallType::ListInputItems => "alist_input_items",
+        CallType::CountTokens => "count_tokens",
     };
     let mut attributes = vec![
         string("gen_ai.operation.name", operation),

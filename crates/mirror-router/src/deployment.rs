@@ -264,6 +264,34 @@ impl Deployment {
             prompt_tokens as f64 * input + completion_tokens as f64 * output
         })
     }
+
+    /// Cost in USD of a call with this usage: as [`Deployment::cost`], with the prompt tokens an
+    /// Anthropic usage says were written to or read from its prompt cache (LiteLLM's
+    /// `cache_creation_input_tokens` / `cache_read_input_tokens`, which only Anthropic answers
+    /// carry) priced at Anthropic's cache multiples of the input price.
+    pub(crate) fn cost_of(&self, usage: &mirror_core::Usage) -> f64 {
+        let count = |key: &str| {
+            usage
+                .extra
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let (written, read) = (
+            count("cache_creation_input_tokens"),
+            count("cache_read_input_tokens"),
+        );
+        if written == 0 && read == 0 {
+            return self.cost(usage.prompt_tokens, usage.completion_tokens);
+        }
+        let plain = usage.prompt_tokens.saturating_sub(written + read);
+        #[allow(clippy::cast_precision_loss)]
+        self.prices.map_or(0.0, |(input, _)| {
+            self.cost(plain, usage.completion_tokens)
+                + written as f64 * input * crate::pricing::ANTHROPIC_CACHE_WRITE
+                + read as f64 * input * crate::pricing::ANTHROPIC_CACHE_READ
+        })
+    }
 }
 
 /// Prices of a deployment: `model_info`, then `litellm_params`, then the built-in table by

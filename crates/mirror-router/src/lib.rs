@@ -27,6 +27,7 @@ mod error;
 mod kinds;
 mod litellm_keys;
 mod locate;
+mod messages;
 mod pricing;
 mod records;
 mod response_ids;
@@ -50,6 +51,7 @@ pub use litellm_keys::{
     classify, Classified, KeyUse, Section, LITELLM_KEYS, REQUEST_DEFAULT_KEYS,
     UNSUPPORTED_PROVIDERS,
 };
+pub use messages::MessagesStream;
 pub use records::RecordConsumer;
 pub use responses::ResponsesStream;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};

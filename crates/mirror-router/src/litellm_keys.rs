@@ -344,7 +344,6 @@ pub fn classify(section: Section, key: &str, implemented: &[&str]) -> Classified
 /// LiteLLM providers Mirror does not serve, refused by name. Registered prefixes (the shipped
 /// adapters and their OpenAI-compatible presets) are never looked up here.
 pub const UNSUPPORTED_PROVIDERS: &[&str] = &[
-    "anthropic",
     "bedrock",
     "bedrock_converse",
     "sagemaker",

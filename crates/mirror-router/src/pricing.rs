@@ -1,11 +1,18 @@
-//! A built-in price table for common OpenAI and Azure OpenAI models, in USD per token.
+//! A built-in price table for common OpenAI, Azure OpenAI and Anthropic models, in USD per token.
 //!
 //! Deployments override it with `model_info.input_cost_per_token` / `output_cost_per_token`. Azure
 //! deployments have user-chosen names: set `model_info.base_model` (e.g. `azure/gpt-4o`) to price them.
 //!
 //! Prices are the providers' standard (pay-as-you-go, global) list prices for text tokens; cached
-//! input, batch and regional (data-zone) discounts or surcharges are not modelled. Azure names its
+//! input, batch and regional (data-zone) discounts or surcharges are not modelled, except Anthropic's
+//! prompt cache, whose usage says which tokens were written to it (1.25 times the input price, the
+//! 5-minute cache) and read from it (0.1 times): see [`ANTHROPIC_CACHE_WRITE`]. Azure names its
 //! models as OpenAI does, except `gpt-35-turbo`, which is listed under both spellings.
+
+/// What a token written to Anthropic's prompt cache costs, as a multiple of the input price.
+pub(crate) const ANTHROPIC_CACHE_WRITE: f64 = 1.25;
+/// What a token read from Anthropic's prompt cache costs, as a multiple of the input price.
+pub(crate) const ANTHROPIC_CACHE_READ: f64 = 0.1;
 
 /// (model, input per 1M tokens, output per 1M tokens), list prices.
 const TABLE: &[(&str, f64, f64)] = &[
@@ -73,6 +80,25 @@ const TABLE: &[(&str, f64, f64)] = &[
     ("o4-mini-2025-04-16", 1.1, 4.4),
     ("o4-mini-deep-research", 2.0, 8.0),
     ("codex-mini-latest", 1.5, 6.0),
+    // Claude (Anthropic's list prices; dated snapshots fall back to these names).
+    ("claude-opus-4-6", 5.0, 25.0),
+    ("claude-opus-4-5", 5.0, 25.0),
+    ("claude-opus-4-1", 15.0, 75.0),
+    ("claude-opus-4", 15.0, 75.0),
+    ("claude-4-opus", 15.0, 75.0),
+    ("claude-sonnet-4-6", 3.0, 15.0),
+    ("claude-sonnet-4-5", 3.0, 15.0),
+    ("claude-sonnet-4", 3.0, 15.0),
+    ("claude-4-sonnet", 3.0, 15.0),
+    ("claude-haiku-4-5", 1.0, 5.0),
+    ("claude-3-7-sonnet", 3.0, 15.0),
+    ("claude-3-7-sonnet-latest", 3.0, 15.0),
+    ("claude-3-5-sonnet", 3.0, 15.0),
+    ("claude-3-5-sonnet-latest", 3.0, 15.0),
+    ("claude-3-5-haiku", 0.8, 4.0),
+    ("claude-3-5-haiku-latest", 0.8, 4.0),
+    ("claude-3-opus", 15.0, 75.0),
+    ("claude-3-haiku", 0.25, 1.25),
     // Embeddings (input only).
     ("text-embedding-3-small", 0.02, 0.0),
     ("text-embedding-3-large", 0.13, 0.0),
@@ -101,8 +127,13 @@ fn lookup(name: &str) -> Option<(f64, f64)> {
         .map(|(_, input, output)| (*input, *output))
 }
 
-/// `name` without a trailing `-YYYY-MM-DD` snapshot date.
+/// `name` without a trailing snapshot date: `-YYYY-MM-DD` (OpenAI) or `-YYYYMMDD` (Anthropic).
 fn strip_date(name: &str) -> Option<&str> {
+    if let Some((stem, date)) = name.rsplit_once('-') {
+        if date.len() == 8 && date.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Some(stem);
+        }
+    }
     let (stem, date) = name.split_at_checked(name.len().checked_sub(11)?)?;
     let bytes = date.as_bytes();
     let is_date = bytes[0] == b'-'
@@ -138,6 +169,19 @@ mod tests {
         // Listed snapshots keep their own price.
         assert_eq!(builtin_price("gpt-4o-2024-05-13"), Some((5e-6, 15e-6)));
         assert_eq!(builtin_price("unknown-2024-01-01"), None);
+        assert_eq!(
+            builtin_price("anthropic/claude-sonnet-4-5-20250929"),
+            Some((3e-6, 15e-6))
+        );
+        assert_eq!(
+            builtin_price("claude-opus-4-1-20250805"),
+            Some((15e-6, 75e-6))
+        );
+        assert_eq!(
+            builtin_price("claude-3-5-haiku-20241022"),
+            Some((0.8 / 1e6, 4e-6))
+        );
+        assert_eq!(builtin_price("claude-unknown-20250101"), None);
         assert_eq!(strip_date("o3-2025-04-16"), Some("o3"));
         assert_eq!(strip_date("gpt-4o"), None);
         assert_eq!(strip_date("gpt-4o-mini-2099-0x-01"), None);

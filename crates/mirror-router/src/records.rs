@@ -88,7 +88,9 @@ impl<R: CallRequest> Call<R> {
             (u.prompt_tokens, u.completion_tokens, total)
         });
         deployment.state.count_tokens(router.clock.minute(), total);
-        let cost = deployment.cost(prompt, completion);
+        let cost = answered
+            .usage
+            .map_or(0.0, |usage| deployment.cost_of(usage));
         router.count_spend(scope.meta.is_silent_experiment, cost, total);
         let Some(records) = &router.records else {
             return;

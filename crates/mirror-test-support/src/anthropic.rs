@@ -118,10 +118,7 @@ pub fn events(message: &Value, error: Option<(&str, &str)>) -> Vec<String> {
         ("ping", json!({})),
     ];
     if let Some((kind, text)) = error {
-        events.push((
-            "error",
-            json!({"error": {"type": kind, "message": text}}),
-        ));
+        events.push(("error", json!({"error": {"type": kind, "message": text}})));
     } else {
         for (index, block) in message["content"]
             .as_array()

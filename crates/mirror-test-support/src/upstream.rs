@@ -445,10 +445,7 @@ async fn scripted(shared: &Shared, mut call: Call) -> Response {
                 )),
                 event(&json!({"error": {"message": message, "type": kind}})),
             ];
-            sse(
-                parts.into_iter().map(Bytes::from).collect(),
-                Ending::Close,
-            )
+            sse(parts.into_iter().map(Bytes::from).collect(), Ending::Close)
         }
     }
 }

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use mirror_providers::{
-    AzureOpenAi, HttpClient, Mock, OpenAi, Provider, ProviderError, OPENAI_COMPATIBLE_PRESETS,
+    Anthropic, AzureOpenAi, HttpClient, Mock, OpenAi, Provider, ProviderError,
+    OPENAI_COMPATIBLE_PRESETS,
 };
 use mirror_router::{RouterBuilder, RouterConfig};
 
 /// The shipped providers on one shared HTTP client: `openai` (and bare model names), `azure`, `mock`,
+/// `anthropic` (Messages API only),
 /// and LiteLLM's OpenAI-compatible providers as presets of the OpenAI adapter (`groq`, `ollama`,
 /// `gemini`, ...; see `OPENAI_COMPATIBLE_PRESETS`).
 ///
@@ -20,6 +22,7 @@ pub fn default_providers() -> Result<Vec<Arc<dyn Provider>>, ProviderError> {
         Arc::new(OpenAi::new(http.clone())),
         Arc::new(AzureOpenAi::new(http.clone())),
         Arc::new(Mock::new()),
+        Arc::new(Anthropic::new(http.clone())),
     ];
     for preset in OPENAI_COMPATIBLE_PRESETS {
         providers.push(Arc::new(OpenAi::preset(http.clone(), preset)));

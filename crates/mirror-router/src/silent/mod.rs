@@ -17,6 +17,7 @@
 pub(crate) mod breaker;
 pub(crate) mod budget;
 pub(crate) mod dispatch;
+mod messages;
 pub(crate) mod queue;
 mod responses;
 pub(crate) mod sampling;
@@ -161,6 +162,11 @@ impl Inner {
             queue::SilentCopy::Chat(copy) => copy,
             queue::SilentCopy::Responses(copy) => {
                 let result = self.run_silent_responses(copy).await;
+                self.note_silent_result(&self.groups[group], &result);
+                return result.is_ok();
+            }
+            queue::SilentCopy::Messages(copy) => {
+                let result = self.run_silent_messages(copy).await;
                 self.note_silent_result(&self.groups[group], &result);
                 return result.is_ok();
             }

@@ -5,7 +5,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mirror_core::{ChatRequest, EmbeddingsRequest, MessageContent, MirrorCopy, ResponsesRequest};
+use mirror_core::{
+    AnthropicContent, ChatRequest, EmbeddingsRequest, MessageContent, MessagesRequest, MirrorCopy,
+    ResponsesRequest, SystemPrompt,
+};
 use tokio::sync::mpsc;
 
 use super::stats::{Counts, DropReason, MirrorStats};
@@ -16,6 +19,7 @@ pub(crate) enum SilentCopy {
     Chat(MirrorCopy),
     Responses(MirrorCopy<ResponsesRequest>),
     Embeddings(MirrorCopy<EmbeddingsRequest>),
+    Messages(MirrorCopy<MessagesRequest>),
 }
 
 /// A silent copy waiting to run.
@@ -232,6 +236,15 @@ impl<'a> StreamCharge<'a> {
     }
 }
 
+impl StreamCharge<'_> {
+    /// Charges `bytes` the call's accumulated answer grew by.
+    pub(crate) fn add_bytes(&mut self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+}
+
 impl Drop for StreamCharge<'_> {
     fn drop(&mut self) {
         self.stats.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
@@ -326,6 +339,51 @@ pub(crate) fn approx_responses_copy_bytes(request: &ResponsesRequest) -> u64 {
     bytes += request.conversation.as_ref().map_or(0, value_bytes);
     bytes += request.metadata.as_ref().map_or(0, map_bytes);
     bytes += request.litellm_metadata.as_ref().map_or(0, map_bytes);
+    bytes += map_bytes(&request.extra);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// Roughly the heap bytes a silent copy of a Messages request holds: its turns' text and blocks
+/// (images and documents dominate), the system prompt, tools and metadata, as [`approx_copy_bytes`]
+/// counts them.
+pub(crate) fn approx_messages_copy_bytes(request: &MessagesRequest) -> u64 {
+    const PER_REQUEST: usize = 512;
+    const PER_MESSAGE: usize = 160;
+    const PER_BLOCK: usize = 96;
+    let blocks = |blocks: &[mirror_core::ContentBlock]| -> usize {
+        blocks
+            .iter()
+            .map(|block| PER_BLOCK + block.kind.len() + map_bytes(&block.fields))
+            .sum()
+    };
+    let mut bytes = PER_REQUEST + request.model.len();
+    bytes += match &request.system {
+        Some(SystemPrompt::Text(text)) => text.len(),
+        Some(SystemPrompt::Blocks(list)) => blocks(list),
+        None => 0,
+    };
+    for message in &request.messages {
+        bytes += PER_MESSAGE + message.role.len() + map_bytes(&message.extra);
+        bytes += match &message.content {
+            AnthropicContent::Text(text) => text.len(),
+            AnthropicContent::Blocks(list) => blocks(list),
+        };
+    }
+    bytes += request
+        .tools
+        .iter()
+        .flatten()
+        .map(value_bytes)
+        .sum::<usize>();
+    for value in [&request.tool_choice, &request.thinking]
+        .into_iter()
+        .flatten()
+    {
+        bytes += value_bytes(value);
+    }
+    bytes += request.metadata.as_ref().map_or(0, map_bytes);
+    bytes += request.litellm_metadata.as_ref().map_or(0, map_bytes);
+    bytes += request.beta.as_ref().map_or(0, String::len);
     bytes += map_bytes(&request.extra);
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }

@@ -87,8 +87,8 @@ fn names_that_resolve_to_nothing() {
         expect![[r#"config.yaml: model_list[0] (`prod`).litellm_params.silent_model: names no model group `prd` (did you mean `prod`?)"#]],
     );
     check(
-        "model_list:\n  - model_name: a\n    litellm_params: {model: anthropic/claude}\n",
-        expect!["config.yaml: model_list[0] (`a`).litellm_params.model: the LiteLLM provider `anthropic` (in `anthropic/claude`) is not supported; supported: mock, openai"],
+        "model_list:\n  - model_name: a\n    litellm_params: {model: bedrock/claude}\n",
+        expect!["config.yaml: model_list[0] (`a`).litellm_params.model: the LiteLLM provider `bedrock` (in `bedrock/claude`) is not supported; supported: mock, openai"],
     );
     check(
         &format!("{entry}router_settings:\n  fallbacks: [{{prod: [nowhere]}}]\n"),

@@ -6,6 +6,7 @@
 mod blocking;
 mod cancellation;
 mod config;
+mod messages;
 mod mirroring;
 mod panics;
 mod responses;
