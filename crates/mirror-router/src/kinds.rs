@@ -88,12 +88,7 @@ impl CallKind for Chat {
         deployment: &'a Deployment,
         request: &'a ChatRequest,
     ) -> impl Future<Output = Result<ChatResponse, ProviderError>> + Send + 'a {
-        async move {
-            if deployment.provider.speaks_messages() {
-                return crate::translate::chat_via_messages(deployment, request).await;
-            }
-            deployment.provider.chat(&deployment.params, request).await
-        }
+        crate::translate::send_chat(deployment, request)
     }
 
     fn finish(
@@ -140,15 +135,7 @@ impl CallKind for ChatStreamed {
         deployment: &'a Deployment,
         request: &'a ChatRequest,
     ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send + 'a {
-        async move {
-            if deployment.provider.speaks_messages() {
-                return crate::translate::chat_stream_via_messages(deployment, request).await;
-            }
-            deployment
-                .provider
-                .chat_stream(&deployment.params, request)
-                .await
-        }
+        crate::translate::send_chat_stream(deployment, request)
     }
 
     fn finish(

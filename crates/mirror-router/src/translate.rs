@@ -62,8 +62,34 @@ fn stream_error(error: AnthropicErrorBody) -> ProviderError {
     }
 }
 
+/// One attempt of a chat completion on `deployment`: in chat completions, or translated to
+/// Messages when that is what the deployment speaks.
+pub(crate) async fn send_chat(
+    deployment: &Deployment,
+    request: &ChatRequest,
+) -> Result<ChatResponse, ProviderError> {
+    if deployment.provider.speaks_messages() {
+        return chat_via_messages(deployment, request).await;
+    }
+    deployment.provider.chat(&deployment.params, request).await
+}
+
+/// One attempt of a streamed chat completion on `deployment`, as [`send_chat`].
+pub(crate) async fn send_chat_stream(
+    deployment: &Deployment,
+    request: &ChatRequest,
+) -> Result<ChunkStream, ProviderError> {
+    if deployment.provider.speaks_messages() {
+        return chat_stream_via_messages(deployment, request).await;
+    }
+    deployment
+        .provider
+        .chat_stream(&deployment.params, request)
+        .await
+}
+
 /// A chat completion from a deployment that speaks Messages.
-pub(crate) async fn chat_via_messages(
+async fn chat_via_messages(
     deployment: &Deployment,
     request: &ChatRequest,
 ) -> Result<ChatResponse, ProviderError> {
@@ -77,7 +103,7 @@ pub(crate) async fn chat_via_messages(
 
 /// A streamed chat completion from a deployment that speaks Messages: its events as chunks, the
 /// usage chunk when the caller asked for it, an `error` event as the stream's error.
-pub(crate) async fn chat_stream_via_messages(
+async fn chat_stream_via_messages(
     deployment: &Deployment,
     request: &ChatRequest,
 ) -> Result<ChunkStream, ProviderError> {
