@@ -730,13 +730,15 @@ fn chat_user_messages(
                                     item.get("text").and_then(Value::as_str).unwrap_or(""),
                                 );
                             }
-                            other => return Err(TranslateError::to_chat(
-                                format!("{}.content[{inner_at}].type", field()),
-                                format!(
+                            other => {
+                                return Err(TranslateError::to_chat(
+                                    format!("{}.content[{inner_at}].type", field()),
+                                    format!(
                                     "`{}` blocks in a tool result (chat tool messages are text)",
                                     other.unwrap_or("")
                                 ),
-                            )),
+                                ))
+                            }
                         }
                     }
                     text
