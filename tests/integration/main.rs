@@ -13,6 +13,7 @@ mod faults_client;
 mod faults_upstream;
 mod gateway;
 mod litellm_fixtures;
+mod messages;
 mod report;
 mod responses;
 mod scale_out;

@@ -340,3 +340,93 @@ def responses_handler(name: str, model_of: Callable[[Recorded], Any] | None = No
         return error_reply(404, f"no route {request.method} {request.path}", "invalid_request_error", None)
 
     return handle
+
+
+# ---- Anthropic Messages API --------------------------------------------------------------------------
+
+
+def anthropic_usage() -> dict[str, int]:
+    """9 uncached input tokens, 2 read from the prompt cache, 4 output."""
+    return {"input_tokens": 9, "output_tokens": 4, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 2}
+
+
+def anthropic_message(message_id: str, model: Any, content: list[dict[str, Any]], stop_reason: str) -> dict[str, Any]:
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": anthropic_usage(),
+    }
+
+
+def anthropic_events(message: dict[str, Any]) -> list[Any]:
+    """The events of `message` in Anthropic's order, as `(event, data)` pairs: `message_start`, a
+    `ping`, each block's start, deltas and stop, `message_delta` with the usage, `message_stop`."""
+    start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start}), ("ping", {})]
+    for index, block in enumerate(message["content"]):
+        if block["type"] == "text":
+            skeleton, text = {**block, "text": ""}, block["text"]
+            first, _, rest = text.partition(" ")
+            pieces = [first + (" " if rest else ""), rest] if rest else [first]
+            deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+        else:  # tool_use
+            skeleton, arguments = {**block, "input": {}}, json.dumps(block["input"])
+            half = len(arguments) // 2
+            deltas = [{"type": "input_json_delta", "partial_json": part} for part in (arguments[:half], arguments[half:])]
+        events.append(("content_block_start", {"index": index, "content_block": skeleton}))
+        events += [("content_block_delta", {"index": index, "delta": delta}) for delta in deltas]
+        events.append(("content_block_stop", {"index": index}))
+    events.append(("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None}, "usage": {"output_tokens": message["usage"]["output_tokens"]}}))
+    events.append(("message_stop", {}))
+    return [(kind, {"type": kind, **data}) for kind, data in events]
+
+
+def anthropic_error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> Reply:
+    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"}
+    return Reply(status, body, {"request-id": "req_fake", **(headers or {})})
+
+
+def anthropic_handler(name: str) -> Handler:
+    """An Anthropic Messages server (`/v1/messages`, `/v1/messages/count_tokens`): answers `hello from
+    <name>` with ids `msg_<name>_<n>`; a request with tools whose last turn is not a tool result gets a
+    `tool_use` of its first tool with input `{"city": "Paris"}`. Requests without `x-api-key` or
+    `anthropic-version` get Anthropic's 401 / 400."""
+    counter = itertools.count(1)
+    lock = threading.Lock()
+
+    def handle(request: Recorded) -> Reply:
+        if not request.headers.get("x-api-key"):
+            return anthropic_error(401, "authentication_error", "x-api-key header is required")
+        if not request.headers.get("anthropic-version"):
+            return anthropic_error(400, "invalid_request_error", "anthropic-version: header is required")
+        body = request.json or {}
+        if request.path.endswith("/v1/messages/count_tokens"):
+            return Reply(body={"input_tokens": 21}, headers={"request-id": "req_fake"})
+        if not request.path.endswith("/v1/messages"):
+            return anthropic_error(404, "not_found_error", f"no route {request.path}")
+        with lock:
+            number = next(counter)
+        messages = body.get("messages") or []
+        last = messages[-1]["content"] if messages else ""
+        answered_tool = isinstance(last, list) and any(block.get("type") == "tool_result" for block in last)
+        tools = body.get("tools") or []
+        if tools and not answered_tool:
+            tool = tools[0]["name"]
+            content = [
+                {"type": "text", "text": f"calling {tool}"},
+                {"type": "tool_use", "id": f"toolu_{name}_{number}", "name": tool, "input": {"city": "Paris"}},
+            ]
+            stop = "tool_use"
+        else:
+            content, stop = [{"type": "text", "text": f"hello from {name}"}], "end_turn"
+        message = anthropic_message(f"msg_{name}_{number}", body.get("model"), content, stop)
+        if body.get("stream"):
+            return Reply(events=anthropic_events(message), headers={"request-id": "req_fake"})
+        return Reply(body=message, headers={"request-id": "req_fake"})
+
+    return handle

@@ -44,7 +44,8 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             Some("invalid_api_key"),
-            "missing or invalid API key: send `Authorization: Bearer <key>` or an `api-key` header",
+            "missing or invalid API key: send `Authorization: Bearer <key>`, an `api-key` or an \
+             `x-api-key` header",
         )
     }
 

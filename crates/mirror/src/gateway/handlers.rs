@@ -56,8 +56,12 @@ pub(crate) async fn authenticate(
                     .strip_prefix("Bearer ")
                     .or_else(|| value.strip_prefix("bearer "))
             });
-        let api_key = headers.get("api-key").and_then(|value| value.to_str().ok());
-        let presented = bearer.or(api_key).unwrap_or("");
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        // `api-key` is Azure clients' header, `x-api-key` the Anthropic SDKs'.
+        let presented = bearer
+            .or_else(|| header("api-key"))
+            .or_else(|| header("x-api-key"))
+            .unwrap_or("");
         let matches: bool = presented
             .trim()
             .as_bytes()
@@ -65,7 +69,13 @@ pub(crate) async fn authenticate(
             .into();
         if !matches {
             state.metrics.observe_status(401);
-            return with_ids(ApiError::unauthorized().into_response(), &fresh_ids());
+            let error = ApiError::unauthorized();
+            let response = if super::messages::is_messages_path(request.uri().path()) {
+                super::messages::anthropic_error(&error)
+            } else {
+                error.into_response()
+            };
+            return with_ids(response, &fresh_ids());
         }
     }
     next.run(request).await
@@ -175,7 +185,7 @@ pub(crate) const MAX_TRACE_ID_CHARS: usize = 128;
 /// Caller values that come back in response headers (`metadata.trace_id`, as `x-mirror-trace-id`)
 /// must be short visible ASCII; anything else is refused with 400 rather than truncated, so a
 /// trace id is never silently changed.
-fn check_echoed(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
+pub(super) fn check_echoed(metadata: Option<&Map<String, Value>>) -> Result<(), ApiError> {
     let Some(Value::String(trace_id)) = metadata.and_then(|m| m.get(TRACE_ID_METADATA_KEY)) else {
         return Ok(());
     };
@@ -603,7 +613,7 @@ pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) ->
 /// A caller's W3C `traceparent` (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) gives the
 /// call's trace id, so its spans and records join the caller's trace; `metadata.trace_id`, LiteLLM's
 /// way, wins when both are sent. A malformed header is ignored, as the W3C spec asks.
-fn apply_traceparent(
+pub(super) fn apply_traceparent(
     headers: &HeaderMap,
     metadata: Option<&Map<String, Value>>,
     meta: &mut CallMeta,

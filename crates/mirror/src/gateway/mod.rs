@@ -14,6 +14,7 @@ mod error;
 mod handlers;
 mod limits;
 mod listen;
+mod messages;
 mod metrics;
 mod responses;
 
@@ -277,7 +278,7 @@ impl Gateway {
     /// The HTTP application.
     pub fn app(&self) -> axum::Router {
         let state = Arc::clone(&self.state);
-        let protected = responses::routes(axum::Router::new())
+        let protected = messages::routes(responses::routes(axum::Router::new()))
             .route("/v1/chat/completions", post(handlers::chat))
             .route("/chat/completions", post(handlers::chat))
             .route(
