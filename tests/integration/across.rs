@@ -157,3 +157,122 @@ async fn a_claude_primary_answers_chat_and_is_paired_with_its_gpt_shadow_in_the_
     );
     assert!(edge.agreement.comparable >= 1, "{edge:#?}");
 }
+
+fn reverse_config(gpt: &Upstream, claude: &Upstream) -> String {
+    format!(
+        r#"
+model_list:
+  - model_name: gpt
+    litellm_params: {{model: openai/gpt-4o-mini, api_base: "{gpt}", api_key: sk-upstream-secret, silent_model: claude}}
+  - model_name: claude
+    litellm_params: {{model: anthropic/claude-sonnet-4-5-20250929, api_base: "{claude}", api_key: sk-ant-secret}}
+router_settings: {{num_retries: 0}}
+mirror_settings:
+  log_file: "{{log}}"
+"#,
+        gpt = gpt.base(),
+        claude = claude.url(),
+    )
+}
+
+async fn post_messages(base: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(format!("{base}/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpt_primary_answers_messages_with_anthropic_events_and_pairs_with_its_claude_shadow() {
+    let gpt = Upstream::start("gpt").await;
+    let claude = Upstream::start("claude").await;
+    let gateway = RunningGateway::start(&reverse_config(&gpt, &claude)).await;
+
+    let streamed = json!({
+        "model": "gpt", "max_tokens": 64, "stream": true,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    });
+    let response = post_messages(&gateway.base, &streamed).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{text}"
+    );
+    let mut content = String::new();
+    let mut final_usage = Value::Null;
+    for data in text.lines().filter_map(|line| line.strip_prefix("data: ")) {
+        let event: Value = serde_json::from_str(data).unwrap();
+        if let Some(piece) = event.pointer("/delta/text").and_then(Value::as_str) {
+            content.push_str(piece);
+        }
+        if event["type"] == "message_delta" {
+            assert_eq!(event["delta"]["stop_reason"], "end_turn");
+            final_usage = event["usage"].clone();
+        }
+    }
+    assert_eq!(content, "hello from gpt");
+    assert_eq!(final_usage, json!({"input_tokens": 5, "output_tokens": 3}));
+    let seen = gpt.only_request();
+    assert_eq!(
+        seen.body["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
+    );
+
+    let refused = json!({
+        "model": "gpt", "max_tokens": 64, "container": "container_1",
+        "messages": [{"role": "user", "content": "hi"}]
+    });
+    let response = post_messages(&gateway.base, &refused).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`container` cannot be translated to OpenAI chat completions"),
+        "{body}"
+    );
+    assert_eq!(gpt.count(), 1, "the refused request was never sent");
+
+    let (report, records) = gateway.stop().await;
+    assert!(report.mirror.is_balanced(), "{:?}", report.mirror);
+    let primary = records
+        .iter()
+        .find(|r| r["metadata"]["is_silent_experiment"] != true && r["status"] == "success")
+        .unwrap();
+    let shadow = records
+        .iter()
+        .find(|r| r["metadata"]["mirror_of"] == primary["litellm_call_id"])
+        .unwrap_or_else(|| panic!("no shadow of {primary} in {records:#?}"));
+    assert_eq!(primary["custom_llm_provider"], "openai");
+    assert_eq!(shadow["custom_llm_provider"], "anthropic");
+    assert_eq!(shadow["status"], "success");
+    assert_eq!(
+        shadow["call_type"], primary["call_type"],
+        "the copy keeps its format"
+    );
+    let seen = claude.requests();
+    assert!(seen.iter().all(|seen| seen.path.ends_with("/v1/messages")));
+    assert_eq!(
+        seen[0].body["system"], "Be brief.",
+        "the copy is the caller's Messages body"
+    );
+}
