@@ -1,7 +1,9 @@
-//! `mirror mock-upstream`: a fast OpenAI-shaped upstream for benchmarks and manual testing.
+//! `mirror mock-upstream`: a fast OpenAI- and Anthropic-shaped upstream for benchmarks and manual
+//! testing.
 //!
-//! It answers `POST /v1/chat/completions` (and `/chat/completions`) with a fixed completion, or with
-//! server-sent events when the body asks for `"stream": true`, after a configurable latency. A
+//! It answers `POST /v1/chat/completions` (and `/chat/completions`) with a fixed completion, and
+//! `POST /v1/messages` with a fixed Anthropic message, or with server-sent events when the body
+//! asks for `"stream": true` (chat chunks, or Anthropic's events), after a configurable latency. A
 //! configurable fraction of calls fails with a 500, and another fraction is cut off mid-response
 //! (the connection is closed after the status line, as a crashed or reset upstream does).
 //! `GET /stats` returns how many calls it answered, failed and reset.
@@ -85,7 +87,57 @@ struct MockState {
     chunks: Vec<Bytes>,
     usage_chunk: Bytes,
     error: Bytes,
+    /// The Messages API answer and events (`event:` and `data:` lines).
+    message: Bytes,
+    message_events: Vec<Bytes>,
     counters: Counters,
+}
+
+/// The Anthropic message and its events: `message_start`, one text block of `chunks` deltas,
+/// `message_delta` with the usage, `message_stop`.
+fn anthropic_answers(chunks: usize) -> (Bytes, Vec<Bytes>) {
+    let text = "token ".repeat(chunks);
+    let usage = serde_json::json!({"input_tokens": 24, "output_tokens": chunks});
+    let message = serde_json::json!({
+        "id": "msg_mock", "type": "message", "role": "assistant", "model": MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+    });
+    let event = |name: &str, data: serde_json::Value| {
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    };
+    let mut start = message.clone();
+    start["content"] = serde_json::json!([]);
+    start["stop_reason"] = serde_json::Value::Null;
+    let mut events = vec![
+        event(
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": start}),
+        ),
+        event(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    for _ in 0..chunks {
+        events.push(event(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "token "}}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        serde_json::json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event(
+        "message_delta",
+        serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": chunks}}),
+    ));
+    events.push(event(
+        "message_stop",
+        serde_json::json!({"type": "message_stop"}),
+    ));
+    (Bytes::from(message.to_string()), events)
 }
 
 const MODEL: &str = "mock-upstream";
@@ -136,7 +188,10 @@ impl MockState {
         let error = serde_json::json!({
             "error": {"message": "mock failure (--failure-rate)", "type": "server_error", "code": null}
         });
+        let (message, message_events) = anthropic_answers(args.stream_chunks);
         MockState {
+            message,
+            message_events,
             latency: Duration::from_millis(args.latency_ms),
             chunk_interval: Duration::from_millis(args.chunk_interval_ms),
             failure_rate: args.failure_rate.clamp(0.0, 1.0),
@@ -183,6 +238,7 @@ pub async fn serve(
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
         .route("/stats", get(stats))
         .with_state(state);
     // Without TCP_NODELAY each streamed chunk after the first waits for the previous one's ACK.
@@ -226,6 +282,20 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    answer(state, body, Api::Chat).await
+}
+
+async fn messages(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    answer(state, body, Api::Messages).await
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    Chat,
+    Messages,
+}
+
+async fn answer(state: Arc<MockState>, body: Bytes, api: Api) -> Response {
     let counters = &state.counters;
     counters.requests.fetch_add(1, Ordering::Relaxed);
     let stream = contains(&body, b"\"stream\":true") || contains(&body, b"\"stream\": true");
@@ -257,6 +327,23 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
     counters.ok.fetch_add(1, Ordering::Relaxed);
+    if api == Api::Messages {
+        if !stream {
+            return json(StatusCode::OK, state.message.clone());
+        }
+        counters.streams.fetch_add(1, Ordering::Relaxed);
+        return event_stream(futures::stream::unfold(0usize, move |index| {
+            let state = Arc::clone(&state);
+            async move {
+                let event = state.message_events.get(index)?.clone();
+                // The interval sits between deltas, as between a model's tokens.
+                if index > 2 && !state.chunk_interval.is_zero() {
+                    tokio::time::sleep(state.chunk_interval).await;
+                }
+                Some((Ok::<Bytes, Infallible>(event), index + 1))
+            }
+        }));
+    }
     if !stream {
         return json(StatusCode::OK, state.completion.clone());
     }
@@ -287,6 +374,12 @@ async fn chat(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
             Some((Ok::<Bytes, Infallible>(event), next))
         }
     });
+    event_stream(events)
+}
+
+fn event_stream(
+    events: impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
@@ -321,13 +414,39 @@ mod tests {
             "{stream}"
         );
         assert_eq!(stream.matches("[DONE]").count(), 1, "{stream}");
+        let message = raw_post_to(
+            address,
+            "/v1/messages",
+            r#"{"model":"m","max_tokens":8,"messages":[]}"#,
+        )
+        .await;
+        assert!(message.contains("\"type\":\"message\""), "{message}");
+        let events = raw_post_to(
+            address,
+            "/v1/messages",
+            r#"{"model":"m","max_tokens":8,"stream":true,"messages":[]}"#,
+        )
+        .await;
+        assert_eq!(
+            events.matches("event: content_block_delta").count(),
+            8,
+            "{events}"
+        );
+        assert!(
+            events.contains("event: message_stop\ndata: {\"type\":\"message_stop\"}"),
+            "{events}"
+        );
     }
 
     async fn raw_post(address: std::net::SocketAddr, body: &str) -> String {
+        raw_post_to(address, "/v1/chat/completions", body).await
+    }
+
+    async fn raw_post_to(address: std::net::SocketAddr, path: &str, body: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let request = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
         socket.write_all(request.as_bytes()).await.unwrap();
