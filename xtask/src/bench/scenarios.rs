@@ -1,4 +1,4 @@
-//! The benchmark scenarios (S1 to S9): what each sends, through what, to which mocks.
+//! The benchmark scenarios (S1 to S10): what each sends, through what, to which mocks.
 
 use std::time::Duration;
 
@@ -13,6 +13,15 @@ pub(super) enum Via {
     Gateway,
 }
 
+/// The API a scenario calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Api {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Scenario {
     pub(super) id: &'static str,
@@ -21,6 +30,7 @@ pub(super) struct Scenario {
     /// The model group asked for (`bench-direct` has no `silent_model`).
     pub(super) model: &'static str,
     pub(super) stream: bool,
+    pub(super) api: Api,
     pub(super) primary: MockOptions,
     pub(super) shadow: MockOptions,
     /// `silent_queue_size` and `silent_max_in_flight`, when not the defaults.
@@ -50,6 +60,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         via: Via::Gateway,
         model: "bench-mirror",
         stream: false,
+        api: Api::Chat,
         primary: healthy,
         shadow: healthy,
         queue: None,
@@ -188,6 +199,41 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             },
             true,
         ),
+        // S10: Anthropic's Messages API, streamed (what coding agents send): direct, through the
+        // gateway, mirrored in the same format, and mirrored across formats (the copy translated to
+        // chat completions for an OpenAI shadow).
+        Scenario {
+            id: "S10d",
+            title: "streamed Messages, direct to the mock (8 deltas)",
+            via: Via::Direct,
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S10n",
+            title: "streamed Messages through the gateway, no mirroring",
+            model: "bench-claude",
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S10",
+            title: "streamed Messages, mirrored to a Claude shadow",
+            model: "bench-claude-mirror",
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S10x",
+            title: "streamed Messages, mirrored across formats to a GPT shadow",
+            model: "bench-claude-to-gpt",
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
     ]
 }
 
@@ -197,7 +243,11 @@ pub(super) fn describe(scenario: &Scenario) -> String {
         scenario.title,
         scenario.primary.describe()
     );
-    if scenario.via == Via::Gateway && scenario.model == "bench-mirror" {
+    let mirrored = matches!(
+        scenario.model,
+        "bench-mirror" | "bench-claude-mirror" | "bench-claude-to-gpt"
+    );
+    if scenario.via == Via::Gateway && mirrored {
         text.push_str(&format!("; shadow mock {}", scenario.shadow.describe()));
     }
     if let Some((queue, in_flight)) = scenario.queue {
