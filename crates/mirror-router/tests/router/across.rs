@@ -97,7 +97,13 @@ async fn a_chat_request_to_a_claude_group_is_translated_both_ways() {
     assert_eq!(record.call_type, CallType::Completion);
     assert_eq!(record.custom_llm_provider, "anthropic");
     assert_eq!((record.prompt_tokens, record.completion_tokens), (11, 4));
-    assert!(record.response_cost > 0.0, "Claude prices apply");
+    // Priced as the same answer to /v1/messages: cache reads at a tenth of the input price.
+    let expected = 9.0 * 3e-6 + 2.0 * 0.3e-6 + 4.0 * 15e-6;
+    assert!(
+        (record.response_cost - expected).abs() < 1e-12,
+        "{}",
+        record.response_cost
+    );
 }
 
 #[tokio::test]
@@ -367,4 +373,36 @@ async fn count_tokens_on_a_group_that_does_not_speak_messages_is_refused_clearly
     let text = mirror_core::error_chain(&err);
     assert!(text.contains("count_tokens"), "{text}");
     assert_eq!(upstream.count(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_error_event_ends_a_translated_chat_stream_with_its_status() {
+    let upstream = Upstream::with_default(
+        "claude",
+        mirror_test_support::Behaviour::StreamError {
+            kind: "overloaded_error",
+            message: "Overloaded".to_owned(),
+        },
+    )
+    .await;
+    let (builder, mut records) = both_builder();
+    let router = builder
+        .deployment(claude("claude", "claude-1", &upstream))
+        .build()
+        .unwrap();
+    let mut stream = router
+        .chat_stream(stream_request("claude"))
+        .await
+        .unwrap()
+        .response;
+    let mut items = Vec::new();
+    while let Some(item) = stream.next().await {
+        items.push(item);
+    }
+    let err = items.pop().unwrap().unwrap_err();
+    assert_eq!(err.provider_error().and_then(|e| e.status()), Some(529));
+    assert!(items.iter().all(Result::is_ok), "only the last item fails");
+    let record = crate::support::next_record(&mut records).await;
+    assert_eq!(record.status, CallStatus::Failure);
+    assert!(record.error_str.unwrap().contains("Overloaded"));
 }
