@@ -1,3 +1,5 @@
+//! Snapshot tests of the translation both ways: requests, answers, streams, and what is refused.
+
 use expect_test::{expect, Expect};
 use serde_json::{json, Value};
 
