@@ -196,7 +196,7 @@ async fn mirror_check_refuses_bad_values_with_file_path_and_line() {
         $DIR/bad-11.yaml: mirror_settings.silent_max_in_flight: must be greater than 0 (a number of silent calls at once) at line 6 column 25
         $DIR/bad-12.yaml: mirror_settings.max_body_bytes: must be greater than 0 (a number of bytes) at line 6 column 19
         $DIR/bad-13.yaml: mirror_settings.default_sample_rate: must be between 0 and 1, got NaN at line 6 column 24
-        $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 6 column 3 (did you mean `silent_max_per_minute`?)
+        $DIR/bad-14.yaml: mirror_settings: unknown field `silent_max_per_mniute`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `admin_without_key`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `silent_targets`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 6 column 3 (did you mean `silent_max_per_minute`?)
         $DIR/bad-15.yaml: model_list[1] (`b`).litellm_params.model: the LiteLLM provider `bedrock` (in `bedrock/claude`) is not supported; supported: anthropic, azure, cerebras, deepseek, fireworks_ai, gemini, groq, hosted_vllm, mistral, mock, ollama, ollama_chat, openai, openrouter, perplexity, together_ai, xai at line 6 column 29
     "#]].assert_eq(&out);
 }
@@ -226,7 +226,7 @@ fn mirror_settings_keys_are_the_same_as_before() {
     let err = parse("mirror_settings:\n  queue_size: 7\n")
         .unwrap_err()
         .to_string();
-    expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 2 column 3"].assert_eq(&err);
+    expect_test::expect!["config.yaml: mirror_settings: unknown field `queue_size`, expected one of `log_file`, `log_max_bytes`, `log_daily_rotation`, `max_body_bytes`, `shutdown_timeout`, `admin_without_key`, `silent_queue_size`, `silent_max_bytes`, `silent_queue_max_bytes`, `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`, `silent_max_per_minute`, `silent_targets`, `max_client_connections`, `client_header_timeout`, `client_body_min_rate`, `client_body_grace`, `max_body_bytes_in_flight` at line 2 column 3"].assert_eq(&err);
 }
 
 #[test]

@@ -13,6 +13,7 @@ async fn demo_mirrors_every_request_and_pairs_every_shadow() {
         requests: 60,
         concurrency: 8,
         log_path: dir.join("calls.jsonl"),
+        ui: None,
     };
     let outcome = run(&options).await.unwrap();
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod across;
+mod admin;
 mod cache;
 mod config;
 mod config_props;
@@ -18,3 +19,4 @@ mod report;
 mod responses;
 mod scale_out;
 mod support;
+mod ui;

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use mirror_test_support::anthropic::{events, message, COUNTED_TOKENS};
+use mirror_test_support::upstream::{sse, Ending};
 use mirror_test_support::{Behaviour, Upstream};
 use serde_json::{json, Value};
 
@@ -149,6 +150,54 @@ async fn messages_are_answered_unchanged_and_mirrored_under_both_prefixes() {
             .unwrap()
             .contains("hello from shadow"));
     }
+
+    // `mirror report` pairs them like any other primary and shadow.
+    let dir = std::env::temp_dir().join(format!("mirror-messages-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("calls.jsonl");
+    let lines: String = records.iter().map(|record| format!("{record}\n")).collect();
+    std::fs::write(&path, lines).unwrap();
+    let report =
+        mirror_report::analyze_paths(&[path], &mirror_report::ReportOptions::default(), false)
+            .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let edge = report
+        .edges
+        .iter()
+        .find(|e| e.primary_group == "claude" && e.shadow_group == "claude-shadow")
+        .unwrap_or_else(|| panic!("no claude -> claude-shadow edge: {report:#?}"));
+    assert_eq!((edge.primaries, edge.pairs, edge.missing), (4, 4, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_stream_ends_with_an_anthropic_error_event() {
+    // The upstream closes the stream before `message_stop`.
+    let primary = Upstream::with_handler(|call| async move {
+        let all = events(&message("primary", call.number, &call.seen), None);
+        let pieces = all[..all.len() - 1]
+            .iter()
+            .map(|event| axum::body::Bytes::from(event.clone()))
+            .collect();
+        sse(pieces, Ending::Close)
+    })
+    .await;
+    let shadow = Upstream::start("shadow").await;
+    let gateway = RunningGateway::start(&config(&primary, &shadow)).await;
+    let response = post(&gateway.base, "/v1/messages", &body(true)).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("event: message_start\n"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let data: Value =
+        serde_json::from_str(last.strip_prefix("event: error\ndata: ").unwrap()).unwrap();
+    assert_eq!(data["type"], "error");
+    assert_eq!(data["error"]["type"], "api_error");
+    let (_, records) = gateway.stop().await;
+    let primary_record = records
+        .iter()
+        .find(|r| r["metadata"]["is_silent_experiment"] != true)
+        .unwrap();
+    assert_eq!(primary_record["status"], "failure");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,6 +259,21 @@ async fn errors_have_anthropic_s_shape_and_status() {
         response.status(),
         200,
         "the master key as a bearer token works too"
+    );
+
+    // A wrong method, an unknown path under the Anthropic prefix.
+    let response = client()
+        .get(format!("{base}/v1/messages"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    let (status, error) = error_of(response).await;
+    assert_eq!((status, error["type"].as_str()), (405, Some("error")));
+    let (status, error) = error_of(post(base, "/anthropic/v1/nothing", &body(false)).await).await;
+    assert_eq!(
+        (status, error["error"]["type"].as_str()),
+        (404, Some("not_found_error"))
     );
 
     // An unknown model, a body that is not a Messages request.

@@ -79,6 +79,7 @@ async fn demo_log(dir: &Path, requests: usize) -> PathBuf {
         requests,
         concurrency: 8,
         log_path: dir.join("demo.jsonl"),
+        ui: None,
     };
     mirror_cli::demo::run(&options).await.unwrap();
     options.log_path

@@ -89,6 +89,12 @@ pub(crate) struct RunningGateway {
 impl RunningGateway {
     /// Starts a gateway on `yaml`; `{log}` in the text is replaced by a fresh log path.
     pub(crate) async fn start(yaml: &str) -> Self {
+        Self::start_on(yaml, "127.0.0.1:0", None).await
+    }
+
+    /// Starts a gateway on `yaml` listening on `bind`; with `file`, the text is written there first
+    /// and the gateway reloads from it (`POST /admin/reload`, `SIGHUP`).
+    pub(crate) async fn start_on(yaml: &str, bind: &str, file: Option<&std::path::Path>) -> Self {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let log = std::env::temp_dir().join(format!(
             "mirror-gateway-test-{}-{}.jsonl",
@@ -97,10 +103,22 @@ impl RunningGateway {
         ));
         let _ = std::fs::remove_file(&log);
         let yaml = yaml.replace("{log}", &log.display().to_string());
-        let config = GatewayConfig::from_yaml_str(&yaml, "test.yaml").unwrap();
-        let gateway = Gateway::from_config(&config).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address: SocketAddr = listener.local_addr().unwrap();
+        let gateway = match file {
+            Some(file) => {
+                std::fs::write(file, &yaml).unwrap();
+                let config = GatewayConfig::from_file(file).unwrap();
+                Gateway::from_config(&config).unwrap().reload_from(file)
+            }
+            None => {
+                let config = GatewayConfig::from_yaml_str(&yaml, "test.yaml").unwrap();
+                Gateway::from_config(&config).unwrap()
+            }
+        };
+        let listener = TcpListener::bind(bind).await.unwrap();
+        let mut address: SocketAddr = listener.local_addr().unwrap();
+        if address.ip().is_unspecified() {
+            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             gateway

@@ -190,6 +190,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "mirror-providers",
             "mirror-router",
             "mirror-logging",
+            // Optional: only with the `ui` feature (the live page).
+            "mirror-report",
         ],
     ),
     (

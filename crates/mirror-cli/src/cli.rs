@@ -38,7 +38,11 @@ pub struct CheckArgs {
 /// When the configuration is invalid or the address cannot be bound.
 pub async fn serve(args: &ServeArgs) -> Result<ShutdownReport, GatewayError> {
     let config = load(args.config.as_deref())?;
-    let gateway = Gateway::from_config(&config)?;
+    let mut gateway = Gateway::from_config(&config)?;
+    if let Some(path) = &args.config {
+        // SIGHUP and `POST /admin/reload` read this file again.
+        gateway = gateway.reload_from(path);
+    }
     let address = format!("{}:{}", args.host, args.port);
     eprintln!(
         "Mirror gateway on http://{address} ({}); model groups: {}; logs: {}.",
@@ -133,6 +137,24 @@ fn describe(config: &GatewayConfig, gateway: &Gateway) -> String {
     }
     if !any {
         let _ = writeln!(out, "  (no deployment names a silent_model)");
+    }
+    for target in router
+        .mirror_controls()
+        .targets
+        .iter()
+        .filter(|t| t.max_spend_usd.is_some() || t.until.is_some())
+    {
+        let mut limits = Vec::new();
+        if let (Some(max), Some(period)) = (target.max_spend_usd, target.spend_period) {
+            limits.push(format!("at most {max} USD per {period}"));
+        }
+        if let Some(until) = &target.until {
+            limits.push(format!("until {until}"));
+        }
+        let line = format!("  {}: {}", target.silent_group, limits.join(", "));
+        if !out.contains(&format!("{line}\n")) {
+            let _ = writeln!(out, "{line}");
+        }
     }
     let _ = writeln!(
         out,

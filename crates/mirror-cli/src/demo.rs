@@ -3,7 +3,8 @@
 //! It starts the gateway in-process on a free loopback port with the built-in configuration (mock
 //! providers, `primary` mirrored to `shadow`, a JSONL log), sends a burst of HTTP requests through it
 //! with a progress bar, shuts it down (which drains the silent calls and flushes the log), reads the
-//! log back and prints the primary-vs-shadow comparison.
+//! log back and prints the primary-vs-shadow comparison. With `--ui` it prints the live page's URL
+//! first and keeps serving the page for a minute after the run.
 
 use std::error::Error;
 use std::io::IsTerminal;
@@ -28,6 +29,9 @@ pub struct DemoOptions {
     pub concurrency: usize,
     /// Where the JSONL log goes (replaced if it exists).
     pub log_path: PathBuf,
+    /// With the live page (`mirror demo --ui`): how long the gateway keeps serving `/ui` after the
+    /// run (Ctrl-C ends it sooner). Its URL is printed on stderr before the run.
+    pub ui: Option<Duration>,
 }
 
 /// What happened.
@@ -63,7 +67,11 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
     config.mirror_settings.log_file = Some(options.log_path.clone());
     let gateway = Gateway::from_config(&config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/v1/chat/completions", listener.local_addr()?);
+    let address = listener.local_addr()?;
+    let base = format!("http://{address}/v1/chat/completions");
+    if options.ui.is_some() {
+        eprintln!("Live page: http://{address}/ui");
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway.serve(listener, async move {
         let _ = stopped.await;
@@ -109,6 +117,16 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
         .await;
     let elapsed = started.elapsed();
     progress.finish_and_clear();
+    if let Some(linger) = options.ui {
+        eprintln!(
+            "The live page stays at http://{address}/ui for {} s (Ctrl-C ends it sooner).",
+            linger.as_secs()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(linger) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
 
     // Shutting down drains the silent calls and flushes the log.
     let _ = stop.send(());

@@ -42,6 +42,9 @@ enum Command {
         /// Where to write the JSONL call log.
         #[arg(long, default_value = "mirror-demo.jsonl")]
         log: PathBuf,
+        /// Print the live page's URL (`/ui`) and keep serving it for a minute after the run.
+        #[arg(long)]
+        ui: bool,
     },
     /// Compare primary and silent calls from JSONL call logs or an S3 prefix: latency, cost,
     /// errors, agreement.
@@ -115,11 +118,13 @@ fn run() -> anyhow::Result<()> {
             requests,
             concurrency,
             log,
+            ui,
         } => {
             let options = DemoOptions {
                 requests,
                 concurrency,
                 log_path: log,
+                ui: ui.then_some(std::time::Duration::from_secs(60)),
             };
             let outcome = runtime
                 .block_on(demo::run(&options))

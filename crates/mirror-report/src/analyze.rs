@@ -273,7 +273,11 @@ impl Analyzer {
     /// Adds one record.
     pub fn push(&mut self, record: &CallRecord) {
         self.totals.records += 1;
-        if record.call_type != CallType::Completion {
+        // Chat completions and Anthropic messages (recorded in chat's shape) are compared.
+        if !matches!(
+            record.call_type,
+            CallType::Completion | CallType::AnthropicMessages
+        ) {
             self.totals.other_calls += 1;
             return;
         }

@@ -28,6 +28,7 @@ mod html;
 mod input;
 mod intervals;
 mod judge;
+mod live;
 mod s3;
 mod stats;
 mod table;
@@ -48,6 +49,7 @@ pub use html::render_html;
 pub use input::{analyze_paths, analyze_reader, feed_paths};
 pub use intervals::{Estimate, Intervals, CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_RESERVOIR};
 pub use judge::{judge, judge_prompt, parse_verdict, JudgeOutcome, JudgeVerdict};
+pub use live::{estimated_bytes, RecentRecords, WindowStats, LIVE_MAX_BYTES, LIVE_MAX_RECORDS};
 pub use s3::{analyze_s3, feed_s3, parse_s3_url, reader_config, s3_progress};
 pub use stats::{Percentiles, SideStats};
 pub use table::Table;
@@ -107,7 +109,7 @@ pub struct Totals {
     pub primaries: u64,
     /// Silent chat records.
     pub shadows: u64,
-    /// Records of other calls (embeddings), not compared.
+    /// Records of other calls (embeddings, Responses, token counts), not compared.
     pub other_calls: u64,
     /// Calls whose caller went away before they finished (status `cancelled`), not compared: their
     /// latency is the caller's patience, not the model's. A silent call whose primary was cancelled

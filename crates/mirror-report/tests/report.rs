@@ -502,3 +502,69 @@ fn cache_hits_are_counted_per_side_and_shown() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn the_live_window_reports_what_the_log_reports() {
+    let dir = temp_dir("live");
+    let mut records = Vec::new();
+    for i in 0..40 {
+        let text = if i % 3 == 0 { "no" } else { "yes" };
+        let p = streamed(
+            primary("gpt-4o", "gpt-4o", 0.1 + f64::from(i) / 100.0, "yes"),
+            0.05,
+        );
+        let mut s = streamed(shadow(&p, "mini", "mini", 0.3, text), 0.07);
+        if i % 10 == 0 {
+            s = failed(s, "timeout");
+        }
+        records.push(p);
+        records.push(s);
+    }
+    let path = write_log(&dir, "live.jsonl", records).await;
+    let logged = analyze_paths(std::slice::from_ref(&path), &options(), false).unwrap();
+    // The same records as the log holds (read back: a log's floats are what the report reads).
+    let mut window = mirror_report::RecentRecords::new(1_000, 16 << 20);
+    for line in std::fs::read_to_string(&path).unwrap().lines() {
+        window.push(serde_json::from_str(line).unwrap());
+    }
+    let live = window.report(&options());
+    assert_eq!(live.edges, logged.edges);
+    assert_eq!(live.totals, logged.totals);
+    assert_eq!(edge(&live, "gpt-4o", "mini").pairs, 40);
+    assert_eq!(window.stats().records, 80);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_live_window_is_bounded_in_records_and_bytes() {
+    let p = primary("gpt-4o", "gpt-4o", 0.1, &"x".repeat(10_000));
+    let size = mirror_report::estimated_bytes(&p);
+    assert!(size > 10_000, "{size}");
+    let mut window = mirror_report::RecentRecords::new(3, usize::MAX);
+    for _ in 0..5 {
+        window.push(primary("gpt-4o", "gpt-4o", 0.1, "a"));
+    }
+    assert_eq!((window.stats().records, window.stats().evicted), (3, 2));
+    // Room for two large records: the third pushes the oldest out.
+    let mut window = mirror_report::RecentRecords::new(100, 2 * size + size / 2);
+    for _ in 0..3 {
+        window.push(p.clone());
+    }
+    let stats = window.stats();
+    assert_eq!((stats.records, stats.evicted, stats.seen), (2, 1, 3));
+    assert!(stats.bytes <= stats.max_bytes);
+    // A record larger than the whole budget is never kept.
+    let mut window = mirror_report::RecentRecords::new(100, size / 2);
+    window.push(p);
+    assert_eq!((window.stats().records, window.stats().evicted), (0, 1));
+    // The report reads only what the window holds: the oldest pair's primary left.
+    let first = primary("gpt-4o", "gpt-4o", 0.1, "a");
+    let mut window = mirror_report::RecentRecords::new(3, usize::MAX);
+    window.push(first.clone());
+    window.push(shadow(&first, "mini", "mini", 0.2, "a"));
+    let second = primary("gpt-4o", "gpt-4o", 0.1, "b");
+    window.push(second.clone());
+    window.push(shadow(&second, "mini", "mini", 0.2, "b"));
+    let report = window.report(&options());
+    assert_eq!(edge(&report, "gpt-4o", "mini").pairs, 1);
+}

@@ -2,6 +2,7 @@
 //! run-time switches and shutdown.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mirror_core::{
@@ -137,7 +138,15 @@ impl Router {
 
     /// The silent-mirroring counters.
     pub fn mirror_stats(&self) -> MirrorSnapshot {
-        self.inner.silent.stats.snapshot()
+        let mut snapshot = self.inner.silent.stats.snapshot();
+        // Counted from this router's own breakers: the counters are taken over by a reloaded
+        // router, its breakers are not.
+        snapshot.breakers_open = self
+            .silent_breakers()
+            .iter()
+            .filter(|(_, open)| *open)
+            .count() as u64;
+        snapshot
     }
 
     /// Counters of the response cache (all zero, `enabled: false`, when it is off). For the
@@ -173,9 +182,18 @@ impl Router {
         }
     }
 
-    /// Switches mirroring on or off for every deployment, at run time.
+    /// Switches mirroring on or off for every deployment, at run time; with shared state, on every
+    /// instance (published at the next sync, which this call starts). A reload keeps it.
     pub fn set_mirroring(&self, enabled: bool) {
         self.inner.silent.enabled.store(enabled, Ordering::Release);
+        self.inner.silent.enabled_set.store(true, Ordering::Release);
+        self.inner
+            .silent
+            .enabled_dirty
+            .store(true, Ordering::Release);
+        if let Some(shared) = &self.inner.shared {
+            shared.wake();
+        }
     }
 
     /// Whether mirroring is switched on.
@@ -254,6 +272,23 @@ impl Router {
             .into_iter()
             .map(|index| (groups[index].name.clone(), groups[index].breaker.is_open()))
             .collect()
+    }
+
+    /// Retires a router a reload replaced: waits (up to `deadline`) until nothing uses it any more
+    /// (no call in flight, primary or silent, and no copy queued), then stops its dispatcher; what
+    /// is still running at the deadline is cut and counted as dropped at shutdown. Its counters go
+    /// on in the router that took them over ([`RouterBuilder::carry_over`](crate::RouterBuilder)).
+    pub async fn retire(self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        // Calls in flight and running silent copies each hold the router's state; this handle is
+        // the one left when they have all ended.
+        while (Arc::strong_count(&self.inner) > 1 || !self.inner.silent.is_empty())
+            && Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.inner.silent.closed.store(true, Ordering::Release);
+        self.inner.hard_stop.send_replace(true);
     }
 
     /// Stops taking silent copies, lets queued and running ones finish until `deadline`, and counts

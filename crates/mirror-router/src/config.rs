@@ -564,6 +564,34 @@ pub struct MirrorSettings {
     /// (`dropped_rate_capped`). `silent_max_per_minute`; None: no cap.
     #[serde(rename = "silent_max_per_minute", default)]
     pub max_mirrors_per_minute: Option<u64>,
+    /// Limits per silent target (a silent model group, by name): a spend budget and an end
+    /// (`silent_targets`; see [`SilentTargetSettings`]).
+    #[serde(default)]
+    pub silent_targets: std::collections::BTreeMap<String, SilentTargetSettings>,
+}
+
+/// `mirror_settings.silent_targets.<silent group>`: when copies to one silent group stop.
+///
+/// Names follow LiteLLM's budgets (`max_budget`, `budget_duration`), with the unit in the name
+/// as in the admin API: `max_spend_usd` and `budget_duration` (`1d`: per UTC day; left out: in
+/// total). `until` (an RFC 3339 date-time, or a date meaning midnight UTC) or `duration` (`7d`,
+/// `12h`, counted from the process start) ends the experiment. Copies past the budget are dropped
+/// as `budget_exhausted`, past the end as `experiment_ended`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SilentTargetSettings {
+    /// Most USD the silent group's calls may cost per period (greater than 0).
+    #[serde(default)]
+    pub max_spend_usd: Option<f64>,
+    /// The budget's period: `1d` (per UTC day, also `24h`); left out: the budget is in total.
+    #[serde(default)]
+    pub budget_duration: Option<String>,
+    /// When copies stop: an RFC 3339 date-time or a date.
+    #[serde(default)]
+    pub until: Option<String>,
+    /// How long copies run, from the process start: `90s`, `30m`, `12h`, `7d`.
+    #[serde(default)]
+    pub duration: Option<String>,
 }
 
 impl MirrorSettings {
@@ -643,6 +671,7 @@ impl Default for MirrorSettings {
             sample_key: None,
             enabled: default_enabled(),
             max_mirrors_per_minute: None,
+            silent_targets: std::collections::BTreeMap::new(),
         }
     }
 }

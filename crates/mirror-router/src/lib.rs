@@ -22,6 +22,7 @@ mod blocking;
 mod cache;
 mod call;
 mod config;
+mod controls;
 mod deployment;
 mod error;
 mod kinds;
@@ -44,8 +45,9 @@ pub use blocking::{BlockingChatStream, BlockingRouter};
 pub use cache::{CacheConfig, CacheStats, CacheStatus};
 pub use config::{
     parse_yaml, parse_yaml_as_pyyaml, GroupAlias, MirrorSettings, ModelDeployment, RouterConfig,
-    RouterSettings, RoutingStrategy, RoutingStrategyArgs,
+    RouterSettings, RoutingStrategy, RoutingStrategyArgs, SilentTargetSettings,
 };
+pub use controls::{ControlError, MirrorControls, TargetChange, TargetStatus};
 pub use error::{ConfigError, Position, RouterError};
 pub use litellm_keys::{
     classify, Classified, KeyUse, Section, LITELLM_KEYS, REQUEST_DEFAULT_KEYS,

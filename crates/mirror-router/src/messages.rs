@@ -273,9 +273,15 @@ impl CallKind for MessagesStreamed {
         _deployment: &Deployment,
         answer: MessagesEventStream,
     ) -> MessagesStream {
+        // Without payloads in records only the usage and stop reason are kept, not the text.
+        let accumulator = if call.scope.router.record_payloads {
+            MessagesAccumulator::default()
+        } else {
+            MessagesAccumulator::with_max_bytes(0)
+        };
         MessagesStream {
             events: answer,
-            accumulator: Some(MessagesAccumulator::default()),
+            accumulator: Some(accumulator),
             first_token: None,
             call: Some(call),
             failure: None,

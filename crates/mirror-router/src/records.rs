@@ -92,6 +92,9 @@ impl<R: CallRequest> Call<R> {
             .usage
             .map_or(0.0, |usage| deployment.cost_of(usage));
         router.count_spend(scope.meta.is_silent_experiment, cost, total);
+        if scope.meta.is_silent_experiment {
+            router.count_target_spend(&deployment.group, cost);
+        }
         let Some(records) = &router.records else {
             return;
         };

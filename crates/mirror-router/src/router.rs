@@ -14,7 +14,8 @@ use crate::deployment::{prices, Clock, Deployment, DeploymentState};
 use crate::error::ConfigError;
 use crate::records::RecordConsumer;
 use crate::select::Group;
-use crate::shared::SharedState;
+use crate::shared::{SharedState, SyncedControls};
+use crate::silent::control::TargetLimits;
 use crate::silent::dispatch::dispatch_loop;
 use crate::silent::{MinuteBudget, SilentBreaker, SilentQueue};
 use crate::validate::validate;
@@ -61,7 +62,7 @@ pub(crate) struct Inner {
     pub(crate) records: Option<Arc<dyn RecordConsumer>>,
     /// Whether records carry messages and responses (`RecordConsumer::wants_payloads`).
     pub(crate) record_payloads: bool,
-    pub(crate) spend: SpendStats,
+    pub(crate) spend: Arc<SpendStats>,
     pub(crate) hard_stop: watch::Sender<bool>,
     /// State shared with other instances through Redis; None keeps everything in memory.
     pub(crate) shared: Option<Arc<SharedState>>,
@@ -78,6 +79,7 @@ pub struct RouterBuilder {
     records: Option<Arc<dyn RecordConsumer>>,
     mirror: MirrorSettings,
     cache: Option<CacheConfig>,
+    previous: Option<Arc<Inner>>,
 }
 
 impl Router {
@@ -90,6 +92,7 @@ impl Router {
             records: None,
             mirror: MirrorSettings::default(),
             cache: None,
+            previous: None,
         }
     }
 }
@@ -99,6 +102,16 @@ impl RouterBuilder {
     /// None (the default) turns it off. `build` checks it.
     pub fn cache(mut self, cache: Option<CacheConfig>) -> Self {
         self.cache = cache;
+        self
+    }
+
+    /// Builds the router that replaces `previous` (a config reload): it takes over the silent
+    /// counters and the spend (so they do not restart from zero), the run-time switches and rate
+    /// overrides and each silent target's spend so far (by group name), and the Responses links
+    /// when the model groups are the same. Cooldowns, breakers and per-minute counts start afresh.
+    /// `previous` keeps serving the calls it has; shut it down once they end.
+    pub fn carry_over(mut self, previous: &Router) -> Self {
+        self.previous = Some(Arc::clone(&previous.inner));
         self
     }
 
@@ -175,6 +188,27 @@ impl RouterBuilder {
             router_settings: settings,
         } = self.config;
         let mirror_settings = self.mirror;
+        let previous = self.previous;
+        // A silent target's run-time state, taken over from the router this one replaces.
+        let runtime_of = |name: &str| {
+            previous
+                .as_ref()
+                .and_then(|old| {
+                    let index = old
+                        .groups
+                        .binary_search_by(|g| g.name.as_str().cmp(name))
+                        .ok()?;
+                    Some(Arc::clone(&old.groups[index].runtime))
+                })
+                .unwrap_or_default()
+        };
+        let limits_of = |name: &str| {
+            mirror_settings
+                .silent_targets
+                .get(name)
+                .map(TargetLimits::from_settings)
+                .unwrap_or_default()
+        };
         let cache = match &self.cache {
             Some(config) => {
                 let cache = config
@@ -219,6 +253,8 @@ impl RouterBuilder {
                     deployments: vec![Arc::clone(&deployment)],
                     budget: Arc::new(MinuteBudget::default()),
                     breaker: SilentBreaker::default(),
+                    runtime: Arc::default(),
+                    limits: TargetLimits::default(),
                 }),
             );
             members[checked.group].push(deployment);
@@ -233,6 +269,8 @@ impl RouterBuilder {
             .map(|(index, (name, deployments))| {
                 names.insert(name.clone(), index);
                 Arc::new(Group {
+                    runtime: runtime_of(&name),
+                    limits: limits_of(&name),
                     name,
                     deployments,
                     budget: Arc::new(MinuteBudget::default()),
@@ -257,13 +295,40 @@ impl RouterBuilder {
                 message,
                 position: None,
             })?
-            .map(Arc::new);
+            .map(|shared| {
+                // A reload keeps the instance id: what it published stays its own.
+                let old = previous.as_ref().and_then(|old| old.shared.as_ref());
+                Arc::new(match old {
+                    Some(old) => shared.with_instance(old.instance()),
+                    None => shared,
+                })
+            });
         // Instances that share state must agree on minutes and cooldown ends: the wall clock.
         let clock = if shared.is_some() {
             Clock::wall()
         } else {
             Clock::new()
         };
+        let (mut silent, receiver) = SilentQueue::new(
+            mirror_settings.queue_size,
+            mirror_settings.max_bytes,
+            mirror_settings.enabled,
+        );
+        let mut spend = Arc::default();
+        if let Some(old) = &previous {
+            silent.take_over(&old.silent);
+            let same_groups = old.groups.len() == groups.len()
+                && old
+                    .groups
+                    .iter()
+                    .zip(&groups)
+                    .all(|(a, b)| a.name == b.name);
+            if same_groups {
+                silent.links = Arc::clone(&old.silent.links);
+            }
+            spend = Arc::clone(&old.spend);
+        }
+        drop(previous);
         if let Some(shared) = &shared {
             let deployments = groups
                 .iter()
@@ -278,13 +343,26 @@ impl RouterBuilder {
             } else {
                 Vec::new()
             };
-            shared.spawn_sync(&handle, deployments, budgets, clock);
+            let mut silent_groups: Vec<usize> = groups
+                .iter()
+                .flat_map(|group| group.deployments.iter())
+                .flat_map(|d| d.silent.iter().map(|target| target.group))
+                .collect();
+            silent_groups.sort_unstable();
+            silent_groups.dedup();
+            let controls = SyncedControls {
+                enabled: Arc::clone(&silent.enabled),
+                enabled_dirty: Arc::clone(&silent.enabled_dirty),
+                targets: silent_groups
+                    .into_iter()
+                    .map(|index| {
+                        let group = &groups[index];
+                        (group.name.clone(), Arc::clone(&group.runtime), group.limits)
+                    })
+                    .collect(),
+            };
+            shared.spawn_sync(&handle, deployments, budgets, controls, clock);
         }
-        let (silent, receiver) = SilentQueue::new(
-            mirror_settings.queue_size,
-            mirror_settings.max_bytes,
-            mirror_settings.enabled,
-        );
         let record_payloads = self
             .records
             .as_ref()
@@ -302,7 +380,7 @@ impl RouterBuilder {
             silent,
             records: self.records,
             record_payloads,
-            spend: SpendStats::default(),
+            spend,
             hard_stop,
             shared,
             cache,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::RoutingStrategy;
 use crate::deployment::{Clock, Deployment};
+use crate::silent::control::{TargetLimits, TargetRuntime};
 use crate::silent::{MinuteBudget, SilentBreaker};
 
 /// A model group: the deployments that serve one `model_name`.
@@ -17,6 +18,11 @@ pub(crate) struct Group {
     pub(crate) budget: Arc<MinuteBudget>,
     /// Whether silent copies to this group are worth sending.
     pub(crate) breaker: SilentBreaker,
+    /// Run-time switch, rate override and spend of this group as a silent target (kept across
+    /// reloads).
+    pub(crate) runtime: Arc<TargetRuntime>,
+    /// Its `mirror_settings.silent_targets` budget and end.
+    pub(crate) limits: TargetLimits,
 }
 
 /// Default share-the-load buffer of latency-based routing.

@@ -9,11 +9,18 @@
 //! `redis_timeout_ms`. When Redis is unreachable or slow, every decision is taken on local state (as
 //! last synced), the outage is logged once and counted, and the next successful sync rejoins.
 //!
+//! Mirror controls ride the same sync: a switch or rate set on one instance (admin API,
+//! `Router::set_mirroring`, `Router::set_target`) is written to one hash (`<prefix>:mirror:controls`)
+//! at its next sync, which it wakes, and every instance applies that hash at each sync (a field
+//! never set there leaves the local value alone; the last write wins). Each silent target's spend is
+//! published like the counts below, per instance and spend period (`<prefix>:{silent:<group>}:spend:
+//! <UTC day or total>`), and the others' sum is pulled into the budget's atomics.
+//!
 //! Every instance publishes its own absolute count per minute in a hash field named by its instance
 //! id, and a sync only ever raises that field: a lost or repeated sync cannot count twice, and a
 //! restarted (empty) Redis is refilled by the next sync.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -24,7 +31,21 @@ use tokio::sync::Notify;
 
 use crate::config::RouterSettings;
 use crate::deployment::{Clock, Deployment};
+use crate::silent::control::{wall_ms, TargetLimits, TargetRuntime};
 use crate::silent::MinuteBudget;
+
+/// How long a daily spend key lives: its day and one more.
+const DAY_SPEND_TTL_MS: u64 = 2 * 86_400_000;
+/// How long a total spend key lives without a sync refreshing it.
+const TOTAL_SPEND_TTL_MS: u64 = 400 * 86_400_000;
+
+/// What the sync shares of the mirror controls: the global switch and every silent target.
+#[derive(Debug)]
+pub(crate) struct SyncedControls {
+    pub(crate) enabled: Arc<AtomicBool>,
+    pub(crate) enabled_dirty: Arc<AtomicBool>,
+    pub(crate) targets: Vec<(String, Arc<TargetRuntime>, TargetLimits)>,
+}
 
 /// How long per-minute keys live: the minute itself and one more, for late syncs.
 const MINUTE_KEY_TTL_MS: u64 = 120_000;
@@ -78,6 +99,7 @@ pub(crate) struct SharedState {
     wake: Notify,
     reserve_script: Script,
     sync_script: Script,
+    controls_script: Script,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -158,6 +180,39 @@ end
 return out
 ";
 
+/// Writes the controls set on this instance, returns the whole controls hash, publishes this
+/// instance's spend per silent target and returns the others'.
+///
+/// KEYS[1]: the controls hash; then one spend hash per target. ARGV: instance id, number of control
+/// fields set, the field/value pairs, then per target the local spend (micro-USD) and its TTL ms.
+/// Returns strings: the number of hash entries (fields and values), the entries, then per target
+/// the others' spend.
+const CONTROLS_LUA: &str = r"
+local id = ARGV[1]
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[1], ARGV[3 + i * 2], ARGV[4 + i * 2])
+end
+local all = redis.call('HGETALL', KEYS[1])
+local out = {tostring(#all)}
+for _, v in ipairs(all) do out[#out + 1] = v end
+local base = 3 + n * 2
+for j = 2, #KEYS do
+  local mine = tonumber(ARGV[base + (j - 2) * 2])
+  local ttl = ARGV[base + (j - 2) * 2 + 1]
+  local cur = tonumber(redis.call('HGET', KEYS[j], id) or '0')
+  if mine > cur then
+    redis.call('HSET', KEYS[j], id, mine)
+    cur = mine
+  end
+  if cur > 0 then redis.call('PEXPIRE', KEYS[j], ttl) end
+  local total = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[j])) do total = total + tonumber(v) end
+  out[#out + 1] = tostring(total - cur)
+end
+return out
+";
+
 impl SharedState {
     /// The shared state configured in `settings`, or None when Redis is not configured.
     ///
@@ -234,7 +289,30 @@ impl SharedState {
             wake: Notify::new(),
             reserve_script: Script::new(RESERVE_LUA),
             sync_script: Script::new(SYNC_LUA),
+            controls_script: Script::new(CONTROLS_LUA),
         }))
+    }
+
+    /// The same shared state under instance id `instance` (a reloaded router keeps its id).
+    pub(crate) fn with_instance(mut self, instance: &str) -> Self {
+        instance.clone_into(&mut self.instance);
+        self
+    }
+
+    pub(crate) fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn controls_key(&self) -> String {
+        format!("{}:mirror:controls", self.prefix)
+    }
+
+    fn spend_key(&self, group: &str, period: u64) -> String {
+        if period == 0 {
+            format!("{}:{{silent:{group}}}:spend:total", self.prefix)
+        } else {
+            format!("{}:{{silent:{group}}}:spend:{period}", self.prefix)
+        }
     }
 
     fn usage_key(&self, deployment: &str, kind: &str, minute: u64) -> String {
@@ -354,6 +432,7 @@ impl SharedState {
         handle: &tokio::runtime::Handle,
         deployments: Vec<Arc<Deployment>>,
         budgets: Vec<(String, Arc<MinuteBudget>)>,
+        controls: SyncedControls,
         clock: Clock,
     ) {
         let weak: Weak<SharedState> = Arc::downgrade(self);
@@ -361,6 +440,9 @@ impl SharedState {
             loop {
                 let Some(shared) = weak.upgrade() else { break };
                 shared.sync(&deployments, &budgets, &clock).await;
+                if shared.is_connected() {
+                    shared.sync_controls(&controls).await;
+                }
                 let interval = shared.interval;
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
@@ -368,6 +450,119 @@ impl SharedState {
                 }
             }
         });
+    }
+
+    /// Publishes the controls set here and this instance's spend; applies everybody's.
+    async fn sync_controls(&self, controls: &SyncedControls) {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let global_dirty = controls.enabled_dirty.swap(false, Ordering::AcqRel);
+        if global_dirty {
+            let on = controls.enabled.load(Ordering::Acquire);
+            fields.push(("enabled".to_owned(), u8::from(on).to_string()));
+        }
+        let mut dirty = Vec::new();
+        for (name, runtime, _) in &controls.targets {
+            if runtime.dirty.swap(false, Ordering::AcqRel) {
+                dirty.push(runtime);
+                if let Some(on) = runtime.switch() {
+                    fields.push((format!("target:{name}:enabled"), u8::from(on).to_string()));
+                }
+                if let Some(rate) = runtime.rate() {
+                    fields.push((format!("target:{name}:rate"), rate.to_string()));
+                }
+            }
+        }
+        let now = wall_ms();
+        let mut invocation = self.controls_script.prepare_invoke();
+        invocation
+            .key(self.controls_key())
+            .arg(&self.instance)
+            .arg(fields.len());
+        for (field, value) in &fields {
+            invocation.arg(field).arg(value);
+        }
+        let mut periods = Vec::with_capacity(controls.targets.len());
+        for (name, runtime, limits) in &controls.targets {
+            let period = limits.period(now);
+            periods.push(period);
+            let ttl = if period == 0 {
+                TOTAL_SPEND_TTL_MS
+            } else {
+                DAY_SPEND_TTL_MS
+            };
+            invocation
+                .key(self.spend_key(name, period))
+                .arg(runtime.local_spend(period))
+                .arg(ttl);
+        }
+        let mut connection = self.connection.clone();
+        let reply = tokio::time::timeout(
+            SYNC_TIMEOUT,
+            invocation.invoke_async::<Vec<String>>(&mut connection),
+        )
+        .await;
+        let values = match reply {
+            Ok(Ok(values)) => values,
+            failed => {
+                // Publish again at the next sync.
+                if global_dirty {
+                    controls.enabled_dirty.store(true, Ordering::Release);
+                }
+                for runtime in dirty {
+                    runtime.dirty.store(true, Ordering::Release);
+                }
+                let error = match failed {
+                    Ok(Err(err)) => err.to_string(),
+                    _ => format!("no answer within {} ms", SYNC_TIMEOUT.as_millis()),
+                };
+                return self.mark_down(&error);
+            }
+        };
+        let entries: usize = values.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let (hash, spends) = values
+            .get(1..)
+            .unwrap_or_default()
+            .split_at(entries.min(values.len().saturating_sub(1)));
+        for pair in hash.chunks_exact(2) {
+            let (field, value) = (pair[0].as_str(), pair[1].as_str());
+            if field == "enabled" {
+                // A change made here since this sync began is published by the next one first.
+                if !controls.enabled_dirty.load(Ordering::Acquire) {
+                    controls.enabled.store(value == "1", Ordering::Release);
+                }
+                continue;
+            }
+            let Some(rest) = field.strip_prefix("target:") else {
+                continue;
+            };
+            let Some((name, what)) = rest.rsplit_once(':') else {
+                continue;
+            };
+            let Some((_, runtime, _)) = controls.targets.iter().find(|(n, _, _)| n == name) else {
+                continue;
+            };
+            // A change made here since this sync began is published by the next one first.
+            if runtime.dirty.load(Ordering::Acquire) {
+                continue;
+            }
+            match what {
+                "enabled" => runtime.set_enabled(value == "1"),
+                "rate" => {
+                    if let Ok(rate) = value.parse::<f64>() {
+                        if (0.0..=1.0).contains(&rate) {
+                            runtime.set_rate(rate);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (((_, runtime, _), period), others) in controls.targets.iter().zip(periods).zip(spends)
+        {
+            if let Ok(others) = others.parse::<u64>() {
+                runtime.set_remote_spend(period, others);
+            }
+        }
     }
 
     /// One exchange: publish local counts and cooldowns, pull the others'.

@@ -552,6 +552,46 @@ fn mirror_values(mirror: &MirrorSettings) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Checks one `mirror_settings.silent_targets` entry; the field is returned as `.name`.
+fn silent_target_values(target: &crate::config::SilentTargetSettings) -> Result<(), Problem> {
+    use crate::silent::control::{parse_duration, parse_rfc3339_ms};
+    if let Some(usd) = target.max_spend_usd {
+        if !(usd > 0.0 && usd.is_finite() && usd <= 1e9) {
+            return Err((
+                ".max_spend_usd".to_owned(),
+                format!("must be a number of USD greater than 0, got {usd}"),
+            ));
+        }
+    }
+    if let Some(period) = &target.budget_duration {
+        if target.max_spend_usd.is_none() {
+            return Err((
+                ".budget_duration".to_owned(),
+                "is set without `max_spend_usd`: set the budget it is the period of".to_owned(),
+            ));
+        }
+        if !matches!(period.trim(), "1d" | "24h") {
+            return Err((
+                ".budget_duration".to_owned(),
+                format!("`{period}` is not supported: use `1d` for a budget per UTC day, or leave it out for a budget in total"),
+            ));
+        }
+    }
+    if target.until.is_some() && target.duration.is_some() {
+        return Err((
+            ".duration".to_owned(),
+            "is set together with `until`: set one end, a date (`until`) or a length from the process start (`duration`)".to_owned(),
+        ));
+    }
+    if let Some(until) = &target.until {
+        parse_rfc3339_ms(until).map_err(|message| (".until".to_owned(), message))?;
+    }
+    if let Some(duration) = &target.duration {
+        parse_duration(duration).map_err(|message| (".duration".to_owned(), message))?;
+    }
+    Ok(())
+}
+
 fn resolve(
     config: &RouterConfig,
     mirror: &MirrorSettings,
@@ -728,6 +768,26 @@ fn resolve(
                 unknown_group(name),
             ));
         }
+    }
+
+    for (name, target) in &mirror.silent_targets {
+        let path = |field: &str| format!("mirror_settings.silent_targets.{name}{field}");
+        let index = groups.binary_search(&name.as_str()).ok();
+        let mirrored = index.is_some_and(|index| {
+            deployments
+                .iter()
+                .any(|d| d.silent.iter().any(|t| t.group == index))
+        });
+        if !mirrored {
+            let mut message = if index.is_some() {
+                format!("`{name}` is a model group but no deployment names it in `silent_model`")
+            } else {
+                unknown_group(name)
+            };
+            message.push_str("; `silent_targets` sets limits for silent groups only");
+            return Err((path(""), message));
+        }
+        silent_target_values(target).map_err(|(field, message)| (path(&field), message))?;
     }
 
     Ok(ValidConfig {

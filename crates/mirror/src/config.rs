@@ -201,6 +201,10 @@ pub struct MirrorSection {
     /// than 0, at most 1 hour).
     #[serde(default = "default_shutdown_seconds")]
     pub shutdown_timeout: f64,
+    /// Opens the admin API (`/admin/...`) without a master key on a listener that is not
+    /// loopback-only (default false: it answers 403 then).
+    #[serde(default)]
+    pub admin_without_key: bool,
     /// The router's silent-mirroring settings: `silent_queue_size`, `silent_max_bytes`,
     /// `silent_max_in_flight`, `default_sample_rate`, `sample_key`, `mirroring_enabled`,
     /// `silent_max_per_minute`.
@@ -216,12 +220,13 @@ pub struct MirrorSection {
 }
 
 /// The keys of `mirror_settings` that are the gateway's own.
-const GATEWAY_KEYS: [&str; 5] = [
+const GATEWAY_KEYS: [&str; 6] = [
     "log_file",
     "log_max_bytes",
     "log_daily_rotation",
     "max_body_bytes",
     "shutdown_timeout",
+    "admin_without_key",
 ];
 
 /// Refuses any key left over in a section (see [`MirrorSection`]).
@@ -286,6 +291,7 @@ impl Default for MirrorSection {
             log_daily_rotation: false,
             max_body_bytes: default_max_body_bytes(),
             shutdown_timeout: default_shutdown_seconds(),
+            admin_without_key: false,
             mirror: MirrorSettings::default(),
             limits: crate::gateway::ClientLimits::default(),
             unknown: UnknownKeys,

@@ -4,14 +4,13 @@
 //! call them again) unless the deployment sets `silent_mirror_mcp_tools`. The copy keeps the
 //! caller's `anthropic-beta` header, so a same-format silent call sees what the primary saw.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use mirror_core::{CallMeta, MessagesRequest, MirrorCopy};
 
 use super::queue::{self, SilentCopy, SilentJob};
-use super::{sampling, DropReason};
+use super::DropReason;
 use crate::deployment::Deployment;
 use crate::messages::{Messages, MessagesStreamed};
 use crate::router::Inner;
@@ -39,10 +38,8 @@ impl Inner {
             let group = &self.groups[target.group];
             if meta.mirror_opt_out {
                 stats.mirrored_and_dropped(DropReason::OptedOut);
-            } else if !silent.enabled.load(Ordering::Acquire) {
-                stats.mirrored_and_dropped(DropReason::SwitchedOff);
-            } else if !sampling::sampled_in(deployment.sample_rate, key) {
-                stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else if let Err(reason) = self.target_admits(deployment, group, key) {
+                stats.mirrored_and_dropped(reason);
             } else if request.has_mcp_tools()
                 && deployment.params.silent_mirror_mcp_tools != Some(true)
             {

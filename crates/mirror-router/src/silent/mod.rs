@@ -16,6 +16,7 @@
 
 pub(crate) mod breaker;
 pub(crate) mod budget;
+pub(crate) mod control;
 pub(crate) mod dispatch;
 mod messages;
 pub(crate) mod queue;
@@ -67,10 +68,8 @@ impl Inner {
             let group = &self.groups[target.group];
             if meta.mirror_opt_out {
                 stats.mirrored_and_dropped(DropReason::OptedOut);
-            } else if !silent.enabled.load(Ordering::Acquire) {
-                stats.mirrored_and_dropped(DropReason::SwitchedOff);
-            } else if !sampling::sampled_in(deployment.sample_rate, key) {
-                stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else if let Err(reason) = self.target_admits(deployment, group, key) {
+                stats.mirrored_and_dropped(reason);
             } else if !self.is_silent_group_healthy(group) {
                 stats.mirrored_and_dropped(DropReason::Unhealthy);
             } else if !self.silent_budget_admits(group) {
@@ -111,10 +110,8 @@ impl Inner {
             let group = &self.groups[target.group];
             if meta.mirror_opt_out {
                 stats.mirrored_and_dropped(DropReason::OptedOut);
-            } else if !silent.enabled.load(Ordering::Acquire) {
-                stats.mirrored_and_dropped(DropReason::SwitchedOff);
-            } else if !sampling::sampled_in(deployment.sample_rate, key) {
-                stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else if let Err(reason) = self.target_admits(deployment, group, key) {
+                stats.mirrored_and_dropped(reason);
             } else if !self.is_silent_group_healthy(group) {
                 stats.mirrored_and_dropped(DropReason::Unhealthy);
             } else if !self.silent_budget_admits(group) {
@@ -131,6 +128,37 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// The steps of the eligibility chain every kind of call shares after the opt-out: the global
+    /// switch, the target's own switch, its end and budget, then sampling at the target's rate
+    /// override or the deployment's `silent_sample_rate`. Atomics only; the wall clock is read only
+    /// for a target with a budget or an end.
+    pub(crate) fn target_admits(
+        &self,
+        deployment: &Deployment,
+        group: &Group,
+        key: Option<&str>,
+    ) -> Result<(), DropReason> {
+        if !self.silent.enabled.load(Ordering::Acquire) {
+            return Err(DropReason::SwitchedOff);
+        }
+        let runtime = &group.runtime;
+        if !runtime.is_enabled() {
+            return Err(DropReason::Disabled);
+        }
+        if group.limits.is_limited() {
+            match group.limits.stop(runtime, control::wall_ms()) {
+                Some(control::Stop::Ended) => return Err(DropReason::ExperimentEnded),
+                Some(control::Stop::BudgetExhausted) => return Err(DropReason::BudgetExhausted),
+                None => {}
+            }
+        }
+        let rate = runtime.rate().unwrap_or(deployment.sample_rate);
+        if !sampling::sampled_in(rate, key) {
+            return Err(DropReason::SampledOut);
+        }
+        Ok(())
     }
 
     /// Whether copies to `group` are worth making: its silent breaker admits them (closed, or this

@@ -129,10 +129,15 @@ pub(crate) struct SilentQueue {
     /// The memory budget of queued and running copies together.
     max_bytes: u64,
     pub(crate) stats: Arc<MirrorStats>,
-    pub(crate) enabled: AtomicBool,
+    /// The global switch (shared with the shared-state sync).
+    pub(crate) enabled: Arc<AtomicBool>,
+    /// Whether `enabled` was set at run time (then a reload keeps it rather than the file's).
+    pub(crate) enabled_set: AtomicBool,
+    /// Whether `enabled` was set here and is not yet published to the other instances.
+    pub(crate) enabled_dirty: Arc<AtomicBool>,
     pub(crate) closed: AtomicBool,
     /// Which silent Responses continue which primary ones.
-    pub(crate) links: super::state::ResponseLinks,
+    pub(crate) links: Arc<super::state::ResponseLinks>,
 }
 
 impl SilentQueue {
@@ -146,11 +151,29 @@ impl SilentQueue {
             sender,
             max_bytes,
             stats: Arc::new(MirrorStats::default()),
-            enabled: AtomicBool::new(enabled),
+            enabled: Arc::new(AtomicBool::new(enabled)),
+            enabled_set: AtomicBool::new(false),
+            enabled_dirty: Arc::default(),
             closed: AtomicBool::new(false),
-            links: super::state::ResponseLinks::default(),
+            links: Arc::default(),
         };
         (queue, receiver)
+    }
+
+    /// Whether no copy waits in the queue.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sender.capacity() == self.sender.max_capacity()
+    }
+
+    /// Takes over the counters and the run-time switch of the queue of the router this one
+    /// replaces: copies still in flight there end in the same counters, which stay balanced.
+    pub(crate) fn take_over(&mut self, old: &SilentQueue) {
+        self.stats = Arc::clone(&old.stats);
+        if old.enabled_set.load(Ordering::Acquire) {
+            self.enabled
+                .store(old.enabled.load(Ordering::Acquire), Ordering::Release);
+            self.enabled_set.store(true, Ordering::Release);
+        }
     }
 
     /// Makes room for a copy whose request is about `request_bytes` before it is made, so a copy

@@ -5,14 +5,13 @@
 //! silent group lacks: a `conversation`, or a `previous_response_id` with no linked silent
 //! response (`state.rs`). `store: false` requests carry their context and need no link.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use mirror_core::{CallMeta, MirrorCopy, ResponsesRequest};
 
 use super::queue::{self, SilentCopy, SilentJob};
-use super::{sampling, DropReason};
+use super::DropReason;
 use crate::deployment::Deployment;
 use crate::response_ids;
 use crate::responses::{Responses, ResponsesCall, ResponsesStreamed};
@@ -46,10 +45,8 @@ impl Inner {
                 .map(|primary| silent.links.silent_id(target.group, primary));
             if meta.mirror_opt_out {
                 stats.mirrored_and_dropped(DropReason::OptedOut);
-            } else if !silent.enabled.load(Ordering::Acquire) {
-                stats.mirrored_and_dropped(DropReason::SwitchedOff);
-            } else if !sampling::sampled_in(deployment.sample_rate, key) {
-                stats.mirrored_and_dropped(DropReason::SampledOut);
+            } else if let Err(reason) = self.target_admits(deployment, group, key) {
+                stats.mirrored_and_dropped(reason);
             } else if request.has_mcp_tools()
                 && deployment.params.silent_mirror_mcp_tools != Some(true)
             {

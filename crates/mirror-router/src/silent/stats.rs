@@ -17,6 +17,13 @@ pub enum DropReason {
     OptedOut,
     /// Mirroring is switched off router-wide.
     SwitchedOff,
+    /// Copies to this silent group are switched off (`POST /admin/mirror/targets/{group}`,
+    /// [`crate::Router::set_target`]).
+    Disabled,
+    /// The silent group spent its `max_spend_usd` (this UTC day, or in total).
+    BudgetExhausted,
+    /// The silent group's experiment is over (`until`, or `duration` since the process start).
+    ExperimentEnded,
     /// The silent group had its `max_mirrors_per_minute` this minute (across instances that share
     /// state).
     RateCapped,
@@ -66,6 +73,9 @@ pub(super) struct Counts {
     pub(super) dropped_sampled_out: AtomicU64,
     pub(super) dropped_opted_out: AtomicU64,
     pub(super) dropped_switched_off: AtomicU64,
+    pub(super) dropped_disabled: AtomicU64,
+    pub(super) dropped_budget_exhausted: AtomicU64,
+    pub(super) dropped_experiment_ended: AtomicU64,
     pub(super) dropped_rate_capped: AtomicU64,
     pub(super) dropped_unhealthy: AtomicU64,
     pub(super) dropped_shutdown: AtomicU64,
@@ -90,6 +100,9 @@ impl Counts {
             DropReason::SampledOut => &self.dropped_sampled_out,
             DropReason::OptedOut => &self.dropped_opted_out,
             DropReason::SwitchedOff => &self.dropped_switched_off,
+            DropReason::Disabled => &self.dropped_disabled,
+            DropReason::BudgetExhausted => &self.dropped_budget_exhausted,
+            DropReason::ExperimentEnded => &self.dropped_experiment_ended,
             DropReason::RateCapped => &self.dropped_rate_capped,
             DropReason::Unhealthy => &self.dropped_unhealthy,
             DropReason::Shutdown => &self.dropped_shutdown,
@@ -108,6 +121,9 @@ impl Counts {
             dropped_sampled_out: load(&self.dropped_sampled_out),
             dropped_opted_out: load(&self.dropped_opted_out),
             dropped_switched_off: load(&self.dropped_switched_off),
+            dropped_disabled: load(&self.dropped_disabled),
+            dropped_budget_exhausted: load(&self.dropped_budget_exhausted),
+            dropped_experiment_ended: load(&self.dropped_experiment_ended),
             dropped_rate_capped: load(&self.dropped_rate_capped),
             dropped_unhealthy: load(&self.dropped_unhealthy),
             dropped_shutdown: load(&self.dropped_shutdown),
@@ -138,6 +154,12 @@ pub struct MirrorSnapshot {
     pub dropped_opted_out: u64,
     /// Dropped because mirroring was switched off.
     pub dropped_switched_off: u64,
+    /// Dropped because copies to their silent group were switched off.
+    pub dropped_disabled: u64,
+    /// Dropped because their silent group spent its `max_spend_usd`.
+    pub dropped_budget_exhausted: u64,
+    /// Dropped because their silent group's `until` or `duration` had passed.
+    pub dropped_experiment_ended: u64,
     /// Dropped because the silent group reached `max_mirrors_per_minute`.
     pub dropped_rate_capped: u64,
     /// Dropped because the silent group was failing (all deployments cooling down, or its silent
@@ -169,6 +191,9 @@ impl MirrorSnapshot {
             + self.dropped_sampled_out
             + self.dropped_opted_out
             + self.dropped_switched_off
+            + self.dropped_disabled
+            + self.dropped_budget_exhausted
+            + self.dropped_experiment_ended
             + self.dropped_rate_capped
             + self.dropped_unhealthy
             + self.dropped_shutdown

@@ -7,6 +7,7 @@ mod across;
 mod blocking;
 mod cancellation;
 mod config;
+mod controls;
 mod messages;
 mod mirroring;
 mod panics;

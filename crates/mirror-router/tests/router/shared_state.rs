@@ -554,3 +554,72 @@ async fn an_unreachable_redis_leaves_the_router_serving_on_local_state() {
     assert!(stats.enabled && !stats.connected, "{stats:?}");
     assert!(stats.local_decisions >= 5, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_rates_and_spend_apply_on_every_instance() {
+    let Some(url) = redis_url() else { return };
+    let settings = shared_settings(&url, |_| {});
+    let mut candidate = mock_deployment("candidate", "candidate-1");
+    candidate.litellm_params.input_cost_per_token = Some(0.001);
+    let config = RouterConfig::default()
+        .deployment(
+            mock_deployment("prod", "prod-1")
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(candidate)
+        .with_settings(settings);
+    let mirror = MirrorSettings {
+        silent_targets: [(
+            "candidate".to_owned(),
+            mirror_router::SilentTargetSettings {
+                max_spend_usd: Some(0.000_001),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..MirrorSettings::default()
+    };
+    let (routers, _records) = instances(2, &config, &mirror);
+    all_synced(&routers).await;
+
+    // A target switched off and re-rated on one instance is so on the other.
+    routers[0]
+        .set_target(
+            "candidate",
+            mirror_router::TargetChange {
+                enabled: Some(false),
+                sample_rate: Some(0.25),
+            },
+        )
+        .unwrap();
+    all_synced(&routers).await;
+    let target = &routers[1].mirror_controls().targets[0];
+    assert_eq!((target.enabled, target.sample_rate), (false, 0.25));
+    routers[1].set_mirroring(false);
+    all_synced(&routers).await;
+    assert!(!routers[0].is_mirroring());
+    routers[0].set_mirroring(true);
+    routers[1]
+        .set_target(
+            "candidate",
+            mirror_router::TargetChange {
+                enabled: Some(true),
+                sample_rate: Some(1.0),
+            },
+        )
+        .unwrap();
+    all_synced(&routers).await;
+    assert!(routers[1].is_mirroring());
+
+    // What one instance's shadows spent counts against the budget on the other.
+    routers[0].chat(request("prod")).await.unwrap();
+    assert_eq!(settled(&routers[0]).await.completed, 1);
+    all_synced(&routers).await;
+    let target = &routers[1].mirror_controls().targets[0];
+    assert_eq!(target.state, "budget_exhausted", "{target:?}");
+    routers[1].chat(request("prod")).await.unwrap();
+    let stats = settled(&routers[1]).await;
+    assert_eq!((stats.mirrored, stats.dropped_budget_exhausted), (1, 1));
+}

@@ -46,22 +46,9 @@ pub(crate) async fn authenticate(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(key) = &state.master_key {
-        let headers = request.headers();
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            });
-        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        // `api-key` is Azure clients' header, `x-api-key` the Anthropic SDKs'.
-        let presented = bearer
-            .or_else(|| header("api-key"))
-            .or_else(|| header("x-api-key"))
-            .unwrap_or("");
+    let live = state.live.load();
+    if let Some(key) = &live.master_key {
+        let presented = presented_key(request.headers());
         let matches: bool = presented
             .trim()
             .as_bytes()
@@ -79,6 +66,23 @@ pub(crate) async fn authenticate(
         }
     }
     next.run(request).await
+}
+
+/// The key a request presents: `Authorization: Bearer <key>`, else `api-key`, else `x-api-key`.
+pub(crate) fn presented_key(headers: &axum::http::HeaderMap) -> &str {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        });
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    bearer
+        .or_else(|| header("api-key"))
+        .or_else(|| header("x-api-key"))
+        .unwrap_or("")
 }
 
 /// A request body read whole, or the OpenAI-shaped error that stopped it.
@@ -318,7 +322,7 @@ async fn chat_for(
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     if request.is_stream() {
-        let result = state.router.chat_stream_with_meta(request, meta).await;
+        let result = state.router().chat_stream_with_meta(request, meta).await;
         let routed = routed_started.elapsed();
         let response = match result {
             Ok(routed) => sse_response(routed.response, state.deadline.subscribe()),
@@ -326,7 +330,7 @@ async fn chat_for(
         };
         return finish(&state, with_ids(response, &ids), started, routed);
     }
-    let result = state.router.chat_with_meta(request, meta).await;
+    let result = state.router().chat_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => with_cache_headers(json_response(&routed.response), &routed.cache),
@@ -353,7 +357,7 @@ where
     }
 }
 
-pub(super) fn json_response<T: serde::Serialize>(value: &T) -> Response {
+pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(bytes) => (
             [(
@@ -469,7 +473,7 @@ async fn embeddings_for(
     apply_traceparent(&headers, request.metadata.as_ref(), &mut meta);
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
-    let result = state.router.embeddings_with_meta(request, meta).await;
+    let result = state.router().embeddings_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => with_cache_headers(json_response(&routed.response), &routed.cache),
@@ -482,7 +486,7 @@ async fn embeddings_for(
 /// client can pick from a list, so they are left out, as LiteLLM does.
 pub(crate) async fn models(State(state): SharedState) -> Response {
     let data: Vec<Value> = state
-        .router
+        .router()
         .model_groups()
         .into_iter()
         .filter(|group| !group.contains('*'))
@@ -503,9 +507,9 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
     let shutting_down = state.shutting_down.load(Ordering::Acquire);
     let body = serde_json::json!({
         "status": if shutting_down { "shutting_down" } else { "healthy" },
-        "mirroring": state.router.is_mirroring(),
-        "silent": state.router.mirror_stats(),
-        "shared_state": state.router.shared_state_stats(),
+        "mirroring": state.router().is_mirroring(),
+        "silent": state.router().mirror_stats(),
+        "shared_state": state.router().shared_state_stats(),
         "request_body_bytes_in_flight": state.bodies.used(),
     });
     let mut response = json_response(&body);
@@ -518,11 +522,12 @@ pub(crate) async fn readiness(State(state): SharedState) -> Response {
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): SharedState) -> Response {
     let mut text = state.metrics.render(
-        &state.router.mirror_stats(),
+        &state.router().mirror_stats(),
         &state.writer.stats(),
-        &state.router.shared_state_stats(),
+        &state.router().shared_state_stats(),
     );
-    super::metrics::render_cache(&mut text, &state.router.cache_stats());
+    super::metrics::render_cache(&mut text, &state.router().cache_stats());
+    super::metrics::render_targets(&mut text, &state.router().mirror_controls());
     state.clients.render(&mut text, &state.bodies);
     (
         [(
@@ -536,7 +541,7 @@ pub(crate) async fn metrics(State(state): SharedState) -> Response {
 
 /// Any other path.
 pub(crate) async fn not_found(request: Request) -> Response {
-    ApiError::new(
+    let error = ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         Some("unknown_url"),
@@ -545,14 +550,18 @@ pub(crate) async fn not_found(request: Request) -> Response {
             request.method(),
             request.uri().path()
         ),
-    )
-    .into_response()
+    );
+    if super::messages::is_messages_path(request.uri().path()) {
+        return super::messages::anthropic_error(&error);
+    }
+    error.into_response()
 }
 
 /// The last word on every answer: an error without OpenAI's JSON shape (axum's 405, an extractor's
 /// plain-text rejection, the panic handler's answer) gets it, and an answer without ids gets fresh
 /// ones, so every response carries `x-mirror-call-id` and `x-mirror-trace-id`.
 pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
+    let anthropic = super::messages::is_messages_path(request.uri().path());
     let response = next.run(request).await;
     let mut response = if response.status().is_client_error() || response.status().is_server_error()
     {
@@ -564,7 +573,7 @@ pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
         if is_json {
             response
         } else {
-            reshape(response).await
+            reshape(response, anthropic).await
         }
     } else {
         response
@@ -575,8 +584,9 @@ pub(crate) async fn error_shape(request: Request, next: Next) -> Response {
     response
 }
 
-/// An error answer with a plain body, in OpenAI's shape; its text (at most 1 KiB) is the message.
-async fn reshape(response: Response) -> Response {
+/// An error answer with a plain body, in OpenAI's shape (Anthropic's on the Messages paths); its
+/// text (at most 1 KiB) is the message.
+async fn reshape(response: Response, anthropic: bool) -> Response {
     let (parts, body) = response.into_parts();
     let text = axum::body::to_bytes(body, 1024)
         .await
@@ -595,7 +605,12 @@ async fn reshape(response: Response) -> Response {
         status if status.is_server_error() => ("internal_error", None),
         _ => ("invalid_request_error", None),
     };
-    let mut error = ApiError::new(parts.status, kind, code, text).into_response();
+    let api = ApiError::new(parts.status, kind, code, text);
+    let mut error = if anthropic {
+        super::messages::anthropic_error(&api)
+    } else {
+        api.into_response()
+    };
     for name in [header::ALLOW, header::RETRY_AFTER] {
         if let Some(value) = parts.headers.get(&name) {
             error.headers_mut().insert(name, value.clone());

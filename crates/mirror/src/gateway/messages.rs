@@ -117,7 +117,10 @@ pub(crate) async fn create(
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     if request.is_stream() {
-        let result = state.router.messages_stream_with_meta(request, meta).await;
+        let result = state
+            .router()
+            .messages_stream_with_meta(request, meta)
+            .await;
         let routed = routed_started.elapsed();
         let response = match result {
             Ok(routed) => sse_response(routed.response, state.deadline.subscribe()),
@@ -125,7 +128,7 @@ pub(crate) async fn create(
         };
         return finish(&state, with_anthropic_ids(response, &ids), started, routed);
     }
-    let result = state.router.messages_with_meta(request, meta).await;
+    let result = state.router().messages_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => json_response(&routed.response),
@@ -150,7 +153,7 @@ pub(crate) async fn count_tokens(
     };
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
-    let result = state.router.count_tokens(request, meta).await;
+    let result = state.router().count_tokens(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => json_response(&routed.response),

@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use mirror_core::{CallRecord, CallStatus};
@@ -107,8 +109,8 @@ struct SeriesIndex {
 /// The gateway's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    /// Set once, when the router is built, then read without a lock.
-    series: OnceLock<SeriesIndex>,
+    /// Set when a router is built (and rebuilt by a reload), then read without a lock.
+    series: ArcSwap<SeriesIndex>,
     other: Arc<Series>,
     overhead: Histogram,
     responses: [AtomicU64; 6],
@@ -117,7 +119,7 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            series: OnceLock::new(),
+            series: ArcSwap::default(),
             other: Arc::new(Series::new("", "")),
             overhead: Histogram::new(OVERHEAD_BUCKETS),
             responses: Default::default(),
@@ -127,8 +129,14 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Creates a series per `(group, deployment id)`; calls of other deployments count as `other`.
+    /// A reload registers again: series of deployments seen before keep their counts (Prometheus
+    /// sees no reset); series of removed deployments stay, frozen.
     pub(crate) fn register(&self, deployments: &[(String, String)]) {
-        let mut index = SeriesIndex::default();
+        let old = self.series.load();
+        let mut index = SeriesIndex {
+            by_deployment: old.by_deployment.clone(),
+            unrouted: old.unrouted.clone(),
+        };
         for (group, deployment) in deployments {
             index
                 .by_deployment
@@ -139,14 +147,13 @@ impl Metrics {
                 .entry(group.to_owned())
                 .or_insert_with(|| Arc::new(Series::new(group, "")));
         }
-        let _ = self.series.set(index);
+        self.series.store(Arc::new(index));
     }
 
     /// Counts one call record.
     pub(crate) fn observe(&self, record: &CallRecord) {
-        let series = self
-            .series
-            .get()
+        let index = self.series.load();
+        let series = Some(&**index)
             .and_then(|index| {
                 if record.model_id.is_empty() {
                     index.unrouted.get(&record.model_group)
@@ -191,9 +198,8 @@ impl Metrics {
             "# HELP mirror_calls_total Calls by model group, deployment, side and status.\n",
         );
         out.push_str("# TYPE mirror_calls_total counter\n");
-        let mut all: Vec<&Arc<Series>> = self
-            .series
-            .get()
+        let index = self.series.load();
+        let mut all: Vec<&Arc<Series>> = Some(&**index)
             .into_iter()
             .flat_map(|index| index.by_deployment.values().chain(index.unrouted.values()))
             .collect();
@@ -269,6 +275,9 @@ impl Metrics {
             ("sampled_out", mirror.dropped_sampled_out),
             ("opted_out", mirror.dropped_opted_out),
             ("switched_off", mirror.dropped_switched_off),
+            ("disabled", mirror.dropped_disabled),
+            ("budget_exhausted", mirror.dropped_budget_exhausted),
+            ("experiment_ended", mirror.dropped_experiment_ended),
             ("shutdown", mirror.dropped_shutdown),
             ("rate_capped", mirror.dropped_rate_capped),
             ("unhealthy", mirror.dropped_unhealthy),
@@ -389,6 +398,53 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Per silent target (silent group): its switch, sample rate, spend in its budget period and
+/// state (`active`, `disabled`, `budget_exhausted`, `ended`), as `GET /admin/mirror` shows them.
+pub(crate) fn render_targets(out: &mut String, controls: &mirror_router::MirrorControls) {
+    let mut seen: Vec<&str> = Vec::new();
+    let targets: Vec<_> = controls
+        .targets
+        .iter()
+        .filter(|t| {
+            let new = !seen.contains(&t.silent_group.as_str());
+            seen.push(&t.silent_group);
+            new
+        })
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    out.push_str("# HELP mirror_silent_target_enabled Whether copies to a silent group are switched on (the global switch aside).\n# TYPE mirror_silent_target_enabled gauge\n");
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "mirror_silent_target_enabled{{silent_group=\"{}\"}} {}",
+            escape(&t.silent_group),
+            u8::from(t.enabled)
+        );
+    }
+    out.push_str("# HELP mirror_silent_target_spent_usd USD spent by a silent group's calls in its budget period (a UTC day, or in total).\n# TYPE mirror_silent_target_spent_usd gauge\n");
+    for t in &targets {
+        let _ = writeln!(
+            out,
+            "mirror_silent_target_spent_usd{{silent_group=\"{}\"}} {}",
+            escape(&t.silent_group),
+            t.spent_usd
+        );
+    }
+    out.push_str("# HELP mirror_silent_target_state A silent group's state: 1 on the label of the current one.\n# TYPE mirror_silent_target_state gauge\n");
+    for t in &targets {
+        for state in ["active", "disabled", "budget_exhausted", "ended"] {
+            let _ = writeln!(
+                out,
+                "mirror_silent_target_state{{silent_group=\"{}\",state=\"{state}\"}} {}",
+                escape(&t.silent_group),
+                u8::from(t.state == state)
+            );
+        }
+    }
 }
 
 /// The response cache's counters and size, when it is on.

@@ -4,11 +4,15 @@
 //! `/openai/deployments/{model}/chat/completions`), `POST /v1/embeddings`, the Responses API
 //! (`/v1/responses`, `/responses`, `/openai/v1/responses`: create, retrieve, delete, cancel,
 //! input items), `GET /v1/models`,
-//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`.
+//! `GET /health`, `/health/liveliness`, `/health/readiness`, `GET /metrics`, the admin API
+//! (`/admin/mirror`, `/admin/mirror/targets/{silent_group}`, `/admin/reload`; see
+//! `docs/experiments.md`), and with the `ui` feature the live page, `GET /ui` (its numbers at
+//! `GET /ui/data`).
 //!
 //! Every response carries `x-mirror-call-id` and `x-mirror-trace-id`; `x-mirror-silent: off` opts one
 //! request out of mirroring. Clients choose a model group, never an upstream URL.
 
+mod admin;
 mod auth;
 mod error;
 mod handlers;
@@ -17,15 +21,18 @@ mod listen;
 mod messages;
 mod metrics;
 mod responses;
+#[cfg(feature = "ui")]
+mod ui;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use mirror_core::{CallRecord, SecretString};
+use mirror_core::CallRecord;
 use mirror_logging::{
     JsonlConfig, JsonlSink, LangfuseConfig, LangfuseSink, LogWriter, OtlpConfig, OtlpSink, S3Sink,
     SinkError, WriterReport,
@@ -73,16 +80,23 @@ pub enum GatewayError {
 }
 
 /// Where the gateway's router records go: the metrics, and the log writer when a sink is configured.
-struct GatewayRecords {
+#[derive(Clone)]
+pub(crate) struct GatewayRecords {
     metrics: Arc<Metrics>,
     /// None without sinks: nothing would read the records, so they are not queued, and the router
     /// leaves the messages and the response out of them (`wants_payloads`).
     writer: Option<Arc<LogWriter>>,
+    /// The live page's window of recent records.
+    #[cfg(feature = "ui")]
+    page: Arc<ui::LivePage>,
 }
 
 impl RecordConsumer for GatewayRecords {
-    fn consume(&self, record: CallRecord) {
+    #[cfg_attr(not(feature = "ui"), allow(unused_mut))]
+    fn consume(&self, mut record: CallRecord) {
         self.metrics.observe(&record);
+        #[cfg(feature = "ui")]
+        self.page.offer(&mut record);
         if let Some(writer) = &self.writer {
             writer.submit(record);
         }
@@ -95,8 +109,14 @@ impl RecordConsumer for GatewayRecords {
 
 /// Shared by every request handler.
 pub(crate) struct AppState {
-    pub(crate) router: Router,
-    pub(crate) master_key: Option<SecretString>,
+    /// The router and master key, swapped whole by a reload.
+    pub(crate) live: ArcSwap<admin::Live>,
+    pub(crate) reloader: admin::Reloader,
+    /// Where a rebuilt router's records go (the sinks are not reloaded).
+    pub(crate) records: GatewayRecords,
+    /// Whether the listener is bound to a loopback address (the admin API is then open without a
+    /// master key).
+    pub(crate) loopback_only: AtomicBool,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) writer: Arc<LogWriter>,
     pub(crate) shutting_down: AtomicBool,
@@ -108,6 +128,9 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Client connection counters.
     pub(crate) clients: Arc<ClientStats>,
+    /// The live page's window of recent records.
+    #[cfg(feature = "ui")]
+    pub(crate) page: Arc<ui::LivePage>,
 }
 
 /// A configured gateway, ready to serve.
@@ -122,7 +145,7 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("router", &self.state.router)
+            .field("router", &self.router())
             .field("sinks", &self.sinks)
             .finish_non_exhaustive()
     }
@@ -226,25 +249,32 @@ impl Gateway {
         })?);
 
         let metrics = Arc::new(Metrics::default());
+        #[cfg(feature = "ui")]
+        let page = ui::LivePage::start(!sinks.is_empty());
         let records = GatewayRecords {
             metrics: Arc::clone(&metrics),
             writer: (!sinks.is_empty()).then(|| Arc::clone(&writer)),
+            #[cfg(feature = "ui")]
+            page: Arc::clone(&page),
         };
-        let router = crate::router_builder()
-            .map_err(GatewayError::Http)?
-            .origin(config.origin())
-            .config(config.router_config())
-            .cache(config.cache_config())
-            .mirror_settings(section.mirror_settings())
-            .records(records)
-            .build()
-            .map_err(|err| config.locate(err))?;
+        let router = build_router(config, &records, None)?;
         // Only the built router knows the generated deployment ids; no call has run yet.
         metrics.register(&router.deployments());
         Ok(Gateway {
             state: Arc::new(AppState {
-                router,
-                master_key: config.general_settings.master_key.clone(),
+                live: ArcSwap::from_pointee(admin::Live {
+                    router: Arc::new(router),
+                    master_key: config.general_settings.master_key.clone(),
+                    admin_without_key: section.admin_without_key,
+                    version: 1,
+                }),
+                reloader: admin::Reloader {
+                    path: std::sync::OnceLock::new(),
+                    lock: tokio::sync::Mutex::new(()),
+                    shutdown_timeout,
+                },
+                records,
+                loopback_only: AtomicBool::new(false),
                 metrics,
                 writer,
                 shutting_down: AtomicBool::new(false),
@@ -252,6 +282,8 @@ impl Gateway {
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
                 max_body_bytes: section.max_body_bytes,
                 clients: Arc::new(ClientStats::default()),
+                #[cfg(feature = "ui")]
+                page,
             }),
             max_body_bytes: section.max_body_bytes,
             shutdown_timeout,
@@ -260,14 +292,31 @@ impl Gateway {
         })
     }
 
-    /// The router inside.
-    pub fn router(&self) -> &Router {
-        &self.state.router
+    /// The router serving new requests (a reload swaps it).
+    pub fn router(&self) -> Arc<Router> {
+        self.state.router()
+    }
+
+    /// Reloads from `path` on `SIGHUP` and `POST /admin/reload` (the file the configuration was
+    /// read from); without it a reload is refused.
+    /// Set once: a second call is ignored.
+    pub fn reload_from(self, path: impl Into<std::path::PathBuf>) -> Self {
+        let _ = self.state.reloader.path.set(path.into());
+        self
+    }
+
+    /// Reloads the config file now, as `SIGHUP` does; returns the new config version.
+    ///
+    /// # Errors
+    ///
+    /// The configuration error (the old configuration keeps serving).
+    pub async fn reload(&self) -> Result<u64, String> {
+        admin::reload(&self.state, "API").await
     }
 
     /// Whether every request but health checks needs the master key.
     pub fn requires_key(&self) -> bool {
-        self.state.master_key.is_some()
+        self.state.live.load().master_key.is_some()
     }
 
     /// Descriptions of the sinks in use.
@@ -294,14 +343,28 @@ impl Gateway {
             .route("/v1/models", get(handlers::models))
             .route("/models", get(handlers::models))
             .route("/metrics", get(handlers::metrics))
-            .route_layer(axum::middleware::from_fn_with_state(
-                Arc::clone(&state),
-                handlers::authenticate,
-            ));
-        axum::Router::new()
+            .route(
+                "/admin/mirror",
+                get(admin::get_mirror).post(admin::post_mirror),
+            )
+            .route(
+                "/admin/mirror/targets/{silent_group}",
+                post(admin::post_target),
+            )
+            .route("/admin/reload", post(admin::post_reload));
+        #[cfg(feature = "ui")]
+        let protected = protected.route("/ui/data", get(ui::data));
+        let protected = protected.route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            handlers::authenticate,
+        ));
+        let public = axum::Router::new()
             .route("/health", get(handlers::liveliness))
             .route("/health/liveliness", get(handlers::liveliness))
-            .route("/health/readiness", get(handlers::readiness))
+            .route("/health/readiness", get(handlers::readiness));
+        #[cfg(feature = "ui")]
+        let public = public.route("/ui", get(ui::page));
+        public
             .merge(protected)
             .fallback(handlers::not_found)
             .layer(DefaultBodyLimit::max(self.max_body_bytes))
@@ -329,6 +392,10 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ShutdownReport, GatewayError> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        self.state.loopback_only.store(loopback, Ordering::Release);
+        #[cfg(unix)]
+        let hangup = admin::reload_on_hangup(Arc::clone(&self.state));
         let accepting = tokio::spawn(listen::accept(
             listener,
             self.app(),
@@ -338,6 +405,10 @@ impl Gateway {
             stop_rx,
         ));
         shutdown.await;
+        #[cfg(unix)]
+        if let Some(hangup) = hangup {
+            hangup.abort();
+        }
         tracing::info!(
             "Shutting down: no new connections; draining requests, silent calls and sinks."
         );
@@ -373,7 +444,7 @@ impl Gateway {
         }
         let mirror = self
             .state
-            .router
+            .router()
             .shutdown(drain_until.saturating_duration_since(Instant::now()))
             .await;
         let writer = self
@@ -404,6 +475,33 @@ impl Gateway {
         tracing::info!(address = %address, "Mirror gateway listening.");
         self.serve(listener, shutdown_signal()).await
     }
+}
+
+impl AppState {
+    /// The router serving new requests.
+    pub(crate) fn router(&self) -> Arc<Router> {
+        Arc::clone(&self.live.load().router)
+    }
+}
+
+/// Builds the router of `config`, its records going to `records`; `previous` is the router a
+/// reload replaces (its counters and run-time switches carry over).
+fn build_router(
+    config: &GatewayConfig,
+    records: &GatewayRecords,
+    previous: Option<&Router>,
+) -> Result<Router, GatewayError> {
+    let mut builder = crate::router_builder()
+        .map_err(GatewayError::Http)?
+        .origin(config.origin())
+        .config(config.router_config())
+        .cache(config.cache_config())
+        .mirror_settings(config.mirror_settings.mirror_settings())
+        .records(records.clone());
+    if let Some(previous) = previous {
+        builder = builder.carry_over(previous);
+    }
+    Ok(builder.build().map_err(|err| config.locate(err))?)
 }
 
 /// Resolves on SIGINT or SIGTERM.

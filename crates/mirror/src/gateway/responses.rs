@@ -54,7 +54,10 @@ pub(crate) async fn create(
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     if request.is_stream() {
-        let result = state.router.responses_stream_with_meta(request, meta).await;
+        let result = state
+            .router()
+            .responses_stream_with_meta(request, meta)
+            .await;
         let routed = routed_started.elapsed();
         let response = match result {
             Ok(routed) => sse_response(routed.response),
@@ -62,7 +65,7 @@ pub(crate) async fn create(
         };
         return finish(&state, with_ids(response, &ids), started, routed);
     }
-    let result = state.router.responses_with_meta(request, meta).await;
+    let result = state.router().responses_with_meta(request, meta).await;
     let routed = routed_started.elapsed();
     let response = match result {
         Ok(routed) => json_response(&routed.response),
@@ -142,7 +145,7 @@ async fn stored(
     let ids = (meta.call_id.to_string(), meta.trace_id.to_string());
     let routed_started = Instant::now();
     let result = state
-        .router
+        .router()
         .response_call(operation, &id, query, meta)
         .await;
     let routed = routed_started.elapsed();
