@@ -3,6 +3,7 @@
 // Test helpers outside `#[test]` functions unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod across;
 mod admin;
 mod cache;
 mod config;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use load::{fetch, request_bytes, LoadResult, LoadSpec};
 use procs::{start_gateway, start_mock, Managed};
-use scenarios::{describe, scenarios, Background, Scenario, Via};
+use scenarios::{describe, scenarios, Api, Background, Scenario, Via};
 
 /// The gateway's `master_key` in the scenarios that set one (S11).
 const MASTER_KEY: &str = "sk-bench-master";
@@ -150,6 +150,8 @@ pub(crate) struct Row {
     pub(crate) max: f64,
     /// Time to first byte (first token for streams): p50, p99, in ms.
     pub(crate) ttfb: Option<(f64, f64)>,
+    /// Mean time between a stream's chunks after the first (per answer): p50, p99, in ms.
+    pub(crate) chunk_gap: Option<(f64, f64)>,
     pub(crate) errors: u64,
     pub(crate) missed: u64,
     pub(crate) statuses: Vec<(u16, u64)>,
@@ -371,6 +373,28 @@ model_list:
       model: openai/bench-shadow
       api_base: http://{shadow}/v1
       api_key: sk-bench
+  - model_name: bench-claude
+    litellm_params:
+      model: anthropic/bench-primary
+      api_base: http://{primary}
+      api_key: sk-bench
+  - model_name: bench-claude-mirror
+    litellm_params:
+      model: anthropic/bench-primary
+      api_base: http://{primary}
+      api_key: sk-bench
+      silent_model: bench-claude-shadow
+  - model_name: bench-claude-shadow
+    litellm_params:
+      model: anthropic/bench-shadow
+      api_base: http://{shadow}
+      api_key: sk-bench
+  - model_name: bench-claude-to-gpt
+    litellm_params:
+      model: anthropic/bench-primary
+      api_base: http://{primary}
+      api_key: sk-bench
+      silent_model: bench-shadow
 router_settings:
   num_retries: 0
 mirror_settings:
@@ -417,6 +441,16 @@ fn responses_body(model: &str, stream: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The Messages API request of the streamed Messages scenarios: as [`chat_body`], in Anthropic's
+/// shape.
+fn messages_body(model: &str, stream: bool) -> Vec<u8> {
+    let stream = if stream { r#","stream":true"# } else { "" };
+    format!(
+        r#"{{"model":"{model}","max_tokens":64,"system":"You are a helpful assistant. Answer briefly.","messages":[{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act."}}],"temperature":0.2,"metadata":{{"user_id":"bench-user"}}{stream}}}"#
+    )
+    .into_bytes()
+}
+
 /// Connections (load threads) for a rate: enough for the expected concurrency several times over.
 fn connections(rate: f64, latency_ms: u64) -> usize {
     let in_flight = rate * (latency_ms as f64 + 2.0) / 1000.0;
@@ -433,16 +467,19 @@ fn run_endpoint(
         .auth
         .clone()
         .or_else(|| scenario.master_key.then(|| MASTER_KEY.to_owned()));
-    let (path, body) = if scenario.responses {
-        (
-            "/v1/responses",
-            responses_body(scenario.model, scenario.stream),
-        )
-    } else {
-        (
+    let (path, body) = match scenario.api {
+        Api::Chat => (
             "/v1/chat/completions",
             chat_body(scenario.model, scenario.stream, scenario.prompt_bytes),
-        )
+        ),
+        Api::Responses => (
+            "/v1/responses",
+            responses_body(scenario.model, scenario.stream),
+        ),
+        Api::Messages => (
+            "/v1/messages",
+            messages_body(scenario.model, scenario.stream),
+        ),
     };
     let request = post_request(endpoint, key.as_deref(), path, &body);
     let latency_ms = scenario.primary.latency_ms;
@@ -741,6 +778,12 @@ fn row(
             result.first_byte.value_at_quantile(0.99) as f64 / 1000.0,
         )
     });
+    let chunk_gap = scenario.stream.then(|| {
+        (
+            result.chunk_gap.value_at_quantile(0.5) as f64 / 1000.0,
+            result.chunk_gap.value_at_quantile(0.99) as f64 / 1000.0,
+        )
+    });
     if let Some(error) = &result.first_error {
         println!("bench:   first transport error: {error}");
     }
@@ -755,6 +798,7 @@ fn row(
         p99: ms(0.99),
         max: result.latency.max() as f64 / 1000.0,
         ttfb,
+        chunk_gap,
         errors: result.errors,
         missed: result.missed,
         statuses: result.statuses.clone(),

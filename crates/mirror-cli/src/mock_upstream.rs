@@ -1,8 +1,11 @@
-//! `mirror mock-upstream`: a fast OpenAI-shaped upstream for benchmarks and manual testing.
+//! `mirror mock-upstream`: a fast OpenAI- and Anthropic-shaped upstream for benchmarks and manual
+//! testing.
 //!
 //! It answers `POST /v1/chat/completions` (and `/chat/completions`) with a fixed completion, and
-//! `POST /v1/responses` (and `/responses`) with a fixed Responses object, or either with
-//! server-sent events when the body asks for `"stream": true`, after a configurable latency. A
+//! `POST /v1/responses` (and `/responses`) with a fixed Responses object, `POST /v1/messages` with a
+//! fixed Anthropic message, or any of them with server-sent events when the body asks for
+//! `"stream": true` (chat chunks, Responses events or Anthropic's events), after a configurable
+//! latency. A
 //! configurable fraction of calls fails with a 500, and another fraction is cut off mid-response
 //! (the connection is closed after the status line, as a crashed or reset upstream does).
 //! `GET /stats` returns how many calls it answered, failed and reset. It speaks HTTP/1.1 and HTTP/2
@@ -92,6 +95,9 @@ struct MockState {
     response: Bytes,
     response_events: Vec<Bytes>,
     error: Bytes,
+    /// The Messages API answer and events (`event:` and `data:` lines).
+    message: Bytes,
+    message_events: Vec<Bytes>,
     counters: Counters,
 }
 
@@ -100,6 +106,7 @@ struct MockState {
 enum Api {
     Chat,
     Responses,
+    Messages,
 }
 
 /// A Responses object and its stream: `response.created`, `response.output_text.delta` per chunk
@@ -148,6 +155,53 @@ fn responses_answer(chunks: usize) -> (Bytes, Vec<Bytes>) {
         Bytes::from(object("completed", Some(text), 10).to_string()),
         events,
     )
+}
+
+/// The Anthropic message and its events: `message_start`, one text block of `chunks` deltas,
+/// `message_delta` with the usage, `message_stop`.
+fn anthropic_answers(chunks: usize) -> (Bytes, Vec<Bytes>) {
+    let text = "token ".repeat(chunks);
+    let usage = serde_json::json!({"input_tokens": 24, "output_tokens": chunks});
+    let message = serde_json::json!({
+        "id": "msg_mock", "type": "message", "role": "assistant", "model": MODEL,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+    });
+    let event = |name: &str, data: serde_json::Value| {
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    };
+    let mut start = message.clone();
+    start["content"] = serde_json::json!([]);
+    start["stop_reason"] = serde_json::Value::Null;
+    let mut events = vec![
+        event(
+            "message_start",
+            serde_json::json!({"type": "message_start", "message": start}),
+        ),
+        event(
+            "content_block_start",
+            serde_json::json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    for _ in 0..chunks {
+        events.push(event(
+            "content_block_delta",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "token "}}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        serde_json::json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event(
+        "message_delta",
+        serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": chunks}}),
+    ));
+    events.push(event(
+        "message_stop",
+        serde_json::json!({"type": "message_stop"}),
+    ));
+    (Bytes::from(message.to_string()), events)
 }
 
 const MODEL: &str = "mock-upstream";
@@ -199,9 +253,12 @@ impl MockState {
             "error": {"message": "mock failure (--failure-rate)", "type": "server_error", "code": null}
         });
         let (response, response_events) = responses_answer(args.stream_chunks);
+        let (message, message_events) = anthropic_answers(args.stream_chunks);
         MockState {
             response,
             response_events,
+            message,
+            message_events,
             latency: Duration::from_millis(args.latency_ms),
             chunk_interval: Duration::from_millis(args.chunk_interval_ms),
             failure_rate: args.failure_rate.clamp(0.0, 1.0),
@@ -250,6 +307,7 @@ pub async fn serve(
         .route("/chat/completions", post(chat))
         .route("/v1/responses", post(responses))
         .route("/responses", post(responses))
+        .route("/v1/messages", post(messages))
         .route("/stats", get(stats))
         .with_state(state);
     let service = hyper_util::service::TowerToHyperService::new(app);
@@ -319,6 +377,10 @@ async fn responses(State(state): State<Arc<MockState>>, body: Bytes) -> Response
     answer(state, body, Api::Responses).await
 }
 
+async fn messages(State(state): State<Arc<MockState>>, body: Bytes) -> Response {
+    answer(state, body, Api::Messages).await
+}
+
 async fn answer(state: Arc<MockState>, body: Bytes, api: Api) -> Response {
     let counters = &state.counters;
     counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -355,12 +417,19 @@ async fn answer(state: Arc<MockState>, body: Bytes, api: Api) -> Response {
         let answer = match api {
             Api::Chat => state.completion.clone(),
             Api::Responses => state.response.clone(),
+            Api::Messages => state.message.clone(),
         };
         return json(StatusCode::OK, answer);
     }
     counters.streams.fetch_add(1, Ordering::Relaxed);
-    if api == Api::Responses {
-        return event_stream(responses_stream(state));
+    match api {
+        Api::Responses => {
+            return event_stream(relay_events(state, |state| &state.response_events, 1))
+        }
+        Api::Messages => {
+            return event_stream(relay_events(state, |state| &state.message_events, 2))
+        }
+        Api::Chat => {}
     }
     let with_usage = contains(&body, b"include_usage");
     let state = Arc::clone(&state);
@@ -391,15 +460,18 @@ async fn answer(state: Arc<MockState>, body: Bytes, api: Api) -> Response {
     event_stream(events)
 }
 
-/// The Responses events, `--chunk-interval-ms` apart after the first delta; no `[DONE]`.
-fn responses_stream(
+/// Prepared events (Responses or Anthropic's), `--chunk-interval-ms` apart after the first
+/// `lead` events (the interval sits between deltas, as between a model's tokens); no `[DONE]`.
+fn relay_events(
     state: Arc<MockState>,
+    events: fn(&MockState) -> &Vec<Bytes>,
+    lead: usize,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     futures::stream::unfold(0usize, move |index| {
         let state = Arc::clone(&state);
         async move {
-            let event = state.response_events.get(index)?.clone();
-            if index > 1 && !state.chunk_interval.is_zero() {
+            let event = events(&state).get(index)?.clone();
+            if index > lead && !state.chunk_interval.is_zero() {
                 tokio::time::sleep(state.chunk_interval).await;
             }
             Some((Ok::<Bytes, Infallible>(event), index + 1))
@@ -468,6 +540,28 @@ mod tests {
         let last = stream.rsplit("event: ").next().unwrap();
         assert!(last.starts_with("response.completed"), "{stream}");
         assert!(!stream.contains("[DONE]"), "{stream}");
+        let message = raw_post_to(
+            address,
+            "/v1/messages",
+            r#"{"model":"m","max_tokens":8,"messages":[]}"#,
+        )
+        .await;
+        assert!(message.contains("\"type\":\"message\""), "{message}");
+        let events = raw_post_to(
+            address,
+            "/v1/messages",
+            r#"{"model":"m","max_tokens":8,"stream":true,"messages":[]}"#,
+        )
+        .await;
+        assert_eq!(
+            events.matches("event: content_block_delta").count(),
+            8,
+            "{events}"
+        );
+        assert!(
+            events.contains("event: message_stop\ndata: {\"type\":\"message_stop\"}"),
+            "{events}"
+        );
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //! - the silent-copy rules, all in [`ChatRequest::to_mirror`];
 //! - deployment parameters ([`DeploymentParams`], [`ModelRef`], [`SilentTargets`]);
 //! - [`CallRecord`], what one call produced, for sinks and reports;
-//! - [`SecretString`], for keys.
+//! - [`SecretString`], for keys;
+//! - [`translate`]: chat completions to Anthropic Messages and back, whole and streamed.
 //!
 //! It deliberately does no I/O and depends on no other Mirror crate. Users normally reach these types
 //! through the `mirror` facade.
@@ -24,6 +25,7 @@ mod mirror;
 mod record;
 mod responses;
 mod secret;
+pub mod translate;
 
 pub use anthropic::{
     anthropic_error_status, anthropic_error_type, AnthropicErrorBody, AnthropicErrorDetail,

@@ -200,7 +200,7 @@ impl Provider for Anthropic {
     ) -> Result<ChatResponse, ProviderError> {
         Err(ProviderError::Unsupported {
             provider: "anthropic".to_owned(),
-            operation: "chat completions (translation to Messages is not available yet)",
+            operation: "chat completions (the router translates them to Messages; call `messages`)",
         })
     }
 
@@ -211,7 +211,7 @@ impl Provider for Anthropic {
     ) -> Result<ChunkStream, ProviderError> {
         Err(ProviderError::Unsupported {
             provider: "anthropic".to_owned(),
-            operation: "chat completions (translation to Messages is not available yet)",
+            operation: "chat completions (the router translates them to Messages; call `messages`)",
         })
     }
 

@@ -88,7 +88,7 @@ impl CallKind for Chat {
         deployment: &'a Deployment,
         request: &'a ChatRequest,
     ) -> impl Future<Output = Result<ChatResponse, ProviderError>> + Send + 'a {
-        deployment.provider.chat(&deployment.params, request)
+        crate::translate::send_chat(deployment, request)
     }
 
     fn finish(
@@ -135,7 +135,7 @@ impl CallKind for ChatStreamed {
         deployment: &'a Deployment,
         request: &'a ChatRequest,
     ) -> impl Future<Output = Result<ChunkStream, ProviderError>> + Send + 'a {
-        deployment.provider.chat_stream(&deployment.params, request)
+        crate::translate::send_chat_stream(deployment, request)
     }
 
     fn finish(

@@ -38,6 +38,7 @@ mod select;
 mod shared;
 mod silent;
 mod stream;
+mod translate;
 mod validate;
 
 pub use blocking::{BlockingChatStream, BlockingRouter};

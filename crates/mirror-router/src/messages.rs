@@ -74,20 +74,19 @@ fn record_messages(request: &MessagesRequest) -> Vec<ChatMessage> {
 fn unsupported(deployment: &Deployment) -> ProviderError {
     ProviderError::Unsupported {
         provider: deployment.params.model.provider().to_owned(),
-        operation: "the Messages API (translation to chat completions is not available yet; \
-                    route /v1/messages to an `anthropic/` deployment)",
+        operation: "count_tokens (only deployments that speak the Messages API count tokens)",
     }
 }
 
 /// One attempt of a Messages call on `deployment`: with the two below, the one place that decides
 /// how a Messages request reaches a provider. A provider that speaks Messages gets it unchanged;
-/// any other is refused with a clear error until translation to chat completions exists.
+/// any other gets it translated to chat completions (`translate.rs`), and the answer back.
 async fn send_messages(
     deployment: &Deployment,
     request: &MessagesRequest,
 ) -> Result<MessagesResponse, ProviderError> {
     if !deployment.provider.speaks_messages() {
-        return Err(unsupported(deployment));
+        return crate::translate::messages_via_chat(deployment, request).await;
     }
     deployment
         .provider
@@ -100,7 +99,7 @@ async fn send_messages_stream(
     request: &MessagesRequest,
 ) -> Result<MessagesEventStream, ProviderError> {
     if !deployment.provider.speaks_messages() {
-        return Err(unsupported(deployment));
+        return crate::translate::messages_stream_via_chat(deployment, request).await;
     }
     deployment
         .provider

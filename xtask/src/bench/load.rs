@@ -49,6 +49,9 @@ pub(crate) struct LoadResult {
     pub(crate) latency: Histogram<u64>,
     /// Scheduled send to the first body byte (time to first token, for streams).
     pub(crate) first_byte: Histogram<u64>,
+    /// Per streamed answer, the mean time between its body chunks after the first (inter-chunk
+    /// time), in microseconds.
+    pub(crate) chunk_gap: Histogram<u64>,
     /// From the first scheduled send to the last actual send (plus one interval), or the planned
     /// duration if longer: a generator held up by slow answers stretches it, so the achieved rate
     /// falls; the latency of the last answers does not.
@@ -90,6 +93,7 @@ struct WorkerResult {
     first_error: Option<String>,
     latency: Histogram<u64>,
     first_byte: Histogram<u64>,
+    chunk_gap: Histogram<u64>,
     last_send: Instant,
 }
 
@@ -146,6 +150,7 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
         first_error: None,
         latency: histogram(),
         first_byte: histogram(),
+        chunk_gap: histogram(),
         elapsed: spec.duration,
     };
     let mut last = start;
@@ -155,6 +160,7 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
         out.errors += result.errors;
         let _ = out.latency.add(&result.latency);
         let _ = out.first_byte.add(&result.first_byte);
+        let _ = out.chunk_gap.add(&result.chunk_gap);
         for (status, count) in result.statuses {
             match out.statuses.iter_mut().find(|(s, _)| *s == status) {
                 Some(entry) => entry.1 += count,
@@ -187,6 +193,7 @@ fn worker(shared: &Shared) -> WorkerResult {
         first_error: None,
         latency: histogram(),
         first_byte: histogram(),
+        chunk_gap: histogram(),
         last_send: Instant::now(),
     };
     let mut connection = match Connection::open(spec.address, spec.timeout) {
@@ -244,6 +251,12 @@ fn worker(shared: &Shared) -> WorkerResult {
                             .first_byte
                             .record(micros(first.saturating_duration_since(scheduled)));
                     }
+                    if let (Some(first), Some(last)) = (answer.first_byte, answer.last_chunk) {
+                        if answer.chunks > 1 {
+                            let gap = last.saturating_duration_since(first) / (answer.chunks - 1);
+                            let _ = result.chunk_gap.record(micros(gap));
+                        }
+                    }
                 } else {
                     result.errors += 1;
                     match result
@@ -276,6 +289,9 @@ pub(crate) struct Answer {
     pub(crate) status: u16,
     /// When the first body byte arrived (for a chunked body, the first non-empty chunk).
     pub(crate) first_byte: Option<Instant>,
+    /// When the last non-empty chunk of a chunked body arrived, and how many there were.
+    pub(crate) last_chunk: Option<Instant>,
+    pub(crate) chunks: u32,
     /// The body, when it was kept.
     pub(crate) body: Vec<u8>,
     /// The server will close the connection.
@@ -348,6 +364,8 @@ impl Connection {
         }
         let mut body = Vec::new();
         let mut first_byte = None;
+        let mut last_chunk = None;
+        let mut chunks = 0u32;
         if chunked {
             loop {
                 self.read_line()?;
@@ -367,7 +385,10 @@ impl Connection {
                     }
                     break;
                 }
-                first_byte.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                first_byte.get_or_insert(now);
+                last_chunk = Some(now);
+                chunks = chunks.saturating_add(1);
                 self.read_body(size, &mut body)?;
                 self.read_line()?;
             }
@@ -386,6 +407,8 @@ impl Connection {
         Ok(Answer {
             status,
             first_byte,
+            last_chunk,
+            chunks,
             body,
             close,
         })

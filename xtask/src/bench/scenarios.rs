@@ -1,4 +1,4 @@
-//! The benchmark scenarios (S1 to S12): what each sends, through what, to which mocks.
+//! The benchmark scenarios (S1 to S13): what each sends, through what, to which mocks.
 
 use std::time::Duration;
 
@@ -13,6 +13,17 @@ pub(super) enum Via {
     Gateway,
 }
 
+/// The API a scenario calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Api {
+    /// `POST /v1/chat/completions`.
+    Chat,
+    /// `POST /v1/responses` (the Responses API).
+    Responses,
+    /// `POST /v1/messages` (Anthropic's Messages API).
+    Messages,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Scenario {
     pub(super) id: &'static str,
@@ -21,8 +32,7 @@ pub(super) struct Scenario {
     /// The model group asked for (`bench-direct` has no `silent_model`).
     pub(super) model: &'static str,
     pub(super) stream: bool,
-    /// A Responses API create (`POST /v1/responses`) instead of a chat completion.
-    pub(super) responses: bool,
+    pub(super) api: Api,
     pub(super) primary: MockOptions,
     pub(super) shadow: MockOptions,
     /// `silent_queue_size` and `silent_max_in_flight`, when not the defaults.
@@ -76,7 +86,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         via: Via::Gateway,
         model: "bench-mirror",
         stream: false,
-        responses: false,
+        api: Api::Chat,
         primary: healthy,
         shadow: healthy,
         queue: None,
@@ -188,13 +198,13 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             id: "S12d",
             title: "Responses API, direct to the mock",
             via: Via::Direct,
-            responses: true,
+            api: Api::Responses,
             ..base.clone()
         },
         Scenario {
             id: "S12",
             title: "Responses API through the gateway, 100% mirrored",
-            responses: true,
+            api: Api::Responses,
             ..base.clone()
         },
         Scenario {
@@ -202,14 +212,14 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             title: "Responses API streamed, direct to the mock (8 deltas)",
             via: Via::Direct,
             stream: true,
-            responses: true,
+            api: Api::Responses,
             ..base.clone()
         },
         Scenario {
             id: "S12s",
             title: "Responses API streamed through the gateway, mirrored (8 deltas)",
             stream: true,
-            responses: true,
+            api: Api::Responses,
             ..base.clone()
         },
         // S9: real model latencies with default settings; S9n and S9ns are the same loads without
@@ -299,6 +309,41 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             }),
             ..base.clone()
         },
+        // S13: Anthropic's Messages API, streamed (what coding agents send): direct, through the
+        // gateway, mirrored in the same format, and mirrored across formats (the copy translated to
+        // chat completions for an OpenAI shadow).
+        Scenario {
+            id: "S13d",
+            title: "streamed Messages, direct to the mock (8 deltas)",
+            via: Via::Direct,
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S13n",
+            title: "streamed Messages through the gateway, no mirroring",
+            model: "bench-claude",
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S13",
+            title: "streamed Messages, mirrored to a Claude shadow",
+            model: "bench-claude-mirror",
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S13x",
+            title: "streamed Messages, mirrored across formats to a GPT shadow",
+            model: "bench-claude-to-gpt",
+            stream: true,
+            api: Api::Messages,
+            ..base.clone()
+        },
     ]
 }
 
@@ -308,7 +353,11 @@ pub(super) fn describe(scenario: &Scenario) -> String {
         scenario.title,
         scenario.primary.describe()
     );
-    if scenario.via == Via::Gateway && scenario.model == "bench-mirror" {
+    let mirrored = matches!(
+        scenario.model,
+        "bench-mirror" | "bench-claude-mirror" | "bench-claude-to-gpt"
+    );
+    if scenario.via == Via::Gateway && mirrored {
         text.push_str(&format!("; shadow mock {}", scenario.shadow.describe()));
     }
     if scenario.prompt_bytes > 0 {

@@ -3,6 +3,7 @@
 // Helpers shared by tests panic like the tests do; clippy only exempts `#[test]` functions themselves.
 #![allow(clippy::unwrap_used)]
 
+mod across;
 mod blocking;
 mod cancellation;
 mod config;

@@ -1,6 +1,6 @@
 //! Anthropic's Messages API through the router, over real HTTP: records with cache-aware usage
 //! and cost, same-format mirroring (beta header included), retries on 529, context-window
-//! fallbacks, error events, count_tokens, and the refusal for groups that do not speak Messages.
+//! fallbacks, error events and count_tokens (across formats: `across.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,8 +11,7 @@ use mirror_providers::{Anthropic, HttpClient, Provider};
 use mirror_router::{ModelDeployment, RouterBuilder, RouterSettings};
 
 use crate::support::{
-    builder, http_deployment, record_where, settled, take_records, with_retries, Behaviour,
-    Upstream, SECRET_KEY,
+    builder, record_where, settled, take_records, with_retries, Behaviour, Upstream, SECRET_KEY,
 };
 
 fn anthropic() -> Arc<dyn Provider> {
@@ -261,18 +260,4 @@ async fn count_tokens_goes_to_the_group_and_is_not_mirrored() {
     assert_eq!(record.call_type, CallType::CountTokens);
     assert_eq!(settled(&router).await.mirrored, 0);
     assert_eq!(shadow.count(), 0);
-}
-
-#[tokio::test]
-async fn a_group_that_does_not_speak_messages_is_refused_clearly() {
-    let upstream = Upstream::start("gpt").await;
-    let (builder, _records) = claude_builder();
-    let router = builder
-        .deployment(http_deployment("gpt", "gpt-1", &upstream))
-        .build()
-        .unwrap();
-    let err = router.messages(hello("gpt")).await.unwrap_err();
-    let text = mirror_core::error_chain(&err);
-    assert!(text.contains("translation"), "{text}");
-    assert_eq!(upstream.count(), 0, "nothing was sent");
 }
