@@ -46,7 +46,9 @@ pub use embeddings::{
     Embedding, EmbeddingsRequest, EmbeddingsResponse, EmbeddingsUsage, UpstreamEmbeddingsRequest,
 };
 pub use error_body::{error_chain, ErrorBody, ErrorDetail};
-pub use mirror::{MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS};
+pub use mirror::{
+    clear_silent_mark, is_silent_copy, MirrorCopy, SilentTargets, PER_CALL_METADATA_KEYS,
+};
 pub use record::{
     epoch_seconds, CallRecord, CallStatus, CallType, EmbeddingShape, ErrorInformation,
     RecordMetadata, RecordResponse, SpendKind,

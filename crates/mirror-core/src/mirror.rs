@@ -36,6 +36,26 @@ pub const PER_CALL_METADATA_KEYS: &[&str] = &[
     crate::OPT_OUT_METADATA_KEY,
 ];
 
+/// Whether request metadata carries the marker the copy points set on a silent copy
+/// (`is_silent_experiment: true` in chat and embeddings `metadata`, in `litellm_metadata` for
+/// Responses and Messages). Providers read it to send the copy over the silent lane's
+/// connections, never a primary call's.
+pub fn is_silent_copy(metadata: Option<&Map<String, Value>>) -> bool {
+    metadata
+        .and_then(|metadata| metadata.get("is_silent_experiment"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+/// Removes the silent-copy marker from request metadata. The router does this on every call that
+/// is not a silent copy, so the marker a provider reads is always the copy point's, never one a
+/// caller sent.
+pub fn clear_silent_mark(metadata: &mut Option<Map<String, Value>>) {
+    if let Some(metadata) = metadata {
+        metadata.remove("is_silent_experiment");
+    }
+}
+
 /// A silent copy of a request (chat by default; one copy point per format): its body and its
 /// identity.
 #[derive(Debug, Clone, PartialEq)]

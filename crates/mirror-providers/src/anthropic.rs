@@ -225,6 +225,7 @@ impl Provider for Anthropic {
         let body = request.upstream(&model, false);
         let headers = self.headers(deployment, request.beta.as_deref())?;
         self.http
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_json(
                 self.messages_url(deployment),
                 headers,
@@ -250,6 +251,7 @@ impl Provider for Anthropic {
             HeaderValue::from_static("text/event-stream"),
         );
         self.http
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_events(
                 self.messages_url(deployment),
                 headers,
@@ -272,6 +274,7 @@ impl Provider for Anthropic {
         let body = request.upstream_count_tokens(&model);
         let headers = self.headers(deployment, request.beta.as_deref())?;
         self.http
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_json(
                 self.count_tokens_url(deployment),
                 headers,

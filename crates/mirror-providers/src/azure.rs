@@ -223,7 +223,7 @@ impl Provider for AzureOpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.metadata.as_ref())
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -241,7 +241,7 @@ impl Provider for AzureOpenAi {
             .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.metadata.as_ref())
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
@@ -257,7 +257,7 @@ impl Provider for AzureOpenAi {
         let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.metadata.as_ref())
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -276,7 +276,7 @@ impl Provider for AzureOpenAi {
             .upstream(&model, false, previous)
             .with_defaults(&deployment.extra);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_json(
                 url,
                 self.headers(deployment)?,
@@ -300,7 +300,7 @@ impl Provider for AzureOpenAi {
             .upstream(&model, true, previous)
             .with_defaults(&deployment.extra);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_events(
                 url,
                 self.headers(deployment)?,
@@ -319,8 +319,9 @@ impl Provider for AzureOpenAi {
     ) -> Result<serde_json::Value, ProviderError> {
         let url = self.responses_url(deployment, &call.operation.path(call.id))?;
         let (timeout, _) = timeouts(deployment);
+        // A stored response is a client's: silent copies never retrieve or delete one.
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, None)
             .call_json(
                 call.operation.method(),
                 with_query(url, call.query),

@@ -15,7 +15,7 @@ use sseer::event_stream::EventStream;
 
 #[cfg(feature = "test-util")]
 use crate::transport::Proxies;
-use crate::transport::{Choice, Response, Transport};
+use crate::transport::{Choice, Lane, Response, Transport};
 use crate::{ChunkStream, ProviderError};
 
 /// Used when a deployment sets no `timeout` (LiteLLM's default is far longer; ten minutes is already
@@ -83,6 +83,8 @@ pub struct HttpClient {
     pub(crate) transport: Transport,
     /// The HTTP version setting of the calls this handle sends (see [`HttpClient::version`]).
     pub(crate) http2: Http2,
+    /// Whose connections the calls this handle sends use: a primary call's or a silent copy's.
+    pub(crate) lane: Lane,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -115,17 +117,24 @@ impl HttpClient {
         Ok(HttpClient {
             transport: Transport::build(choice, extra_roots)?,
             http2: Http2::Auto,
+            lane: Lane::Primary,
         })
     }
 
-    /// This client (sharing its pools) sending with a deployment's HTTP version setting; `None` is
-    /// [`Http2::Auto`].
-    pub(crate) fn version(&self, http2: Option<Http2>) -> Cow<'_, HttpClient> {
-        match http2.unwrap_or_default() {
-            http2 if http2 == self.http2 => Cow::Borrowed(self),
-            http2 => Cow::Owned(HttpClient {
+    /// This client (sharing its pools) sending with a deployment's HTTP version setting (`None`
+    /// is [`Http2::Auto`]) on the lane of a call whose request metadata is `metadata`: a silent
+    /// copy's connections are never a primary call's (see [`Lane`]).
+    pub(crate) fn version(
+        &self,
+        http2: Option<Http2>,
+        metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Cow<'_, HttpClient> {
+        match (http2.unwrap_or_default(), Lane::of(metadata)) {
+            (http2, lane) if http2 == self.http2 && lane == self.lane => Cow::Borrowed(self),
+            (http2, lane) => Cow::Owned(HttpClient {
                 transport: self.transport.clone(),
                 http2,
+                lane,
             }),
         }
     }
@@ -266,7 +275,9 @@ impl HttpClient {
             code: None,
         })?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        self.transport.post(self.http2, url, headers, body).await
+        self.transport
+            .post((self.lane, self.http2), url, headers, body)
+            .await
     }
 }
 

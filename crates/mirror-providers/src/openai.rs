@@ -307,7 +307,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.metadata.as_ref())
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -325,7 +325,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let limits = stream_limits(deployment);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.metadata.as_ref())
             .post_sse(url, self.headers(deployment)?, &body, timeout, idle, limits)
             .await
     }
@@ -341,7 +341,7 @@ impl Provider for OpenAi {
         let body = request.upstream(&model).with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, true);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.metadata.as_ref())
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -360,7 +360,7 @@ impl Provider for OpenAi {
             .with_defaults(&deployment.extra);
         let max_bytes = max_response_bytes(deployment, false);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_json(url, self.headers(deployment)?, &body, timeout, max_bytes)
             .await
     }
@@ -378,7 +378,7 @@ impl Provider for OpenAi {
             .upstream(&model, true, previous)
             .with_defaults(&deployment.extra);
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, request.litellm_metadata.as_ref())
             .post_events(
                 url,
                 self.headers(deployment)?,
@@ -400,8 +400,9 @@ impl Provider for OpenAi {
             &format!("responses{}", call.operation.path(call.id)),
         )?;
         let (timeout, _) = timeouts(deployment);
+        // A stored response is a client's: silent copies never retrieve or delete one.
         self.http
-            .version(deployment.http2)
+            .version(deployment.http2, None)
             .call_json(
                 call.operation.method(),
                 with_query(url, call.query),

@@ -143,7 +143,7 @@ impl HttpClient {
         let exchange = async {
             let mut response = self
                 .transport
-                .request(self.http2, method, url, headers, body)
+                .request((self.lane, self.http2), method, url, headers, body)
                 .await?;
             let status = response.status;
             let response_headers = std::mem::take(&mut response.headers);
@@ -182,7 +182,7 @@ impl HttpClient {
         let mut response = tokio::time::timeout(
             timeout,
             self.transport
-                .request(self.http2, Method::POST, url, headers, body),
+                .request((self.lane, self.http2), Method::POST, url, headers, body),
         )
         .await
         .map_err(|_| ProviderError::Timeout { after: timeout })??;

@@ -50,54 +50,84 @@ const PROXY_VARIABLES: [&str; 6] = [
 
 type DirectClient = hyper_util::client::legacy::Client<ConnectTimeout, Full<Bytes>>;
 
+/// Which connections a call travels on. Silent copies have their own clients, so a primary call
+/// never shares an upstream connection (nor an HTTP/2 connection's stream limit) with one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Client calls: `auto` negotiates HTTP/2 by ALPN over TLS.
+    #[default]
+    Primary,
+    /// Silent copies: `auto` is HTTP/1.1, so that thousands of copies in flight get pooled
+    /// connections instead of queueing for the streams of one HTTP/2 connection.
+    Silent,
+}
+
+impl Lane {
+    /// The lane of a call whose request metadata is `metadata`: silent when it carries the
+    /// silent-copy marker.
+    pub(crate) fn of(metadata: Option<&serde_json::Map<String, serde_json::Value>>) -> Self {
+        if mirror_core::is_silent_copy(metadata) {
+            Lane::Silent
+        } else {
+            Lane::Primary
+        }
+    }
+}
+
+/// What a client offers the server: the protocols of one lane and [`Http2`] setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// HTTP/2 or HTTP/1.1 over TLS (ALPN decides); HTTP/1.1 on plain `http://`.
+    Negotiated,
+    /// HTTP/2 only (prior knowledge on plain `http://`).
+    Http2,
+    /// HTTP/1.1 only.
+    Http1,
+}
+
+/// How many clients a transport keeps: [`slot`]'s range.
+const SLOTS: usize = 5;
+
+/// The client of `lane` and `http2`: one per (lane, offer), so the lanes never share a pool.
+fn slot(lane: Lane, http2: Http2) -> (usize, Offer) {
+    match (lane, http2) {
+        (Lane::Primary, Http2::Auto) => (0, Offer::Negotiated),
+        (Lane::Primary, Http2::Always) => (1, Offer::Http2),
+        (Lane::Primary, Http2::Never) => (2, Offer::Http1),
+        (Lane::Silent, Http2::Always) => (3, Offer::Http2),
+        (Lane::Silent, Http2::Auto | Http2::Never) => (4, Offer::Http1),
+    }
+}
+
 /// Which client sends the requests.
 #[derive(Clone)]
 pub(crate) enum Transport {
     /// hyper-util's pooled clients over rustls: no proxy support. (In an `Arc`: the clients are a
     /// few hundred bytes each and every adapter holds a clone.)
     Direct(Arc<DirectClients>),
-    /// reqwest, which applies the proxy variables of the environment: one client per [`Http2`]
-    /// setting (`auto`, `always`, `never`).
-    Reqwest(Arc<[reqwest::Client; 3]>),
+    /// reqwest, which applies the proxy variables of the environment: one client per lane and
+    /// [`Http2`] setting, as [`slot`] numbers them.
+    Reqwest(Arc<[reqwest::Client; SLOTS]>),
 }
 
-/// The direct client of each [`Http2`] setting, over one TLS configuration.
+/// The direct client of each lane and [`Http2`] setting (as [`slot`] numbers them), over one TLS
+/// configuration, each built on first use.
 pub(crate) struct DirectClients {
     tls: rustls::ClientConfig,
-    auto: DirectClient,
-    always: OnceLock<DirectClient>,
-    never: OnceLock<DirectClient>,
+    clients: [OnceLock<DirectClient>; SLOTS],
 }
 
 impl DirectClients {
     fn new(tls: rustls::ClientConfig) -> Self {
-        let auto = direct_client(&tls, Http2::Auto);
         DirectClients {
             tls,
-            auto,
-            always: OnceLock::new(),
-            never: OnceLock::new(),
+            clients: Default::default(),
         }
     }
 
-    fn get(&self, http2: Http2) -> &DirectClient {
-        match http2 {
-            Http2::Auto => &self.auto,
-            Http2::Always => self
-                .always
-                .get_or_init(|| direct_client(&self.tls, Http2::Always)),
-            Http2::Never => self
-                .never
-                .get_or_init(|| direct_client(&self.tls, Http2::Never)),
-        }
-    }
-}
-
-fn version_index(http2: Http2) -> usize {
-    match http2 {
-        Http2::Auto => 0,
-        Http2::Always => 1,
-        Http2::Never => 2,
+    fn get(&self, lane: Lane, http2: Http2) -> &DirectClient {
+        let (slot, offer) = slot(lane, http2);
+        self.clients[slot].get_or_init(|| direct_client(&self.tls, offer))
     }
 }
 
@@ -147,11 +177,14 @@ impl Transport {
             Choice::Direct => tls_config(extra_roots)
                 .map(|tls| Transport::Direct(Arc::new(DirectClients::new(tls)))),
             Choice::Reqwest(proxies) => {
-                let build = |http2| reqwest_client(&proxies, http2, extra_roots);
+                let build =
+                    |lane, http2| reqwest_client(&proxies, slot(lane, http2).1, extra_roots);
                 Ok(Transport::Reqwest(Arc::new([
-                    build(Http2::Auto)?,
-                    build(Http2::Always)?,
-                    build(Http2::Never)?,
+                    build(Lane::Primary, Http2::Auto)?,
+                    build(Lane::Primary, Http2::Always)?,
+                    build(Lane::Primary, Http2::Never)?,
+                    build(Lane::Silent, Http2::Always)?,
+                    build(Lane::Silent, Http2::Never)?,
                 ])))
             }
         }
@@ -171,25 +204,26 @@ impl Transport {
     /// wherever the upstream points), and relaying it would hand the client an upstream URL.
     pub(crate) async fn post(
         &self,
-        http2: Http2,
+        (lane, http2): (Lane, Http2),
         url: String,
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Response, ProviderError> {
-        self.request(http2, Method::POST, url, headers, body).await
+        self.request((lane, http2), Method::POST, url, headers, body)
+            .await
     }
 
     /// Sends a request of any method (the Responses API's GET and DELETE by id); an empty `body`
     /// is sent as none. A redirect is an error, never followed.
     pub(crate) async fn request(
         &self,
-        http2: Http2,
+        route: (Lane, Http2),
         method: Method,
         url: String,
         headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<Response, ProviderError> {
-        let response = self.send(http2, method, url, headers, body).await?;
+        let response = self.send(route, method, url, headers, body).await?;
         if response.status.is_redirection() {
             return Err(redirected(response.status));
         }
@@ -198,7 +232,7 @@ impl Transport {
 
     async fn send(
         &self,
-        http2: Http2,
+        (lane, http2): (Lane, Http2),
         method: Method,
         url: String,
         mut headers: HeaderMap,
@@ -206,7 +240,7 @@ impl Transport {
     ) -> Result<Response, ProviderError> {
         match self {
             Transport::Direct(clients) => {
-                let client = clients.get(http2);
+                let client = clients.get(lane, http2);
                 let uri = request_uri(url, &mut headers)?;
                 // What reqwest sends by default; some servers and proxies expect an `Accept`.
                 headers
@@ -228,7 +262,7 @@ impl Transport {
                 })
             }
             Transport::Reqwest(clients) => {
-                let mut response = clients[version_index(http2)]
+                let mut response = clients[slot(lane, http2).0]
                     .request(method, url)
                     .headers(headers)
                     .body(body)
@@ -358,7 +392,7 @@ fn tls_config(
         .with_no_client_auth())
 }
 
-fn direct_client(tls: &rustls::ClientConfig, http2: Http2) -> DirectClient {
+fn direct_client(tls: &rustls::ClientConfig, offer: Offer) -> DirectClient {
     let mut http = HttpConnector::new();
     // The TLS layer above handles `https`.
     http.enforce_http(false);
@@ -375,10 +409,10 @@ fn direct_client(tls: &rustls::ClientConfig, http2: Http2) -> DirectClient {
         .https_or_http();
     // The ALPN offer: what a TLS server may pick (none for HTTP/1.1 only, which a server reads as
     // HTTP/1.1).
-    let https = match http2 {
-        Http2::Auto => tls.enable_all_versions().wrap_connector(http),
-        Http2::Always => tls.enable_http2().wrap_connector(http),
-        Http2::Never => tls.enable_http1().wrap_connector(http),
+    let https = match offer {
+        Offer::Negotiated => tls.enable_all_versions().wrap_connector(http),
+        Offer::Http2 => tls.enable_http2().wrap_connector(http),
+        Offer::Http1 => tls.enable_http1().wrap_connector(http),
     };
     let connector = ConnectTimeout { inner: https };
     let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
@@ -388,13 +422,13 @@ fn direct_client(tls: &rustls::ClientConfig, http2: Http2) -> DirectClient {
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         // Over plain `http://` this is prior knowledge; over TLS, the only protocol offered.
-        .http2_only(http2 == Http2::Always);
+        .http2_only(offer == Offer::Http2);
     builder.build(connector)
 }
 
 fn reqwest_client(
     proxies: &Proxies,
-    http2: Http2,
+    offer: Offer,
     extra_roots: &[CertificateDer<'static>],
 ) -> Result<reqwest::Client, ProviderError> {
     let cannot_build = |err: reqwest::Error| ProviderError::Transport {
@@ -408,10 +442,10 @@ fn reqwest_client(
         // As the direct client: a redirect is answered as an error, never followed.
         .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true);
-    builder = match http2 {
-        Http2::Auto => builder,
-        Http2::Always => builder.http2_prior_knowledge(),
-        Http2::Never => builder.http1_only(),
+    builder = match offer {
+        Offer::Negotiated => builder,
+        Offer::Http2 => builder.http2_prior_knowledge(),
+        Offer::Http1 => builder.http1_only(),
     };
     for root in extra_roots {
         let root = reqwest::Certificate::from_der(root).map_err(cannot_build)?;

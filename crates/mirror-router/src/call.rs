@@ -88,6 +88,11 @@ pub(crate) trait CallRequest: Send + Sync + 'static {
     /// carries the messages.
     fn take_record_parts(&mut self, payloads: bool) -> RecordParts;
 
+    /// Removes a silent-copy marker the caller put in the gateway metadata that providers read to
+    /// pick a call's connections (see `mirror_core::is_silent_copy`). Default: this kind of
+    /// request carries none.
+    fn clear_silent_mark(&mut self) {}
+
     /// Takes out the request's `cache` field (LiteLLM's per-request cache controls, never sent to
     /// a provider). Default: this kind of request has none.
     fn take_cache_control(&mut self) -> Option<Value> {
@@ -220,6 +225,10 @@ impl Inner {
         mut request: K::Request,
         meta: CallMeta,
     ) -> Result<Routed<K::Output>, RouterError> {
+        if !meta.is_silent_experiment {
+            // Only the copy point marks a call silent (and so puts it on the silent lane).
+            request.clear_silent_mark();
+        }
         let control = request.take_cache_control();
         let mut call = Call::new(Arc::clone(self), request, meta, (K::CALL_TYPE, K::STREAM));
         let plan = match self.cache_plan::<K>(&call, control.as_ref()) {

@@ -26,6 +26,10 @@ pub(crate) struct ChatStreamed;
 pub(crate) struct Embeddings;
 
 impl CallRequest for ChatRequest {
+    fn clear_silent_mark(&mut self) {
+        mirror_core::clear_silent_mark(&mut self.metadata);
+    }
+
     fn model(&self) -> &str {
         &self.model
     }
@@ -52,6 +56,10 @@ impl CallRequest for ChatRequest {
 }
 
 impl CallRequest for EmbeddingsRequest {
+    fn clear_silent_mark(&mut self) {
+        mirror_core::clear_silent_mark(&mut self.metadata);
+    }
+
     fn model(&self) -> &str {
         &self.model
     }

@@ -28,6 +28,10 @@ use crate::router::Inner;
 use crate::RouterError;
 
 impl CallRequest for MessagesRequest {
+    fn clear_silent_mark(&mut self) {
+        mirror_core::clear_silent_mark(&mut self.litellm_metadata);
+    }
+
     fn model(&self) -> &str {
         &self.model
     }
@@ -208,6 +212,10 @@ pub(crate) struct CountTokens;
 pub(crate) struct CountTokensCall(pub(crate) MessagesRequest);
 
 impl CallRequest for CountTokensCall {
+    fn clear_silent_mark(&mut self) {
+        mirror_core::clear_silent_mark(&mut self.0.litellm_metadata);
+    }
+
     fn model(&self) -> &str {
         &self.0.model
     }

@@ -51,6 +51,10 @@ impl ResponsesCall {
 }
 
 impl CallRequest for ResponsesCall {
+    fn clear_silent_mark(&mut self) {
+        mirror_core::clear_silent_mark(&mut self.request.litellm_metadata);
+    }
+
     fn model(&self) -> &str {
         &self.request.model
     }

@@ -65,6 +65,9 @@ pub enum Serving {
     H2c,
     /// `https://127.0.0.1` with the test certificate, offering these ALPN protocols.
     Tls(Vec<&'static [u8]>),
+    /// As [`Serving::Tls`], allowing at most this many concurrent streams on one HTTP/2
+    /// connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    TlsWithStreams(Vec<&'static [u8]>, u32),
 }
 
 impl Seen {
@@ -269,6 +272,17 @@ impl Upstream {
         Self::spawn_serving(name, Behaviour::Answer, None, serving).await
     }
 
+    /// Starts a server that accepts connections as `serving` says and answers every request with
+    /// `handler`.
+    pub async fn serving_with_handler<F, Fut>(serving: Serving, handler: F) -> Self
+    where
+        F: Fn(Call) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |call| Box::pin(handler(call)));
+        Self::spawn_serving("upstream", Behaviour::Answer, Some(handler), serving).await
+    }
+
     async fn spawn(name: &str, default: Behaviour, handler: Option<Handler>) -> Self {
         Self::spawn_serving(name, default, handler, Serving::Http1).await
     }
@@ -313,11 +327,20 @@ impl Upstream {
             }
             Serving::H2c => (
                 format!("http://{address}"),
-                tokio::spawn(tls::accept(listener, app, None)),
+                tokio::spawn(tls::accept(listener, app, None, None)),
             ),
             Serving::Tls(alpn) => (
                 format!("https://{address}"),
-                tokio::spawn(tls::accept(listener, app, Some(tls::acceptor(alpn)))),
+                tokio::spawn(tls::accept(listener, app, Some(tls::acceptor(alpn)), None)),
+            ),
+            Serving::TlsWithStreams(alpn, streams) => (
+                format!("https://{address}"),
+                tokio::spawn(tls::accept(
+                    listener,
+                    app,
+                    Some(tls::acceptor(alpn)),
+                    Some(streams),
+                )),
             ),
         };
         Upstream {
@@ -727,8 +750,14 @@ pub mod tls {
     }
 
     /// Serves `app` on every connection, over TLS when `tls` is given, speaking whichever of
-    /// HTTP/1.1 and HTTP/2 the client speaks (over TLS: what ALPN chose).
-    pub(super) async fn accept(listener: TcpListener, app: axum::Router, tls: Option<TlsAcceptor>) {
+    /// HTTP/1.1 and HTTP/2 the client speaks (over TLS: what ALPN chose), with at most `streams`
+    /// concurrent streams per HTTP/2 connection when given.
+    pub(super) async fn accept(
+        listener: TcpListener,
+        app: axum::Router,
+        tls: Option<TlsAcceptor>,
+        streams: Option<u32>,
+    ) {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 continue;
@@ -741,7 +770,10 @@ pub mod tls {
                     TowerToHyperService::new(
                         app.layer(axum::Extension(ConnectInfo::<SocketAddr>(peer))),
                     );
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                if let Some(streams) = streams {
+                    builder.http2().max_concurrent_streams(streams);
+                }
                 let _ = match tls {
                     Some(tls) => match tls.accept(stream).await {
                         Ok(stream) => {
