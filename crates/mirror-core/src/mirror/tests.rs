@@ -278,3 +278,33 @@ fn silent_model_shapes() {
         expect!["error: `silent_model` must be a model group name or a list of names, got an empty name at line 1 column 4"],
     );
 }
+
+#[test]
+fn only_a_copy_point_s_marker_survives_for_the_providers() {
+    let request: ChatRequest = serde_json::from_value(json!({
+        "model": "prod",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"is_silent_experiment": true, "tags": ["a"]},
+    }))
+    .unwrap();
+    // What a caller wrote reads as a marker until the router clears it on a primary call.
+    assert!(is_silent_copy(request.metadata.as_ref()));
+    let mut primary = request.clone();
+    clear_silent_mark(&mut primary.metadata);
+    assert!(!is_silent_copy(primary.metadata.as_ref()));
+    assert_eq!(
+        primary.metadata,
+        Some(json!({"tags": ["a"]}).as_object().unwrap().clone())
+    );
+    clear_silent_mark(&mut None);
+    // A copy of the cleared primary is marked again by the copy point.
+    let meta = CallMeta::for_request("prod", primary.metadata.as_ref());
+    let copy = primary.to_mirror(&meta, "shadow");
+    assert!(is_silent_copy(copy.request.metadata.as_ref()));
+    // Only `true` marks a copy.
+    for value in [json!(false), json!("true"), json!(1)] {
+        let metadata = json!({"is_silent_experiment": value});
+        assert!(!is_silent_copy(metadata.as_object()), "{value}");
+    }
+    assert!(!is_silent_copy(None));
+}

@@ -2,11 +2,14 @@
 //! queue, sampling, opt-out, switch-off and shutdown.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use mirror_core::{CallStatus, CallType, SpendKind};
-use mirror_router::{MirrorSettings, RouterSettings};
+use mirror_providers::{HttpClient, OpenAi};
+use mirror_router::{MirrorSettings, ModelDeployment, RouterSettings};
+use mirror_test_support::upstream::{tls::CA_PEM, Serving};
 use serde_json::json;
 
 use crate::support::{
@@ -810,4 +813,59 @@ async fn a_consumer_that_wants_no_payloads_gets_records_without_messages_and_res
     let record = next_record(&mut full).await;
     assert_eq!(record.status, CallStatus::Failure);
     assert_eq!(record.id, call_id.to_string());
+}
+
+/// A primary and its silent copy to the same TLS host, which offers HTTP/2 (both deployments on
+/// `http2: auto`): the primary speaks HTTP/2, the copy HTTP/1.1 on a connection of its own, so it
+/// can never queue the primary behind the host's stream limit. A caller who writes the
+/// silent-copy marker into the primary's metadata changes nothing.
+#[tokio::test]
+async fn a_silent_copy_never_shares_its_primary_s_connection_whatever_the_caller_marks() {
+    let upstream = Upstream::serving("tls-h2", Serving::Tls(vec![b"h2", b"http/1.1"])).await;
+    let client = HttpClient::direct_trusting(CA_PEM.as_bytes()).unwrap();
+    let (builder, mut records) = builder();
+    let router = builder
+        .provider(Arc::new(OpenAi::new(client)))
+        .deployment(
+            http_deployment("prod", "prod-1", &upstream)
+                .silent_model(["candidate"])
+                .unwrap(),
+        )
+        .deployment(
+            ModelDeployment::new("candidate", "openai/gpt-4.1")
+                .unwrap()
+                .api_base(upstream.base())
+                .api_key(support::SECRET_KEY)
+                .id("cand-1"),
+        )
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let marked = with_metadata(request("prod"), json!({"is_silent_experiment": true}));
+        router.chat(marked).await.unwrap();
+        // One after the other, so that a shared pool would hand a call the other's connection.
+        let copies = take_records(&mut records, 2).await;
+        assert!(copies
+            .iter()
+            .any(|record| record.metadata.is_silent_experiment));
+    }
+    let seen = upstream.requests();
+    let of = |model: &str| {
+        seen.iter()
+            .filter(|seen| seen.body["model"] == model)
+            .map(|seen| (seen.peer.unwrap(), seen.version.clone()))
+            .collect::<HashSet<_>>()
+    };
+    let (primaries, copies) = (of("gpt-4o-mini"), of("gpt-4.1"));
+    assert_eq!(primaries.len(), 1, "{seen:#?}");
+    assert_eq!(copies.len(), 1, "{seen:#?}");
+    let (primary, copy) = (
+        primaries.iter().next().unwrap(),
+        copies.iter().next().unwrap(),
+    );
+    assert_eq!(
+        (primary.1.as_str(), copy.1.as_str()),
+        ("HTTP/2.0", "HTTP/1.1")
+    );
+    assert_ne!(primary.0, copy.0);
 }
