@@ -72,7 +72,8 @@ impl Answer for EmbeddingsResponse {
 
 /// One pooled HTTP client shared by every adapter (rustls with the webpki roots, no OpenSSL; HTTP/1.1,
 /// and HTTP/2 where the server offers it over TLS). Cloning it is cheap and shares the pool; never
-/// build one per request.
+/// build one per request. Silent copies go over pools of their own (the silent lane, HTTP/1.1
+/// under `http2: auto`), so they never share a connection with a primary call.
 ///
 /// Proxies: when any of `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` (or their lowercase forms) is set
 /// and not empty at [`HttpClient::new`], requests go through reqwest, which applies them with

@@ -5,6 +5,9 @@
 //! has none of reqwest's per-request layers (redirects, retries, URL re-parsing), which Mirror does
 //! not use. reqwest stays for proxies, whose rules (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`,
 //! `NO_PROXY`, proxy credentials, CONNECT tunnels) it already implements.
+//!
+//! Either way there are two sets of clients, two lanes ([`Lane`]): primary calls and silent copies
+//! never share a pool, so a primary never waits behind copies for an HTTP/2 connection's streams.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -87,6 +90,15 @@ enum Offer {
 
 /// How many clients a transport keeps: [`slot`]'s range.
 const SLOTS: usize = 5;
+
+/// A lane and setting of each slot, in slot order.
+const SLOT_ROUTES: [(Lane, Http2); SLOTS] = [
+    (Lane::Primary, Http2::Auto),
+    (Lane::Primary, Http2::Always),
+    (Lane::Primary, Http2::Never),
+    (Lane::Silent, Http2::Always),
+    (Lane::Silent, Http2::Never),
+];
 
 /// The client of `lane` and `http2`: one per (lane, offer), so the lanes never share a pool.
 fn slot(lane: Lane, http2: Http2) -> (usize, Offer) {
@@ -178,14 +190,9 @@ impl Transport {
                 .map(|tls| Transport::Direct(Arc::new(DirectClients::new(tls)))),
             Choice::Reqwest(proxies) => {
                 let build =
-                    |lane, http2| reqwest_client(&proxies, slot(lane, http2).1, extra_roots);
-                Ok(Transport::Reqwest(Arc::new([
-                    build(Lane::Primary, Http2::Auto)?,
-                    build(Lane::Primary, Http2::Always)?,
-                    build(Lane::Primary, Http2::Never)?,
-                    build(Lane::Silent, Http2::Always)?,
-                    build(Lane::Silent, Http2::Never)?,
-                ])))
+                    |(lane, http2)| reqwest_client(&proxies, slot(lane, http2).1, extra_roots);
+                let [a, b, c, d, e] = SLOT_ROUTES.map(build);
+                Ok(Transport::Reqwest(Arc::new([a?, b?, c?, d?, e?])))
             }
         }
     }
@@ -705,6 +712,29 @@ mod tests {
         check_choice(
             &[("NO_PROXY", "localhost"), ("HTTPS_PROXY", "http://p:1")],
             &reqwest,
+        );
+    }
+
+    #[test]
+    fn each_lane_and_setting_has_its_client_and_the_lanes_share_none() {
+        let settings = [Http2::Auto, Http2::Always, Http2::Never];
+        for (index, (lane, http2)) in SLOT_ROUTES.into_iter().enumerate() {
+            assert_eq!(slot(lane, http2).0, index, "{lane:?} {http2:?}");
+        }
+        let slots = |lane| settings.map(|http2| slot(lane, http2).0);
+        let silent = slots(Lane::Silent);
+        assert!(slots(Lane::Primary)
+            .iter()
+            .all(|slot| !silent.contains(slot)));
+        // The primary lane negotiates under `auto`; the silent lane speaks HTTP/1.1.
+        let offers = |lane| settings.map(|http2| slot(lane, http2).1);
+        assert_eq!(
+            offers(Lane::Primary),
+            [Offer::Negotiated, Offer::Http2, Offer::Http1]
+        );
+        assert_eq!(
+            offers(Lane::Silent),
+            [Offer::Http1, Offer::Http2, Offer::Http1]
         );
     }
 
