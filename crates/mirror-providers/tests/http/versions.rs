@@ -220,7 +220,12 @@ async fn primary_and_silent_calls_never_share_a_connection() {
                 .into_iter()
                 .map(|(peer, _)| peer)
                 .collect();
-            assert_eq!((primaries.len(), silents.len()), (1, 1), "{name} {http2:?}");
+            // (An HTTP/1.1 connection may not be back in its pool yet when the next call starts, so
+            // a lane may use more than one.)
+            assert!(
+                !primaries.is_empty() && !silents.is_empty(),
+                "{name} {http2:?}"
+            );
             assert!(primaries.is_disjoint(&silents), "{name} {http2:?}");
         }
     }

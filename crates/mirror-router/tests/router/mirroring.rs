@@ -2,6 +2,7 @@
 //! queue, sampling, opt-out, switch-off and shutdown.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -857,15 +858,17 @@ async fn a_silent_copy_never_shares_its_primary_s_connection_whatever_the_caller
             .collect::<HashSet<_>>()
     };
     let (primaries, copies) = (of("gpt-4o-mini"), of("gpt-4.1"));
-    assert_eq!(primaries.len(), 1, "{seen:#?}");
-    assert_eq!(copies.len(), 1, "{seen:#?}");
-    let (primary, copy) = (
-        primaries.iter().next().unwrap(),
-        copies.iter().next().unwrap(),
-    );
-    assert_eq!(
-        (primary.1.as_str(), copy.1.as_str()),
-        ("HTTP/2.0", "HTTP/1.1")
-    );
-    assert_ne!(primary.0, copy.0);
+    let versions = |seen: &HashSet<(SocketAddr, String)>| {
+        seen.iter()
+            .map(|(_, version)| version.clone())
+            .collect::<HashSet<_>>()
+    };
+    assert_eq!(versions(&primaries), HashSet::from(["HTTP/2.0".to_owned()]));
+    // (An HTTP/1.1 connection may not be back in its pool when the next copy starts: the copies
+    // may use more than one.)
+    assert_eq!(versions(&copies), HashSet::from(["HTTP/1.1".to_owned()]));
+    let peers = |seen: &HashSet<(SocketAddr, String)>| {
+        seen.iter().map(|(peer, _)| *peer).collect::<HashSet<_>>()
+    };
+    assert!(peers(&primaries).is_disjoint(&peers(&copies)), "{seen:#?}");
 }
