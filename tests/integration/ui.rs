@@ -140,12 +140,41 @@ fn same(page: &Value, command: &Value, path: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_and_mirror_report_agree_on_the_same_calls() {
     let gateway = RunningGateway::start(&config("")).await;
+    // Unwatched, the page takes no records (nobody pays for a page nobody views) ...
+    send(&gateway.base, 100, None).await;
+    // Its shadow finishes before the first view (else it could enter the window unpaired).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = client()
+            .get(format!("{}/metrics", gateway.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics
+            .lines()
+            .any(|l| l == "mirror_silent_completed_total 1")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shadow never completed: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let unwatched: Value = data(&gateway.base, None).await.json().await.unwrap();
+    assert_eq!(unwatched["window"]["records"], 0, "{unwatched}");
+    // ... and that view started it: every call from now on reaches the window.
     let calls = 24;
     for i in 0..calls {
         send(&gateway.base, i, None).await;
     }
+    let calls_seen = calls + 1;
     let live = data_until(&gateway.base, None, |d| {
-        d["mirror"]["completed"] == calls && d["window"]["records"] == 2 * calls
+        d["mirror"]["completed"] == calls_seen && d["window"]["records"] == 2 * calls
     })
     .await;
     assert_eq!(live["mirroring"], true);
@@ -159,8 +188,13 @@ async fn the_page_and_mirror_report_agree_on_the_same_calls() {
     let keep = log.with_extension("kept.jsonl");
     // The gateway's log file is removed by `stop`: keep a copy for the report.
     let (_report, records) = gateway.stop().await;
-    assert_eq!(records.len(), 2 * calls);
-    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    assert_eq!(records.len(), 2 * calls_seen);
+    // The log has the unwatched call too; the report is given what the window saw.
+    let text: String = records
+        .iter()
+        .filter(|r| !r.to_string().contains("What is 100 squared"))
+        .map(|r| format!("{r}\n"))
+        .collect();
     std::fs::write(&keep, text).unwrap();
     let mut out = Vec::new();
     run(&report_args(keep.clone()), &mut out).await.unwrap();

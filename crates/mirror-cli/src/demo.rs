@@ -73,6 +73,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, Box<dyn Error + S
     let address = listener.local_addr()?;
     let base = format!("http://{address}/v1/chat/completions");
     if options.ui.is_some() {
+        gateway.watch_live_page();
         eprintln!("Live page: http://{address}/ui");
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

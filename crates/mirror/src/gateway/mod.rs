@@ -292,6 +292,14 @@ impl Gateway {
         })
     }
 
+    /// Starts filling the live page's window now, as a view of the page does (`mirror demo --ui`:
+    /// the page shows the demo's calls even when opened after them). Without the `ui` feature, a
+    /// no-op.
+    pub fn watch_live_page(&self) {
+        #[cfg(feature = "ui")]
+        self.state.page.watch();
+    }
+
     /// The router serving new requests (a reload swaps it).
     pub fn router(&self) -> Arc<Router> {
         self.state.router()

@@ -6,7 +6,12 @@
 //! `silent_breakers`.
 //!
 //! Records reach the window through a bounded channel (`try_send`; a full channel drops and
-//! counts), so the call path never waits for the page. Memory: the window holds at most
+//! counts), so the call path never waits for the page. They are offered only while the page is
+//! watched: from the first answer of `/ui/data` (behind the key; the page asks every second)
+//! until [`WATCH_FOR`] after the last one
+//! (`mirror demo --ui` watches from the start). Unwatched, offering a record is one clock read,
+//! so a gateway nobody looks at pays nothing for the page (copying and sizing a record costs
+//! about 20k instructions, a tenth of a mirrored call). Memory: the window holds at most
 //! `LIVE_MAX_RECORDS` records and `LIVE_MAX_BYTES` estimated bytes, the channel at most
 //! [`FEED_MAX_BYTES`], and one rendered answer is kept for [`FRESH_FOR`].
 
@@ -42,13 +47,24 @@ const LIVE_RESAMPLES: usize = 200;
 /// Pairs sampled per group pair for the intervals.
 const LIVE_RESAMPLE_PAIRS: usize = 1_000;
 
+/// How long records keep flowing into the window after the page was last viewed.
+pub(crate) const WATCH_FOR: Duration = Duration::from_secs(600);
+
 const PAGE: &str = include_str!("ui.html");
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
 
 /// The window of recent records and what feeds it.
 pub(crate) struct LivePage {
     feed: mpsc::Sender<(CallRecord, usize)>,
     feed_bytes: Arc<AtomicUsize>,
     feed_dropped: AtomicU64,
+    /// Unix seconds until which records are offered to the window (0: never viewed).
+    watched_until: AtomicU64,
     window: Arc<Mutex<RecentRecords>>,
     last: Mutex<Option<(Instant, Bytes)>>,
     /// Whether records carry answers (a sink is configured), so agreement can be measured.
@@ -100,14 +116,25 @@ impl LivePage {
             feed,
             feed_bytes,
             feed_dropped: AtomicU64::new(0),
+            watched_until: AtomicU64::new(0),
             window,
             last: Mutex::new(None),
             payloads,
         })
     }
 
-    /// Offers a copy of `record` (without its conversation) to the window; never waits.
+    /// Records flow into the window for the next [`WATCH_FOR`].
+    pub(crate) fn watch(&self) {
+        self.watched_until
+            .fetch_max(unix_secs() + WATCH_FOR.as_secs(), Ordering::Relaxed);
+    }
+
+    /// Offers a copy of `record` (without its conversation) to the window while the page is
+    /// watched; never waits.
     pub(crate) fn offer(&self, record: &mut CallRecord) {
+        if unix_secs() >= self.watched_until.load(Ordering::Relaxed) {
+            return;
+        }
         let messages = record.messages.take();
         let copy = record.clone();
         record.messages = messages;
@@ -183,6 +210,7 @@ fn render(state: &AppState, live: &LivePage) -> Result<Bytes, serde_json::Error>
 
 /// `GET /ui/data`: the page's numbers (behind the master key).
 pub(crate) async fn data(State(state): State<Arc<AppState>>) -> Response {
+    state.page.watch();
     let fresh = {
         let last = state
             .page
