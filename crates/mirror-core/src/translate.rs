@@ -9,13 +9,15 @@
 
 use serde_json::{Map, Value};
 
-mod request;
 mod response;
 mod stream;
+mod to_chat;
+mod to_messages;
 
-pub use request::{chat_to_messages, messages_to_chat, DEFAULT_MAX_TOKENS};
 pub use response::{chat_response_to_messages, messages_response_to_chat};
 pub use stream::{ChatToMessagesStream, MessagesToChatStream};
+pub use to_chat::messages_to_chat;
+pub use to_messages::{chat_to_messages, DEFAULT_MAX_TOKENS};
 
 /// A request or answer that cannot be translated without changing what it means.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
