@@ -7,14 +7,15 @@ use super::{chat_usage_of, finish_reason_of, messages_usage_of, stop_reason_of, 
 use crate::chat::{FunctionCall, MessageContent, ToolCall};
 use crate::{ChatMessage, ChatResponse, Choice, ContentBlock, MessagesResponse};
 
-/// A fresh chat-completion id: LiteLLM does not reuse Anthropic's `msg_` id either.
+/// A fresh chat-completion id: LiteLLM does not reuse Anthropic's `msg_` id either. 128 random
+/// bits from the thread's generator (no system call), as 32 hex digits like a simple UUID.
 pub(crate) fn chat_completion_id() -> String {
-    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+    format!("chatcmpl-{:032x}", fastrand::u128(..))
 }
 
 /// A fresh Messages id, for a stream translated from chat chunks.
 pub(crate) fn message_id() -> String {
-    format!("msg_{}", uuid::Uuid::new_v4().simple())
+    format!("msg_{:032x}", fastrand::u128(..))
 }
 
 pub(crate) fn now_seconds() -> u64 {
