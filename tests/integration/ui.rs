@@ -180,6 +180,22 @@ async fn the_page_and_mirror_report_agree_on_the_same_calls() {
     assert_eq!(live["mirroring"], true);
     assert_eq!(live["payloads"], true);
     assert_eq!(live["dropped"], 0);
+    let metrics = client()
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            == format!(
+                "mirror_live_page_feed_dropped_total {}",
+                live["feed_dropped"]
+            )),
+        "the feed's drops are not on /metrics as on the page: {metrics}"
+    );
     assert_eq!(
         live["breakers"],
         json!([{"group": "gpt-4o-mini", "open": false}])

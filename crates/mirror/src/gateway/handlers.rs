@@ -529,6 +529,8 @@ pub(crate) async fn metrics(State(state): SharedState) -> Response {
     super::metrics::render_cache(&mut text, &state.router().cache_stats());
     super::metrics::render_targets(&mut text, &state.router().mirror_controls());
     state.clients.render(&mut text, &state.bodies);
+    #[cfg(feature = "ui")]
+    state.page.render(&mut text);
     (
         [(
             header::CONTENT_TYPE,

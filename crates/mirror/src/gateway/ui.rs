@@ -129,6 +129,16 @@ impl LivePage {
             .fetch_max(unix_secs() + WATCH_FOR.as_secs(), Ordering::Relaxed);
     }
 
+    /// Appends the feed's drops to a Prometheus text page.
+    pub(crate) fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "# HELP mirror_live_page_feed_dropped_total Records the live page's window did not take (its feed was full: {FEED_MAX_BYTES} bytes or the channel); logs and sinks still have them.\n# TYPE mirror_live_page_feed_dropped_total counter\nmirror_live_page_feed_dropped_total {}",
+            self.feed_dropped.load(Ordering::Relaxed)
+        );
+    }
+
     /// Offers a copy of `record` (without its conversation) to the window while the page is
     /// watched; never waits.
     pub(crate) fn offer(&self, record: &mut CallRecord) {
