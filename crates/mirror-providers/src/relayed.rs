@@ -26,7 +26,7 @@ impl RelayedChunk {
     /// A chunk parsed from `raw`, an event's `data:` payload. A payload with a line break is not
     /// kept: written after one `data: ` it would be several SSE lines.
     pub(crate) fn parsed(chunk: ChatChunk, raw: Bytes) -> Self {
-        // One vectorised pass (`[u8]::contains` is a byte loop: ~500 instructions a chunk).
+        // One vectorised pass (two `[u8]::contains` byte loops cost ~540 instructions a chunk).
         let raw = memchr::memchr2(b'\n', b'\r', &raw).is_none().then_some(raw);
         RelayedChunk { chunk, raw }
     }
