@@ -16,7 +16,7 @@ use sseer::event_stream::EventStream;
 #[cfg(feature = "test-util")]
 use crate::transport::Proxies;
 use crate::transport::{Choice, Lane, Response, Transport};
-use crate::{ChunkStream, ProviderError};
+use crate::{ChunkStream, ProviderError, RelayedChunk};
 
 mod url;
 
@@ -409,7 +409,7 @@ fn bytes_to_chunks<S>(
     bytes: S,
     limits: StreamLimits,
     secrets: Secrets,
-) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
+) -> impl Stream<Item = Result<RelayedChunk, ProviderError>> + Send
 where
     S: Stream<Item = Result<bytes::Bytes, ProviderError>> + Send + 'static,
 {
@@ -484,7 +484,8 @@ impl SseMeter {
 }
 
 /// Turns SSE events into chunks: stops at `[DONE]`, raises a mid-stream `{"error": ...}` event,
-/// skips events with an empty data field (keep-alives).
+/// skips events with an empty data field (keep-alives). Each chunk keeps its event's `data:` bytes
+/// (a slice of the parser's buffer, not a copy; within `max_stream_event_bytes` like the event).
 ///
 /// A stream that ends without `[DONE]` is complete when every choice it started has sent its
 /// `finish_reason` (some OpenAI-compatible servers never send `[DONE]`; the official SDKs end at
@@ -493,7 +494,7 @@ impl SseMeter {
 fn sse_to_chunks<S>(
     events: S,
     secrets: Secrets,
-) -> impl Stream<Item = Result<ChatChunk, ProviderError>> + Send
+) -> impl Stream<Item = Result<RelayedChunk, ProviderError>> + Send
 where
     S: Stream<Item = Result<sseer::event::Event, EventStreamError<ProviderError>>> + Send + 'static,
 {
@@ -506,7 +507,10 @@ where
                 let item = match events.next().await {
                     Some(Ok(event)) if event.data.starts_with("[DONE]") => return None,
                     Some(Ok(event)) if event.data.trim().is_empty() => continue,
-                    Some(Ok(event)) => parse_chunk(event.data.as_bytes(), &secrets),
+                    Some(Ok(event)) => {
+                        let data = event.data.into_inner();
+                        parse_chunk(&data, &secrets).map(|chunk| RelayedChunk::parsed(chunk, data))
+                    }
                     Some(Err(err)) => Err(stream_error(err)),
                     None if choices.all_finished() => return None,
                     None => Err(ProviderError::Transport {
@@ -622,7 +626,7 @@ fn parse_chunk(data: &[u8], secrets: &Secrets) -> Result<ChatChunk, ProviderErro
 /// Ends a stream with [`ProviderError::Timeout`] when no item arrives within `idle`.
 pub(crate) fn with_idle_timeout<S>(stream: S, idle: Duration) -> ChunkStream
 where
-    S: Stream<Item = Result<ChatChunk, ProviderError>> + Send + 'static,
+    S: Stream<Item = Result<RelayedChunk, ProviderError>> + Send + 'static,
 {
     let stream = Box::pin(stream);
     futures::stream::unfold(Some(stream), move |state| async move {

@@ -25,6 +25,7 @@ mod http;
 mod mock;
 mod mock_responses;
 mod openai;
+mod relayed;
 mod responses;
 mod transport;
 
@@ -33,7 +34,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use futures::Stream;
 use mirror_core::{
-    ChatChunk, ChatRequest, ChatResponse, CountTokensResponse, DeploymentParams, EmbeddingsRequest,
+    ChatRequest, ChatResponse, CountTokensResponse, DeploymentParams, EmbeddingsRequest,
     EmbeddingsResponse, MessagesEvent, MessagesRequest, MessagesResponse, ResponsesRequest,
     ResponsesResponse,
 };
@@ -44,12 +45,16 @@ pub use error::{BoxError, ProviderError};
 pub use http::{public_base, HttpClient, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_TIMEOUT};
 pub use mock::Mock;
 pub use openai::{OpenAi, OpenAiPreset, OPENAI_COMPATIBLE_PRESETS};
+pub use relayed::RelayedChunk;
 pub use responses::{ResponseCall, ResponseOperation, ResponsesEventStream};
 
 /// The chunks of a streamed chat completion. Ends after the last chunk (the `[DONE]` marker is not
 /// an item); an `Err` item ends the stream. A stream cut off before `[DONE]`, whether the connection
 /// broke or closed, ends with a [`ProviderError::Transport`] item, never silently.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
+///
+/// A chunk parsed from an upstream's event carries that event's bytes ([`RelayedChunk::raw`]), so
+/// that a gateway relays them instead of serialising the chunk again.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<RelayedChunk, ProviderError>> + Send>>;
 
 /// The events of a streamed Messages call, unchanged. Ends after `message_stop` or an `error` event
 /// (an `Ok` item, relayed as the upstream sent it); a stream cut off before either ends with a

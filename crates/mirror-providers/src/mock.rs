@@ -10,7 +10,7 @@ use mirror_core::{
 };
 use serde_json::{Map, Value};
 
-use crate::{ChunkStream, Provider, ProviderError};
+use crate::{ChunkStream, Provider, ProviderError, RelayedChunk};
 use crate::{ResponseCall, ResponsesEventStream};
 use mirror_core::{ResponsesRequest, ResponsesResponse};
 
@@ -174,7 +174,11 @@ impl Provider for Mock {
             last.usage = Some(usage(request, &answer));
             chunks.push(last);
         }
-        Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
+        // Built here, not parsed: no upstream bytes, so a gateway serialises them.
+        let chunks = chunks
+            .into_iter()
+            .map(|chunk| Ok(RelayedChunk::from(chunk)));
+        Ok(futures::stream::iter(chunks).boxed())
     }
 
     async fn embeddings(
@@ -322,7 +326,7 @@ mod tests {
             .chat_stream(params, request)
             .await
             .unwrap()
-            .map(Result::unwrap)
+            .map(|item| item.unwrap().into_chunk())
             .collect()
             .await
     }

@@ -1,12 +1,13 @@
 //! A routed stream: relays chunks as they arrive and records the call when the stream ends.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
 use mirror_core::{ChatChunk, ChatRequest, StreamAccumulator};
-use mirror_providers::ChunkStream;
+use mirror_providers::{ChunkStream, RelayedChunk};
 use tokio::time::Instant;
 
 use crate::call::Call;
@@ -15,7 +16,9 @@ use crate::RouterError;
 
 /// The chunks of a routed stream.
 ///
-/// Chunks are passed on as soon as the provider sends them. The call's record (with time to first
+/// Chunks are passed on as soon as the provider sends them, unchanged: the router never edits a
+/// chunk, so [`ChatStream::next_relayed`] gives each with the upstream's bytes for it, which a
+/// gateway relays instead of serialising the chunk again. The call's record (with time to first
 /// token and the stream's usage) is emitted when the stream ends or fails; a stream dropped
 /// unfinished is recorded as cancelled. The deployment's load is held until then.
 pub struct ChatStream {
@@ -43,13 +46,20 @@ impl ChatStream {
             call: Some(call),
         }
     }
-}
 
-impl Stream for ChatStream {
-    type Item = Result<ChatChunk, RouterError>;
+    /// The next chunk with the upstream's bytes for it, when it has them (see [`RelayedChunk`]);
+    /// the same items as the stream's, which gives the chunk alone.
+    pub fn next_relayed(
+        &mut self,
+    ) -> impl Future<Output = Option<Result<RelayedChunk, RouterError>>> + '_ {
+        std::future::poll_fn(move |cx| self.poll_relayed(cx))
+    }
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+    fn poll_relayed(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<RelayedChunk, RouterError>>> {
+        let this = self;
         let Some(call) = this.call.as_mut() else {
             return Poll::Ready(None);
         };
@@ -92,5 +102,15 @@ impl Stream for ChatStream {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl Stream for ChatStream {
+    type Item = Result<ChatChunk, RouterError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut()
+            .poll_relayed(cx)
+            .map(|item| item.map(|item| item.map(RelayedChunk::into_chunk)))
     }
 }

@@ -118,7 +118,10 @@ async fn chat_stream_via_messages(
         loop {
             match events.next().await? {
                 Ok(event) => match translation.push(&event) {
-                    Ok(Some(chunk)) => return Some((Ok(chunk), Some((events, translation)))),
+                    // Built from events of another format: no upstream bytes to relay.
+                    Ok(Some(chunk)) => {
+                        return Some((Ok(chunk.into()), Some((events, translation))));
+                    }
                     Ok(None) => {}
                     Err(error) => return Some((Err(stream_error(error)), None)),
                 },

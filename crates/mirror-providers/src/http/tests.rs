@@ -215,8 +215,11 @@ fn secrets_come_from_sensitive_headers_only() {
     .assert_eq(&err.to_string());
 }
 
+/// A chunk and the upstream bytes it carries.
+type Relayed = (ChatChunk, Option<Vec<u8>>);
+
 /// Runs the SSE path over `pieces`, as a body would deliver them.
-fn chunks_of(pieces: Vec<Vec<u8>>, limits: StreamLimits) -> Vec<Result<ChatChunk, String>> {
+fn chunks_of(pieces: Vec<Vec<u8>>, limits: StreamLimits) -> Vec<Result<Relayed, String>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -230,7 +233,13 @@ fn chunks_of(pieces: Vec<Vec<u8>>, limits: StreamLimits) -> Vec<Result<ChatChunk
             limits,
             Secrets::default(),
         )
-        .map(|item| item.map_err(|err| err.to_string()))
+        .map(|item| {
+            item.map(|chunk| {
+                let raw = chunk.raw().map(|raw| raw.to_vec());
+                (chunk.into_chunk(), raw)
+            })
+            .map_err(|err| err.to_string())
+        })
         .collect(),
     )
 }
@@ -246,6 +255,28 @@ fn cut(text: &[u8], cuts: &[proptest::sample::Index]) -> Vec<Vec<u8>> {
         start = end;
     }
     pieces
+}
+
+#[test]
+fn an_event_on_several_data_lines_is_parsed_but_not_relayed_as_is() {
+    let stream = b"data: {\"id\": \"c\",\ndata: \"choices\": [{\"index\": 0, \"finish_reason\": \"stop\"}]}\n\n\
+data: {\"id\":\"d\" , \"choices\":[]}\n\ndata: [DONE]\n\n";
+    let items = chunks_of(vec![stream.to_vec()], LOOSE);
+    let items: Vec<_> = items
+        .into_iter()
+        .map(|item| item.map(|(chunk, raw)| (chunk.id, raw.map(String::from_utf8))))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            // Written after one `data: `, its line break would cut the event.
+            Ok(("c".to_owned(), None)),
+            Ok((
+                "d".to_owned(),
+                Some(Ok(r#"{"id":"d" , "choices":[]}"#.to_owned()))
+            )),
+        ]
+    );
 }
 
 const LOOSE: StreamLimits = StreamLimits {
@@ -269,12 +300,16 @@ proptest::proptest! {
     ) {
         let end = if crlf { "\r\n" } else { "\n" };
         let mut stream = String::new();
+        let mut sent = Vec::new();
         for (index, text) in texts.iter().enumerate() {
             let finish = if index + 1 == texts.len() { "\"stop\"" } else { "null" };
             let chunk = serde_json::json!({"id": "c", "choices": [
                 {"index": 0, "delta": {"content": text}, "finish_reason": serde_json::from_str::<serde_json::Value>(finish).unwrap()},
             ]});
+            // Spacing no serialiser writes: the relayed bytes are the ones sent.
+            let chunk = chunk.to_string().replacen(':', " : ", 1);
             stream.push_str(&format!("data: {chunk}{end}{end}"));
+            sent.push(Some(chunk.into_bytes()));
         }
         if done {
             stream.push_str(&format!("data: [DONE]{end}{end}"));
@@ -282,6 +317,8 @@ proptest::proptest! {
         let whole = chunks_of(vec![stream.clone().into_bytes()], LOOSE);
         proptest::prop_assert_eq!(whole.len(), texts.len());
         proptest::prop_assert!(whole.iter().all(Result::is_ok), "{:?}", whole);
+        let raws: Vec<_> = whole.iter().flatten().map(|(_, raw)| raw.clone()).collect();
+        proptest::prop_assert_eq!(raws, sent);
         let pieces = cut(stream.as_bytes(), &cuts);
         proptest::prop_assert_eq!(chunks_of(pieces, LOOSE), whole);
     }

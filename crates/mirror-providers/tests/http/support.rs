@@ -99,7 +99,7 @@ pub(crate) async fn collect(
     let mut chunks = Vec::new();
     while let Some(item) = stream.next().await {
         match item {
-            Ok(chunk) => chunks.push(chunk),
+            Ok(chunk) => chunks.push(chunk.into_chunk()),
             Err(err) => {
                 assert!(
                     stream.next().await.is_none(),

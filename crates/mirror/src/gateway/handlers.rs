@@ -380,6 +380,9 @@ pub(crate) fn json_response<T: serde::Serialize>(value: &T) -> Response {
 /// Relays a routed stream as OpenAI does: `data: {chunk}\n\n` per chunk, then `data: [DONE]\n\n`; a
 /// failure mid-stream becomes a `data: {"error": ...}` event and ends the stream, and so does the
 /// shutdown deadline (the dropped stream records its call as `cancelled`).
+///
+/// A chunk that an upstream sent, unchanged, is relayed as its bytes; one built in process (the
+/// mock, a stream translated from Messages) is serialised.
 fn sse_response(
     stream: mirror_router::ChatStream,
     deadline: tokio::sync::watch::Receiver<bool>,
@@ -394,7 +397,7 @@ fn sse_response(
         let (mut stream, mut deadline) = state?;
         let next = tokio::select! {
             biased;
-            next = stream.next() => next,
+            next = stream.next_relayed() => next,
             _ = deadline.wait_for(|reached| *reached) => {
                 drop(stream);
                 let api = ApiError::new(
@@ -408,10 +411,15 @@ fn sse_response(
         };
         match next {
             Some(Ok(chunk)) => {
-                let mut event = Vec::with_capacity(256);
+                let mut event = Vec::with_capacity(chunk.raw().map_or(256, |raw| raw.len() + 8));
                 event.extend_from_slice(b"data: ");
-                if serde_json::to_writer(&mut event, &chunk).is_err() {
-                    return None;
+                match chunk.raw() {
+                    Some(raw) => event.extend_from_slice(raw),
+                    None => {
+                        if serde_json::to_writer(&mut event, &*chunk).is_err() {
+                            return None;
+                        }
+                    }
                 }
                 event.extend_from_slice(b"\n\n");
                 Some((Ok(Bytes::from(event)), Some((stream, deadline))))
