@@ -45,7 +45,7 @@ pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// The read buffer of a silent copy's HTTP/1.1 connection, and so the largest response head a
-/// shadow may send (status line and headers; LLM APIs send 1 to 2 KiB). hyper's default starts at
+/// shadow may send (status line and headers; LLM APIs typically send 1 to 2 KiB). hyper's default starts at
 /// 8 KiB and may grow to 400 KiB; each copy in flight holds its own connection, and this buffer is
 /// resident the whole call: 4 KiB here is about 4 kB less per copy (7 kB per stream). Bodies of any
 /// size still arrive, in reads of at most this much. Primary calls keep hyper's default.
