@@ -10,6 +10,7 @@ mod errors;
 mod hostile;
 mod openai;
 mod responses;
+mod silent_lane;
 mod streams;
 mod support;
 mod transports;

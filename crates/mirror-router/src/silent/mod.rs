@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use mirror_core::{CallMeta, ChatRequest, EmbeddingsRequest};
+use mirror_core::{CallMeta, ChatRequest, EmbeddingsRequest, MirrorCopy};
 
 use crate::deployment::Deployment;
 use crate::kinds::{Chat, ChatStreamed, Embeddings};
@@ -184,54 +184,42 @@ impl Inner {
     }
 
     /// Runs one silent copy through the router; returns whether it succeeded. Never raises.
+    ///
+    /// Each kind's call is boxed: this future lives in the copy's task for as long as the call
+    /// runs, and inline it would be as large as the largest kind's (10.7 kB, against 3.8 kB for a
+    /// chat call), for every copy in flight. Boxed, each copy holds only its own kind's state
+    /// (`docs/benchmarks.md`, "Bytes per silent call in flight").
     pub(crate) async fn run_silent(self: Arc<Self>, job: SilentJob) -> bool {
         let SilentJob { copy, group } = job;
-        let copy = match copy {
-            queue::SilentCopy::Chat(copy) => copy,
-            queue::SilentCopy::Responses(copy) => {
-                let result = self.run_silent_responses(copy).await;
-                self.note_silent_result(&self.groups[group], &result);
-                return result.is_ok();
+        let result = match copy {
+            queue::SilentCopy::Chat(copy) if copy.request.is_stream() => {
+                Box::pin(self.run_silent_chat_stream(copy)).await
             }
-            queue::SilentCopy::Messages(copy) => {
-                let result = self.run_silent_messages(copy).await;
-                self.note_silent_result(&self.groups[group], &result);
-                return result.is_ok();
-            }
+            queue::SilentCopy::Chat(copy) => Box::pin(self.call::<Chat>(copy.request, copy.meta))
+                .await
+                .map(|_| ()),
+            queue::SilentCopy::Responses(copy) => Box::pin(self.run_silent_responses(copy)).await,
+            queue::SilentCopy::Messages(copy) => Box::pin(self.run_silent_messages(copy)).await,
             queue::SilentCopy::Embeddings(copy) => {
-                let result = self
-                    .call::<Embeddings>(copy.request, copy.meta)
+                Box::pin(self.call::<Embeddings>(copy.request, copy.meta))
                     .await
-                    .map(|_| ());
-                self.note_silent_result(&self.groups[group], &result);
-                return result.is_ok();
+                    .map(|_| ())
             }
-        };
-        let result = if copy.request.is_stream() {
-            match self.call::<ChatStreamed>(copy.request, copy.meta).await {
-                Ok(routed) => {
-                    let mut stream = routed.response;
-                    let mut failure = None;
-                    // The answer the record accumulates is charged against the budget too.
-                    let mut charge = queue::StreamCharge::new(&self.silent.stats);
-                    while let Some(item) = stream.next().await {
-                        match item {
-                            Ok(chunk) => charge.add(&chunk),
-                            Err(err) => {
-                                failure = Some(err);
-                                break;
-                            }
-                        }
-                    }
-                    failure.map_or(Ok(()), Err)
-                }
-                Err(err) => Err(err),
-            }
-        } else {
-            self.call::<Chat>(copy.request, copy.meta).await.map(|_| ())
         };
         self.note_silent_result(&self.groups[group], &result);
         result.is_ok()
+    }
+
+    /// A streamed chat copy, read to its end: the answer the record accumulates is charged
+    /// against the budget as it arrives.
+    async fn run_silent_chat_stream(self: &Arc<Self>, copy: MirrorCopy) -> Result<(), RouterError> {
+        let routed = self.call::<ChatStreamed>(copy.request, copy.meta).await?;
+        let mut stream = routed.response;
+        let mut charge = queue::StreamCharge::new(&self.silent.stats);
+        while let Some(item) = stream.next().await {
+            charge.add(&item?);
+        }
+        Ok(())
     }
 
     /// Feeds a finished silent call to its group's breaker, and logs a failure at most once per
@@ -296,5 +284,36 @@ fn counts_against_silent_group(error: &RouterError) -> bool {
         | RouterError::Cancelled
         | RouterError::InvalidCacheControl { .. }
         | RouterError::Panicked => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mirror_core::{CallMeta, ChatMessage, ChatRequest};
+
+    use super::queue::{SilentCopy, SilentJob};
+    use crate::{ModelDeployment, Router};
+
+    /// The future a copy's task holds for as long as its call runs stays small: every kind's call is
+    /// boxed, so a copy in flight does not carry the largest kind's state inline (10.7 kB before).
+    #[tokio::test]
+    async fn a_running_copy_holds_a_small_future() {
+        let deployment = ModelDeployment::new("shadow", "mock/echo").unwrap();
+        let router = Router::builder()
+            .provider(Arc::new(mirror_providers::Mock::new()))
+            .deployment(deployment)
+            .build()
+            .unwrap();
+        let request = ChatRequest::new("primary", vec![ChatMessage::user("hi")]);
+        let primary = CallMeta::for_request("primary", None);
+        let job = SilentJob {
+            copy: SilentCopy::Chat(request.to_mirror(&primary, "shadow")),
+            group: 0,
+        };
+        let run = Arc::clone(&router.inner).run_silent(job);
+        let size = std::mem::size_of_val(&run);
+        assert!(size <= 1_024, "run_silent's future is {size} bytes");
     }
 }
