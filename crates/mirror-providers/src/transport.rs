@@ -44,13 +44,6 @@ pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// `silent_max_in_flight` for copies).
 pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 256;
 
-/// The read buffer of a silent copy's HTTP/1.1 connection, and so the largest response head a
-/// shadow may send (status line and headers; LLM APIs typically send 1 to 2 KiB). hyper's default starts at
-/// 8 KiB and may grow to 400 KiB; each copy in flight holds its own connection, and this buffer is
-/// resident the whole call: 4 KiB here is about 4 kB less per copy (7 kB per stream). Bodies of any
-/// size still arrive, in reads of at most this much. Primary calls keep hyper's default.
-pub(crate) const SILENT_HTTP1_READ_BUFFER: usize = 4096;
-
 /// The environment variables that make reqwest send through a proxy (`NO_PROXY` alone does not).
 const PROXY_VARIABLES: [&str; 6] = [
     "HTTP_PROXY",
@@ -149,7 +142,7 @@ impl DirectClients {
 
     fn get(&self, lane: Lane, http2: Http2) -> &DirectClient {
         let (slot, offer) = slot(lane, http2);
-        self.clients[slot].get_or_init(|| direct_client(&self.tls, lane, offer))
+        self.clients[slot].get_or_init(|| direct_client(&self.tls, offer))
     }
 }
 
@@ -409,7 +402,7 @@ fn tls_config(
         .with_no_client_auth())
 }
 
-fn direct_client(tls: &rustls::ClientConfig, lane: Lane, offer: Offer) -> DirectClient {
+fn direct_client(tls: &rustls::ClientConfig, offer: Offer) -> DirectClient {
     let mut http = HttpConnector::new();
     // The TLS layer above handles `https`.
     http.enforce_http(false);
@@ -440,10 +433,6 @@ fn direct_client(tls: &rustls::ClientConfig, lane: Lane, offer: Offer) -> Direct
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         // Over plain `http://` this is prior knowledge; over TLS, the only protocol offered.
         .http2_only(offer == Offer::Http2);
-    if lane == Lane::Silent {
-        // Also the cap on a response head (hyper's `read_buf_exact_size`).
-        builder.http1_read_buf_exact_size(SILENT_HTTP1_READ_BUFFER);
-    }
     builder.build(connector)
 }
 

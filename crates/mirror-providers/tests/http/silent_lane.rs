@@ -1,7 +1,8 @@
-//! The silent lane's HTTP/1.1 connections read through a small buffer (4 KiB, against hyper's 8 KiB
-//! growing to 400 KiB), since each copy in flight holds one: bodies of any size still arrive, plain
-//! and streamed, and a response head larger than the buffer fails the copy clearly, never a
-//! primary call.
+//! The silent lane's HTTP/1.1 connections take what the primary's take: bodies larger than a read
+//! buffer, plain and streamed, and response heads past hyper's initial 8 KiB read buffer. A smaller
+//! buffer would save ~4 kB per copy in flight but cap a shadow's response head (hyper's
+//! `read_buf_exact_size` is also the largest head it reads), failing every copy of a shadow behind a
+//! proxy that adds large headers: not a trade a user comparing models would choose.
 
 use futures::StreamExt as _;
 use mirror_core::{CallMeta, ChatRequest, Http2};
@@ -11,7 +12,7 @@ use crate::support::{
     chain, chop, clients, completion, deployment, events, json, raw, request, sse, Ending, Upstream,
 };
 
-/// Larger than the silent lane's read buffer many times over.
+/// Larger than a connection's read buffer many times over.
 const LARGE: usize = 100_000;
 
 /// A request saying `text` (streamed or not) and its silent copy, as the copy point makes it.
@@ -66,7 +67,7 @@ async fn silent_copies_receive_bodies_larger_than_their_read_buffer() {
             let mut stream = openai.chat_stream(&params, &silent).await.unwrap();
             let mut streamed = String::new();
             while let Some(item) = stream.next().await {
-                let chunk = item.unwrap();
+                let chunk = item.unwrap().into_chunk();
                 let added = chunk
                     .choices
                     .into_iter()
@@ -88,11 +89,11 @@ fn head_of(bytes: usize) -> String {
 }
 
 #[tokio::test]
-async fn a_response_head_past_the_silent_read_buffer_fails_the_copy_clearly_and_no_primary() {
+async fn a_shadow_with_a_large_response_head_is_answered_as_a_primary_is() {
     let upstream = Upstream::with_handler(|call| async move {
         let padding = match call.seen.body["messages"][0]["content"].as_str() {
-            Some("fits") => head_of(3_000),
-            _ => head_of(6_000),
+            Some("small") => head_of(1_000),
+            _ => head_of(20_000),
         };
         raw(
             200,
@@ -103,25 +104,20 @@ async fn a_response_head_past_the_silent_read_buffer_fails_the_copy_clearly_and_
     })
     .await;
     let params = deployment("openai/gpt-4o-mini", &upstream.base());
-    // The direct client is the one with the small buffer (behind a proxy, reqwest keeps its own).
-    let (_, client) = clients().into_iter().next().unwrap();
-    let openai = OpenAi::new(client);
-    let (_, silent) = primary_and_silent("fits", false);
-    assert!(openai
-        .chat(&params, &silent)
-        .await
-        .unwrap()
-        .text()
-        .is_some());
-    let (primary, silent) = primary_and_silent("too large", false);
-    assert!(openai
-        .chat(&params, &primary)
-        .await
-        .unwrap()
-        .text()
-        .is_some());
-    let err = openai.chat(&params, &silent).await.unwrap_err();
-    let said = chain(&err);
-    assert!(said.contains("error sending request"), "{said}");
-    assert!(said.contains("too large"), "{said}");
+    for (name, client) in clients() {
+        let openai = OpenAi::new(client);
+        for text in ["small", "large"] {
+            let (primary, silent) = primary_and_silent(text, false);
+            for (lane, request) in [("primary", &primary), ("silent", &silent)] {
+                let answer = openai.chat(&params, request).await;
+                let answer =
+                    answer.unwrap_or_else(|err| panic!("{name} {lane} {text}: {}", chain(&err)));
+                assert_eq!(
+                    answer.text().as_deref(),
+                    Some("hello"),
+                    "{name} {lane} {text}"
+                );
+            }
+        }
+    }
 }

@@ -220,12 +220,12 @@ impl SilentQueue {
 
 /// What one running silent call holds besides its request and response bodies, charged to every
 /// copy against the budget: its task, the router's call state, the upstream client's request and
-/// connection buffers. Measured with the release binary: 40.8 kB per held non-streamed call, 41.5 kB
-/// per held stream, with one-line requests (docs/benchmarks.md, "Where the bytes of a held call
-/// go"). That is the HTTP/1.1 cost (one connection per call, ~25 kB of it hyper's); over HTTP/2 a
-/// call costs ~17 kB (10 kB streamed), but a server's stream limit then caps the calls in flight, so
-/// HTTP/1.1 is what to plan for.
-pub const SILENT_CALL_BYTES: u64 = 40 * 1024;
+/// connection buffers. Measured with the release binary: 46.0 kB per held non-streamed call, 48.3 kB
+/// per held stream (whose answer so far is charged apart), with one-line requests
+/// (docs/benchmarks.md, "Where the bytes of a held call go"). That is the HTTP/1.1 cost (one
+/// connection per call, ~29 kB of it hyper's); over HTTP/2 a call costs ~17 kB (10 kB streamed), but
+/// a server's stream limit then caps the calls in flight, so HTTP/1.1 is what to plan for.
+pub const SILENT_CALL_BYTES: u64 = 45 * 1024;
 
 /// Response bytes a running silent stream holds, charged against the budget as they arrive and
 /// given back when the call ends (on drop, so also when its task is aborted).
