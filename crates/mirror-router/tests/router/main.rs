@@ -10,6 +10,7 @@ mod config;
 mod controls;
 mod messages;
 mod mirroring;
+mod mirroring_limits;
 mod panics;
 mod responses;
 mod routing;
