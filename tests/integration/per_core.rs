@@ -1,0 +1,112 @@
+//! The per-core layout (`mirror serve --runtime per-core`): worker threads with their own runtime
+//! and listener on one port share the connections, and the gateway's guarantees hold as in the
+//! shared layout: mirroring, records, and a drain of every worker at shutdown.
+
+use serde_json::{json, Value};
+
+use crate::support::{start_upstream, RunningGateway};
+
+fn config(upstream: &str) -> String {
+    format!(
+        r#"
+model_list:
+  - model_name: primary
+    litellm_params: {{model: openai/echo, api_base: "{upstream}/v1", silent_model: shadow}}
+  - model_name: shadow
+    litellm_params: {{model: openai/shadow-echo, api_base: "{upstream}/v1"}}
+  - model_name: held
+    litellm_params: {{model: openai/held, api_base: "{upstream}/v1", silent_model: shadow}}
+router_settings: {{num_retries: 0}}
+mirror_settings:
+  log_file: "{{log}}"
+"#
+    )
+}
+
+fn chat_body(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// The per-worker accepted-connection counters of a `/metrics` page, in worker order.
+fn accepted_per_worker(metrics: &str) -> Vec<u64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("mirror_worker_connections_accepted_total{"))
+        .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_workers_share_connections_mirror_and_drain() {
+    let (upstream, base) = start_upstream().await;
+    let mut gateway = RunningGateway::start_per_core(&config(&base), 4).await;
+    // A new connection per request: the kernel spreads connections over the workers' listeners by
+    // their addresses (SO_REUSEPORT), so forty of them cannot all land on one of four workers but
+    // by a chance of 4^-39.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/chat/completions", gateway.base);
+    for i in 0..40 {
+        let response = fresh
+            .post(&url)
+            .json(&chat_body("primary", &format!("hello {i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("x-mirror-call-id"));
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("echo: hello {i}")
+        );
+    }
+    let metrics = fresh
+        .get(format!("{}/metrics", gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted = accepted_per_worker(&metrics);
+    assert_eq!(accepted.len(), 4, "{metrics}");
+    assert_eq!(accepted.iter().sum::<u64>(), 41, "{accepted:?}");
+    assert!(
+        accepted.iter().filter(|&&count| count > 0).count() >= 2,
+        "every connection went to one worker: {accepted:?}"
+    );
+
+    // A mirrored request held by the upstream when the shutdown starts is finished, its copy
+    // too, before the workers stop.
+    let held = tokio::spawn(fresh.post(&url).json(&chat_body("held", "last")).send());
+    upstream
+        .wait_until("the held request", |seen| {
+            seen.iter().any(|request| request.body["model"] == "held")
+        })
+        .await;
+    gateway.begin_stop();
+    upstream.release();
+    let response = held.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let (report, records) = gateway.finish().await;
+    assert!(report.requests_drained);
+    assert_eq!(report.connections_closed, 0);
+    assert_eq!(report.mirror.completed, 41, "{:?}", report.mirror);
+    assert!(report.mirror.is_balanced(), "{:?}", report.mirror);
+    assert_eq!(report.writer.dropped(), 0);
+    let silent = records
+        .iter()
+        .filter(|record| record["metadata"]["is_silent_experiment"] == true)
+        .count();
+    assert_eq!((records.len(), silent), (82, 41));
+    // Every copy reached the shadow.
+    let copies = upstream
+        .requests()
+        .iter()
+        .filter(|request| request.body["model"] == "shadow-echo")
+        .count();
+    assert_eq!(copies, 41);
+}
