@@ -131,6 +131,8 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Client connection counters.
     pub(crate) clients: Arc<ClientStats>,
+    /// The runtime of the background tasks in the per-core layout (reloads run there).
+    pub(crate) background: std::sync::OnceLock<tokio::runtime::Handle>,
     /// The live page's window of recent records.
     #[cfg(feature = "ui")]
     pub(crate) page: Arc<ui::LivePage>,
@@ -285,6 +287,7 @@ impl Gateway {
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
                 max_body_bytes: section.max_body_bytes,
                 clients: Arc::new(ClientStats::default()),
+                background: std::sync::OnceLock::new(),
                 #[cfg(feature = "ui")]
                 page,
             }),

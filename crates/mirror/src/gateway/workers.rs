@@ -102,6 +102,7 @@ impl Gateway {
             .loopback_only
             .store(first.ip().is_loopback(), Ordering::Release);
         self.state.clients.per_worker(listeners.len());
+        let _ = self.state.background.set(tokio::runtime::Handle::current());
         let (stop_tx, stop_rx) = watch::channel(false);
         // Dropped when this function ends (or is cancelled): every worker thread then returns.
         let (exit_tx, exit_rx) = watch::channel(false);
