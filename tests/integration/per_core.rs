@@ -39,7 +39,7 @@ fn accepted_per_worker(metrics: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_core_workers_share_connections_mirror_and_drain() {
     let (upstream, base) = start_upstream().await;
-    let mut gateway = RunningGateway::start_per_core(&config(&base), 4).await;
+    let mut gateway = RunningGateway::start_per_core(&config(&base), 4, None).await;
     // A new connection per request: the kernel spreads connections over the workers' listeners by
     // their addresses (SO_REUSEPORT), so forty of them cannot all land on one of four workers but
     // by a chance of 4^-39.
@@ -109,4 +109,51 @@ async fn per_core_workers_share_connections_mirror_and_drain() {
         .filter(|request| request.body["model"] == "shadow-echo")
         .count();
     assert_eq!(copies, 41);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_reload_swaps_the_router_for_every_worker() {
+    let (upstream, base) = start_upstream().await;
+    let file = std::env::temp_dir().join(format!("mirror-per-core-{}.yaml", std::process::id()));
+    let gateway = RunningGateway::start_per_core(&config(&base), 2, Some(&file)).await;
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/chat/completions", gateway.base);
+    let chat = |model: &'static str| fresh.post(&url).json(&chat_body(model, "hi")).send();
+    assert_eq!(chat("added").await.unwrap().status(), 404);
+
+    // The reload is asked of a worker and runs on the background runtime; every worker then
+    // serves the new group, mirrored.
+    let original = config(&base);
+    let (models, rest) = original.split_once("router_settings").unwrap();
+    let yaml = format!(
+        "{models}  - model_name: added\n    litellm_params: {{model: openai/added, api_base: \"{base}/v1\", silent_model: shadow}}\nrouter_settings{rest}"
+    );
+    let log = gateway.log.display().to_string();
+    std::fs::write(&file, yaml.replace("{log}", &log)).unwrap();
+    let response = fresh
+        .post(format!("{}/admin/reload", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["config_version"], 2, "{body}");
+    for _ in 0..10 {
+        assert_eq!(chat("added").await.unwrap().status(), 200);
+    }
+
+    let (report, _records) = gateway.stop().await;
+    let _ = std::fs::remove_file(&file);
+    assert!(report.requests_drained);
+    assert_eq!(report.mirror.completed, 10, "{:?}", report.mirror);
+    assert!(report.mirror.is_balanced(), "{:?}", report.mirror);
+    let copies = upstream
+        .requests()
+        .iter()
+        .filter(|request| request.body["model"] == "shadow-echo")
+        .count();
+    assert_eq!(copies, 10);
 }

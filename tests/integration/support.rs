@@ -119,9 +119,13 @@ impl RunningGateway {
     }
 
     /// Starts a gateway on `yaml` in the per-core layout: `workers` threads, each with its own
-    /// runtime and listener on one free port of 127.0.0.1.
-    pub(crate) async fn start_per_core(yaml: &str, workers: usize) -> Self {
-        let (gateway, log) = Self::gateway(yaml, None);
+    /// runtime and listener on one free port of 127.0.0.1; with `file`, as `start_on`.
+    pub(crate) async fn start_per_core(
+        yaml: &str,
+        workers: usize,
+        file: Option<&std::path::Path>,
+    ) -> Self {
+        let (gateway, log) = Self::gateway(yaml, file);
         let workers = std::num::NonZeroUsize::new(workers).unwrap();
         let listeners = mirror::gateway::bind_per_core("127.0.0.1:0", workers).unwrap();
         let address = listeners[0].local_addr().unwrap();
