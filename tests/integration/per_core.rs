@@ -157,3 +157,41 @@ async fn per_core_reload_swaps_the_router_for_every_worker() {
         .count();
     assert_eq!(copies, 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_connection_limit_counts_across_workers() {
+    let (upstream, base) = start_upstream().await;
+    let yaml = format!("{}  max_client_connections: 2\n", config(&base));
+    let gateway = RunningGateway::start_per_core(&yaml, 4, None).await;
+    let url = format!("{}/v1/chat/completions", gateway.base);
+    // Two clients keep their keep-alive connection open after one answer: both slots are taken,
+    // whichever workers accepted them.
+    let holders: Vec<reqwest::Client> = (0..2).map(|_| reqwest::Client::new()).collect();
+    for holder in &holders {
+        let response = holder
+            .post(&url)
+            .json(&chat_body("primary", "hold"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let third = tokio::spawn(
+        reqwest::Client::new()
+            .post(&url)
+            .json(&chat_body("primary", "third"))
+            .send(),
+    );
+    // However long it waits, the third connection is not served while both slots are held.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!third.is_finished());
+    assert!(upstream
+        .requests()
+        .iter()
+        .all(|request| request.body["messages"][0]["content"] != "third"));
+    // Closing one frees a slot for it.
+    drop(holders);
+    let response = third.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    gateway.stop().await;
+}
