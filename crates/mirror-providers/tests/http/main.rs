@@ -12,5 +12,6 @@ mod openai;
 mod responses;
 mod streams;
 mod support;
+mod threads;
 mod transports;
 mod versions;
