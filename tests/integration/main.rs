@@ -15,6 +15,7 @@ mod faults_upstream;
 mod gateway;
 mod litellm_fixtures;
 mod messages;
+mod per_core;
 mod relay;
 mod report;
 mod responses;

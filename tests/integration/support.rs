@@ -95,25 +95,7 @@ impl RunningGateway {
     /// Starts a gateway on `yaml` listening on `bind`; with `file`, the text is written there first
     /// and the gateway reloads from it (`POST /admin/reload`, `SIGHUP`).
     pub(crate) async fn start_on(yaml: &str, bind: &str, file: Option<&std::path::Path>) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let log = std::env::temp_dir().join(format!(
-            "mirror-gateway-test-{}-{}.jsonl",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_file(&log);
-        let yaml = yaml.replace("{log}", &log.display().to_string());
-        let gateway = match file {
-            Some(file) => {
-                std::fs::write(file, &yaml).unwrap();
-                let config = GatewayConfig::from_file(file).unwrap();
-                Gateway::from_config(&config).unwrap().reload_from(file)
-            }
-            None => {
-                let config = GatewayConfig::from_yaml_str(&yaml, "test.yaml").unwrap();
-                Gateway::from_config(&config).unwrap()
-            }
-        };
+        let (gateway, log) = Self::gateway(yaml, file);
         let listener = TcpListener::bind(bind).await.unwrap();
         let mut address: SocketAddr = listener.local_addr().unwrap();
         if address.ip().is_unspecified() {
@@ -134,6 +116,58 @@ impl RunningGateway {
             stop: Some(stop),
             task,
         }
+    }
+
+    /// Starts a gateway on `yaml` in the per-core layout: `workers` threads, each with its own
+    /// runtime and listener on one free port of 127.0.0.1; with `file`, as `start_on`.
+    pub(crate) async fn start_per_core(
+        yaml: &str,
+        workers: usize,
+        file: Option<&std::path::Path>,
+    ) -> Self {
+        let (gateway, log) = Self::gateway(yaml, file);
+        let workers = std::num::NonZeroUsize::new(workers).unwrap();
+        let listeners = mirror::gateway::bind_per_core("127.0.0.1:0", workers).unwrap();
+        let address = listeners[0].local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            gateway
+                .serve_per_core(listeners, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        });
+        RunningGateway {
+            base: format!("http://{address}"),
+            log,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// The gateway of `yaml` (reloading from `file`, written first, if given) and its log path.
+    fn gateway(yaml: &str, file: Option<&std::path::Path>) -> (Gateway, PathBuf) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "mirror-gateway-test-{}-{}.jsonl",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_file(&log);
+        let yaml = yaml.replace("{log}", &log.display().to_string());
+        let gateway = match file {
+            Some(file) => {
+                std::fs::write(file, &yaml).unwrap();
+                let config = GatewayConfig::from_file(file).unwrap();
+                Gateway::from_config(&config).unwrap().reload_from(file)
+            }
+            None => {
+                let config = GatewayConfig::from_yaml_str(&yaml, "test.yaml").unwrap();
+                Gateway::from_config(&config).unwrap()
+            }
+        };
+        (gateway, log)
     }
 
     /// Signals shutdown and waits for the drain; returns the report and the flushed log.

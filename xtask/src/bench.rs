@@ -23,7 +23,7 @@ use scenarios::{describe, scenarios, Api, Background, Scenario, Via};
 const MASTER_KEY: &str = "sk-bench-master";
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--peer NAME=URL]... \
-[--only S1,S3,...] [--out FILE] [--no-build] [--workers N] [--rates R1,R2,...] [--no-max]
+[--only S1,S3,...] [--out FILE] [--no-build] [--workers N] [--runtime NAME] [--rates R1,R2,...] [--no-max]
 
   --quick          1,000 RPS and the maximum only, short runs (under two minutes)
   --duration SECS  seconds per measured rate (default 10; --quick 3)
@@ -34,6 +34,7 @@ const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--pee
   --out FILE       where to write the report (default docs/benchmarks.md)
   --no-build       use the release binary already built
   --workers N      start the gateway with `mirror serve --workers N` (default: one per CPU)
+  --runtime NAME   start the gateway with `mirror serve --runtime NAME` (shared, the default, or per-core)
   --rates LIST     measure at these rates instead of 1,000 and 5,000 RPS (e.g. 50 for a slow peer)
   --no-max         skip the search for the maximum sustainable rate";
 
@@ -50,6 +51,7 @@ struct Options {
     out: Option<PathBuf>,
     build: bool,
     workers: Option<u16>,
+    runtime: Option<String>,
     rates: Option<Vec<f64>>,
     max: bool,
 }
@@ -63,6 +65,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         out: None,
         build: true,
         workers: None,
+        runtime: None,
         rates: None,
         max: true,
     };
@@ -122,6 +125,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .ok_or_else(|| format!("--workers: `{text}` is not a positive number"))?;
                 options.workers = Some(workers);
             }
+            "--runtime" => options.runtime = Some(value("--runtime")?),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -301,7 +305,13 @@ fn run_scenario(ctx: &Context<'_>, scenario: &Scenario) -> Result<Vec<Row>, Stri
             )
             .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
             let log = ctx.work.join(format!("gateway-{}.log", scenario.id));
-            let (gateway, address) = start_gateway(ctx.binary, &config, &log, ctx.options.workers)?;
+            let (gateway, address) = start_gateway(
+                ctx.binary,
+                &config,
+                &log,
+                ctx.options.workers,
+                ctx.options.runtime.as_deref(),
+            )?;
             endpoints.push(Endpoint {
                 target: "mirror".to_owned(),
                 address,
@@ -488,8 +498,13 @@ fn run_endpoint(
         request: request.clone(),
         rate,
         duration,
-        connections: connections(rate, latency_ms),
+        connections: if scenario.closed_loop {
+            1
+        } else {
+            connections(rate, latency_ms)
+        },
         timeout: Duration::from_secs(10),
+        closed: scenario.closed_loop,
     };
     let background = scenario.background.map(|background| {
         let body = chat_body(scenario.model, background.stream, background.prompt_bytes);
@@ -511,6 +526,7 @@ fn run_endpoint(
                 duration: options.duration,
                 connections: connections(background.rate, latency_ms),
                 timeout: Duration::from_secs(10),
+                closed: false,
             },
         )
     });
@@ -532,6 +548,22 @@ fn run_endpoint(
         ));
     }
     let mut rows = Vec::new();
+    if scenario.closed_loop {
+        // The warm-up above ran closed too; one row, as fast as one client goes.
+        for mut row in measure(
+            ctx,
+            scenario,
+            endpoint,
+            &spec(1.0, options.duration),
+            None,
+            "c=1",
+        )? {
+            row.offered = row.achieved;
+            print_row(&row);
+            rows.push(row);
+        }
+        return Ok(rows);
+    }
     for &rate in rates {
         for row in measure(
             ctx,

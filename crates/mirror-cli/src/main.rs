@@ -83,12 +83,14 @@ fn run() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(cli::ServeArgs {
-        workers: Some(workers),
-        ..
-    }) = &cli.command
-    {
-        builder.worker_threads(usize::from(*workers));
+    if let Command::Serve(args) = &cli.command {
+        if args.runtime == cli::Runtime::PerCore {
+            // The workers run their own runtimes (`serve_per_core`); this one keeps the background
+            // tasks on the main thread.
+            builder = tokio::runtime::Builder::new_current_thread();
+        } else if let Some(workers) = args.workers {
+            builder.worker_threads(usize::from(workers));
+        }
     }
     let runtime = builder
         .enable_all()

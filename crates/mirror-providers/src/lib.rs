@@ -47,6 +47,7 @@ pub use mock::Mock;
 pub use openai::{OpenAi, OpenAiPreset, OPENAI_COMPATIBLE_PRESETS};
 pub use relayed::RelayedChunk;
 pub use responses::{ResponseCall, ResponseOperation, ResponsesEventStream};
+pub use transport::pools_per_thread;
 
 /// The chunks of a streamed chat completion. Ends after the last chunk (the `[DONE]` marker is not
 /// an item); an `Err` item ends the stream. A stream cut off before `[DONE]`, whether the connection

@@ -144,6 +144,63 @@ impl DirectClients {
         let (slot, offer) = slot(lane, http2);
         self.clients[slot].get_or_init(|| direct_client(&self.tls, offer))
     }
+
+    /// Runs `f` with the client of `lane` and `http2`: the calling thread's own after
+    /// [`pools_per_thread`], else the shared one.
+    fn with<R>(
+        self: &Arc<Self>,
+        lane: Lane,
+        http2: Http2,
+        f: impl FnOnce(&DirectClient) -> R,
+    ) -> R {
+        if !PER_THREAD.get() {
+            return f(self.get(lane, http2));
+        }
+        THREAD_CLIENTS.with_borrow_mut(|tables| {
+            let index = match tables
+                .iter()
+                .position(|table| std::ptr::eq(table.owner.as_ptr(), Arc::as_ptr(self)))
+            {
+                Some(index) => index,
+                None => {
+                    // A reload built new clients: the tables of dropped ones (and their pools) go.
+                    tables.retain(|table| table.owner.strong_count() > 0);
+                    tables.push(ThreadClients {
+                        owner: Arc::downgrade(self),
+                        clients: Default::default(),
+                    });
+                    tables.len() - 1
+                }
+            };
+            let (slot, offer) = slot(lane, http2);
+            let client =
+                tables[index].clients[slot].get_or_insert_with(|| direct_client(&self.tls, offer));
+            f(client)
+        })
+    }
+}
+
+thread_local! {
+    /// Set by [`pools_per_thread`]: this thread makes its own direct clients.
+    static PER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This thread's direct clients, one table per [`DirectClients`] in use.
+    static THREAD_CLIENTS: std::cell::RefCell<Vec<ThreadClients>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One thread's clients of one [`DirectClients`] (the Weak keeps the address from being reused).
+struct ThreadClients {
+    owner: std::sync::Weak<DirectClients>,
+    clients: [Option<DirectClient>; SLOTS],
+}
+
+/// Gives the calling thread its own upstream connection pools from now on: every direct client
+/// used on it is made for it, so the connections it opens are driven by its own runtime and their
+/// answers never wake another thread. For the per-core layout, whose worker threads each run a
+/// current-thread runtime (`mirror serve --runtime per-core`): there a shared pool would hand a
+/// thread connections whose tasks live on another thread's runtime. The lanes stay apart as
+/// before; reqwest's clients (behind a proxy) stay shared.
+pub fn pools_per_thread() {
+    PER_THREAD.set(true);
 }
 
 /// Which transport to build; [`Choice::from_env`] is what `HttpClient::new` uses.
@@ -250,7 +307,6 @@ impl Transport {
     ) -> Result<Response, ProviderError> {
         match self {
             Transport::Direct(clients) => {
-                let client = clients.get(lane, http2);
                 let uri = request_uri(url, &mut headers)?;
                 // What reqwest sends by default; some servers and proxies expect an `Accept`.
                 headers
@@ -260,8 +316,8 @@ impl Transport {
                 *request.method_mut() = method;
                 *request.uri_mut() = uri;
                 *request.headers_mut() = headers;
-                let response = client
-                    .request(request)
+                let response = clients
+                    .with(lane, http2, |client| client.request(request))
                     .await
                     .map_err(|err| transport_error(Stage::Send, Box::new(err)))?;
                 let (parts, body) = response.into_parts();

@@ -58,7 +58,9 @@ pub use records::RecordConsumer;
 pub use responses::ResponsesStream;
 pub use router::{Routed, Router, RouterBuilder, SpendSnapshot};
 pub use shared::SharedStateStats;
-pub use silent::{DropReason, MirrorSnapshot, MirrorStats, SILENT_CALL_BYTES};
+pub use silent::{
+    silent_copies_stay_on_thread, DropReason, MirrorSnapshot, MirrorStats, SILENT_CALL_BYTES,
+};
 pub use stream::ChatStream;
 pub use validate::{
     apply_supported_environments, check_rate, check_size, check_values, SecondsRule,

@@ -28,6 +28,9 @@ pub(crate) struct LoadSpec {
     pub(crate) connections: usize,
     /// A response slower than this is an error and its connection is closed.
     pub(crate) timeout: Duration,
+    /// Closed loop (as `wrk -c1`): each connection sends its next request as soon as the previous
+    /// answer is read, for `duration`; `rate` is ignored and latency runs from the actual send.
+    pub(crate) closed: bool,
 }
 
 /// What a run measured. Latencies are in microseconds.
@@ -99,7 +102,11 @@ struct WorkerResult {
 
 /// Runs the load and waits for every response.
 pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
-    let total = (spec.rate * spec.duration.as_secs_f64()).round().max(1.0) as u64;
+    let total = if spec.closed {
+        u64::MAX
+    } else {
+        (spec.rate * spec.duration.as_secs_f64()).round().max(1.0) as u64
+    };
     let shared = Arc::new(Shared {
         spec: spec.clone(),
         next: AtomicU64::new(0),
@@ -142,7 +149,7 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
         let _ = handle.join();
     }
     let mut out = LoadResult {
-        scheduled: total,
+        scheduled: if spec.closed { 0 } else { total },
         ok: 0,
         errors: 0,
         missed: shared.missed.load(Ordering::Relaxed),
@@ -173,6 +180,13 @@ pub(crate) fn run(spec: &LoadSpec) -> LoadResult {
         last = last.max(result.last_send);
     }
     out.statuses.sort_unstable();
+    if spec.closed {
+        out.scheduled = out.ok + out.errors;
+        out.elapsed = last
+            .saturating_duration_since(start)
+            .max(Duration::from_millis(1));
+        return out;
+    }
     let interval = Duration::from_secs_f64(1.0 / spec.rate);
     out.elapsed = (last.saturating_duration_since(start) + interval).max(spec.duration);
     out
@@ -221,8 +235,15 @@ fn worker(shared: &Shared) -> WorkerResult {
         if ticket >= shared.total {
             break;
         }
-        let scheduled = start + Duration::from_nanos((ticket as f64 * interval_nanos) as u64);
         let now = Instant::now();
+        if spec.closed && now >= end {
+            break;
+        }
+        let scheduled = if spec.closed {
+            now
+        } else {
+            start + Duration::from_nanos((ticket as f64 * interval_nanos) as u64)
+        };
         if now > end + GRACE {
             shared.missed.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -131,6 +131,7 @@ pub(crate) fn start_gateway(
     config: &Path,
     log: &Path,
     workers: Option<u16>,
+    runtime: Option<&str>,
 ) -> Result<(Managed, SocketAddr), String> {
     let mut last_error = String::new();
     // A free port can be taken between the check and the bind: try a few.
@@ -143,6 +144,7 @@ pub(crate) fn start_gateway(
             .arg("--config")
             .arg(config)
             .args(workers.map(|n| format!("--workers={n}")))
+            .args(runtime.map(|name| format!("--runtime={name}")))
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -412,6 +412,16 @@ fn render_targets(out: &mut String, rows: &[Row]) {
             }
         }
     }
+    // S0: one client in a closed loop, what public gateway benchmarks report.
+    for (scenario, what) in [("S0", "no mirroring"), ("S0m", "100% mirrored")] {
+        if let Some((gateway, direct)) = pair(scenario, "S0d", "c=1") {
+            notes.push(format!(
+                "- One client at a time ({scenario} - S0d, closed loop, {what}): the gateway adds {:.3} ms at p50 and {:.3} ms at p99.",
+                gateway.p50 - direct.p50,
+                gateway.p99 - direct.p99
+            ));
+        }
+    }
     if let Some((gateway, direct)) = pair("S2", "S1", "1000") {
         notes.push(format!(
             "- Without mirroring (S2 - S1 at 1,000 RPS) the gateway adds {:.3} ms at p50 and {:.3} ms at p99.",

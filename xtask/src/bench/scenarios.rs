@@ -1,4 +1,4 @@
-//! The benchmark scenarios (S1 to S13): what each sends, through what, to which mocks.
+//! The benchmark scenarios (S0 to S13): what each sends, through what, to which mocks.
 
 use std::time::Duration;
 
@@ -51,6 +51,9 @@ pub(super) struct Scenario {
     pub(super) master_key: bool,
     /// A second load sent at the same time as each measured rate, reported as its own row.
     pub(super) background: Option<Background>,
+    /// One client in a closed loop (as `wrk -c1`) instead of the rates: one row labelled `c=1`,
+    /// no search for the maximum.
+    pub(super) closed_loop: bool,
 }
 
 /// A load that runs alongside the measured one (S10h's large requests, S11's invalid keys).
@@ -96,6 +99,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         prompt_bytes: 0,
         master_key: false,
         background: None,
+        closed_loop: false,
     };
     // S10: mirrored requests with long prompts; each row waits for its copies, and there is no
     // search for the maximum.
@@ -118,6 +122,27 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             ..base.clone()
         };
     vec![
+        // S0: the added latency that public gateway benchmarks report, one client at a time.
+        Scenario {
+            id: "S0d",
+            title: "one client (closed loop, c=1), direct to the mock",
+            via: Via::Direct,
+            closed_loop: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S0",
+            title: "one client (closed loop, c=1), gateway, no mirroring",
+            model: "bench-direct",
+            closed_loop: true,
+            ..base.clone()
+        },
+        Scenario {
+            id: "S0m",
+            title: "one client (closed loop, c=1), gateway, 100% mirrored",
+            closed_loop: true,
+            ..base.clone()
+        },
         Scenario {
             id: "S1",
             title: "direct to the mock",

@@ -13,5 +13,6 @@ mod responses;
 mod silent_lane;
 mod streams;
 mod support;
+mod threads;
 mod transports;
 mod versions;

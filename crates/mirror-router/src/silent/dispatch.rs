@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use futures::FutureExt as _;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::queue::{JobTicket, SilentJob};
+use super::queue::QueuedCopy;
 use crate::router::Inner;
 
 /// Runs silent copies: at most `max_in_flight` at once, each under a permit; stops at hard stop.
@@ -16,7 +16,7 @@ use crate::router::Inner;
 /// at most `queue_size` copies are queued and `max_in_flight` running, never one more.
 pub(crate) async fn dispatch_loop(
     inner: Weak<Inner>,
-    mut receiver: mpsc::Receiver<(SilentJob, JobTicket)>,
+    mut receiver: mpsc::Receiver<QueuedCopy>,
     max_in_flight: usize,
     mut hard_stop: watch::Receiver<bool>,
 ) {
@@ -33,14 +33,16 @@ pub(crate) async fn dispatch_loop(
             _ = hard_stop.wait_for(|stop| *stop) => None,
             next = receiver.recv() => next,
         };
-        let Some((job, ticket)) = next else { break };
+        let Some((job, ticket, home)) = next else {
+            break;
+        };
         let Some(inner) = inner.upgrade() else {
             // The ticket's drop counts the job as dropped at shutdown.
             drop(ticket);
             break;
         };
         let mut stop = hard_stop.clone();
-        tokio::spawn(async move {
+        let run = async move {
             let mut ticket = ticket;
             ticket.start();
             // A panicking call (a provider's bug) is a failed copy, not one dropped at shutdown;
@@ -52,7 +54,13 @@ pub(crate) async fn dispatch_loop(
                 run = run => ticket.finish(run.unwrap_or(false)),
             }
             drop(permit);
-        });
+        };
+        // A copy fired on a worker of the per-core layout runs there (see `home_runtime`); if that
+        // runtime has stopped, the task is dropped and its ticket counts the copy as dropped.
+        match home {
+            Some(home) => drop(home.spawn(run)),
+            None => drop(tokio::spawn(run)),
+        }
     }
     // Whatever is still queued is dropped (and counted) with the receiver.
     receiver.close();

@@ -39,7 +39,7 @@ use crate::RouterError;
 
 pub(crate) use self::breaker::SilentBreaker;
 pub(crate) use self::budget::MinuteBudget;
-pub use self::queue::SILENT_CALL_BYTES;
+pub use self::queue::{silent_copies_stay_on_thread, SILENT_CALL_BYTES};
 pub(crate) use self::queue::{SilentJob, SilentQueue};
 pub use self::stats::{DropReason, MirrorSnapshot, MirrorStats};
 

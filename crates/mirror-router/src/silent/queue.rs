@@ -30,6 +30,34 @@ pub(crate) struct SilentJob {
     pub(crate) group: usize,
 }
 
+/// A copy in the queue: the job, its ticket, and the runtime it runs on when not the dispatcher's.
+pub(crate) type QueuedCopy = (SilentJob, JobTicket, Option<tokio::runtime::Handle>);
+
+thread_local! {
+    /// Set by [`silent_copies_stay_on_thread`].
+    static STAY_ON_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Silent copies fired on the calling thread from now on run on its runtime (when that is a
+/// current-thread one), not where the router's dispatcher runs: for the worker threads of the
+/// gateway's per-core layout, so that a copy and its upstream connections stay on the primary's
+/// thread and the workers share the silent work. The queue, its budget and its counters are the
+/// router's as before.
+pub fn silent_copies_stay_on_thread() {
+    STAY_ON_THREAD.set(true);
+}
+
+/// Where a copy fired now runs: the caller's runtime after [`silent_copies_stay_on_thread`], else
+/// (`None`) where the dispatcher runs.
+fn home_runtime() -> Option<tokio::runtime::Handle> {
+    if !STAY_ON_THREAD.get() {
+        return None;
+    }
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
 /// Tracks one queued copy; whatever happens to it, exactly one terminal counter is bumped.
 #[derive(Debug)]
 pub(crate) struct JobTicket {
@@ -125,7 +153,7 @@ impl Drop for JobTicket {
 /// The queue side of the scheduler, held by the router.
 #[derive(Debug)]
 pub(crate) struct SilentQueue {
-    sender: mpsc::Sender<(SilentJob, JobTicket)>,
+    sender: mpsc::Sender<QueuedCopy>,
     /// The memory budget of queued and running copies together.
     max_bytes: u64,
     pub(crate) stats: Arc<MirrorStats>,
@@ -145,7 +173,7 @@ impl SilentQueue {
         capacity: usize,
         max_bytes: u64,
         enabled: bool,
-    ) -> (Self, mpsc::Receiver<(SilentJob, JobTicket)>) {
+    ) -> (Self, mpsc::Receiver<QueuedCopy>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let queue = SilentQueue {
             sender,
@@ -207,9 +235,9 @@ impl SilentQueue {
 
     /// Queues a copy without waiting: full or closed means dropped and counted.
     pub(crate) fn send(&self, job: SilentJob, ticket: JobTicket) {
-        match self.sender.try_send((job, ticket)) {
+        match self.sender.try_send((job, ticket, home_runtime())) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full((_job, mut ticket))) => {
+            Err(mpsc::error::TrySendError::Full((_job, mut ticket, _home))) => {
                 ticket.end(Outcome::Dropped(DropReason::QueueFull));
             }
             // The ticket's drop counts it as dropped at shutdown.

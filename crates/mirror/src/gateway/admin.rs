@@ -291,6 +291,21 @@ pub(crate) async fn post_reload(State(state): SharedState, headers: HeaderMap) -
 /// Reads the config file again and swaps in a router built from it; on any error the old config
 /// keeps serving and the error is logged and returned. Returns the new config version.
 pub(crate) async fn reload(state: &Arc<AppState>, who: &str) -> Result<u64, String> {
+    // In the per-core layout the new router's background tasks (its silent dispatcher, the shared
+    // state sync) belong on the background runtime, not on the worker that took the request.
+    if let Some(background) = state.background.get() {
+        if tokio::runtime::Handle::try_current().map(|h| h.id()).ok() != Some(background.id()) {
+            let (state, who) = (Arc::clone(state), who.to_owned());
+            return background
+                .spawn(async move { reload_here(&state, &who).await })
+                .await
+                .unwrap_or_else(|_| Err("the reload was cut short".to_owned()));
+        }
+    }
+    reload_here(state, who).await
+}
+
+async fn reload_here(state: &Arc<AppState>, who: &str) -> Result<u64, String> {
     let _one_at_a_time = state.reloader.lock.lock().await;
     let result = rebuild(state).await;
     match &result {

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,9 +41,18 @@ pub(crate) struct ClientStats {
     accept_errors: AtomicU64,
     header_timeouts: AtomicU64,
     closed_at_shutdown: AtomicU64,
+    /// Connections accepted by each worker of the per-core layout (unset in the shared one).
+    workers: OnceLock<Box<[AtomicU64]>>,
 }
 
 impl ClientStats {
+    /// Counts connections per worker from now on: `workers` accept loops, numbered from 0.
+    pub(crate) fn per_worker(&self, workers: usize) {
+        let _ = self
+            .workers
+            .set((0..workers).map(|_| AtomicU64::new(0)).collect());
+    }
+
     /// Counts connections cut at the shutdown deadline.
     pub(crate) fn closed_at_shutdown(&self, connections: usize) {
         self.closed_at_shutdown
@@ -66,6 +75,17 @@ impl ClientStats {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
+        }
+        if let Some(workers) = self.workers.get() {
+            let name = "mirror_worker_connections_accepted_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Client connections accepted by each worker thread (--runtime per-core).\n# TYPE {name} counter"
+            );
+            for (worker, accepted) in workers.iter().enumerate() {
+                let accepted = accepted.load(Ordering::Relaxed);
+                let _ = writeln!(out, "{name}{{worker=\"{worker}\"}} {accepted}");
+            }
         }
     }
 }
@@ -214,18 +234,41 @@ impl Body for GuardedBody {
     }
 }
 
+/// The connection limit, shared by every accept loop (one per worker in the per-core layout), and
+/// the signal that a connection closed (an accept loop backing off may try again).
+#[derive(Clone)]
+pub(crate) struct Slots {
+    permits: Arc<Semaphore>,
+    closed: Arc<Notify>,
+}
+
+impl Slots {
+    pub(crate) fn new(max_connections: usize) -> Self {
+        Slots {
+            permits: Arc::new(Semaphore::new(max_connections)),
+            closed: Arc::new(Notify::new()),
+        }
+    }
+}
+
 /// Accepts connections until `stop` turns true, then returns the open ones, which were told to
-/// finish their current request and close.
+/// finish their current request and close. `worker` is the accept loop's number in the per-core
+/// layout. The connections are served on the runtime this runs on.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn accept(
     listener: TcpListener,
     app: axum::Router,
     limits: CheckedLimits,
     budget: Arc<BodyBudget>,
     stats: Arc<ClientStats>,
+    slots: Slots,
+    worker: Option<usize>,
     mut stop: watch::Receiver<bool>,
 ) -> JoinSet<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let closed = Arc::new(Notify::new());
+    let Slots {
+        permits: slots,
+        closed,
+    } = slots;
     let mut connections = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
     let mut builder = http1::Builder::new();
@@ -237,14 +280,20 @@ pub(crate) async fn accept(
     loop {
         while connections.try_join_next().is_some() {}
         // At the limit, stop accepting: new connections wait in the kernel's backlog, and the
-        // timeouts close the idle and slow ones that hold the slots.
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_closed) => break,
-            },
-            _ = stop.wait_for(|stop| *stop) => break,
-        };
+        // timeouts close the idle and slow ones that hold the slots. With one loop per worker the
+        // slot is taken after the accept instead: a worker idle on its listener must not hold a slot
+        // that a connection queued at another worker's listener is waiting for (each accepted
+        // connection waiting for a slot is one per worker at most).
+        let mut early = None;
+        if worker.is_none() {
+            early = tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => Some(slot),
+                    Err(_closed) => break,
+                },
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+        }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => break,
@@ -252,6 +301,11 @@ pub(crate) async fn accept(
         let tcp = match accepted {
             Ok((tcp, _remote)) => {
                 backoff = Duration::from_millis(5);
+                if let (Some(worker), Some(workers)) = (worker, stats.workers.get()) {
+                    if let Some(accepted) = workers.get(worker) {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 tcp
             }
             // The peer gave up before we took it: nothing to wait for.
@@ -275,6 +329,16 @@ pub(crate) async fn accept(
                 backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 continue;
             }
+        };
+        let slot = match early {
+            Some(slot) => slot,
+            None => tokio::select! {
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_closed) => break,
+                },
+                _ = stop.wait_for(|stop| *stop) => break,
+            },
         };
         // Without TCP_NODELAY, every streamed chunk after the first waits for the client's delayed
         // ACK (40 ms on Linux); the benchmark showed it as a 42 ms stream p99.

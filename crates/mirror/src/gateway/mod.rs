@@ -23,6 +23,7 @@ mod metrics;
 mod responses;
 #[cfg(feature = "ui")]
 mod ui;
+mod workers;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,14 +41,16 @@ use mirror_logging::{
 use mirror_router::{ConfigError, MirrorSnapshot, RecordConsumer, Router};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::GatewayConfig;
 pub use auth::{check_master_key, MASTER_KEY_PATH};
 use limits::CheckedLimits;
 pub use limits::{ClientLimits, CLIENT_LIMIT_KEYS};
-use listen::{BodyBudget, ClientStats};
+use listen::{BodyBudget, ClientStats, Slots};
 use metrics::Metrics;
+pub use workers::bind_per_core;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +131,8 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     /// Client connection counters.
     pub(crate) clients: Arc<ClientStats>,
+    /// The runtime of the background tasks in the per-core layout (reloads run there).
+    pub(crate) background: std::sync::OnceLock<tokio::runtime::Handle>,
     /// The live page's window of recent records.
     #[cfg(feature = "ui")]
     pub(crate) page: Arc<ui::LivePage>,
@@ -282,6 +287,7 @@ impl Gateway {
                 bodies: Arc::new(BodyBudget::new(limits.body_bytes_in_flight)),
                 max_body_bytes: section.max_body_bytes,
                 clients: Arc::new(ClientStats::default()),
+                background: std::sync::OnceLock::new(),
                 #[cfg(feature = "ui")]
                 page,
             }),
@@ -402,16 +408,29 @@ impl Gateway {
         let (stop_tx, stop_rx) = watch::channel(false);
         let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
         self.state.loopback_only.store(loopback, Ordering::Release);
-        #[cfg(unix)]
-        let hangup = admin::reload_on_hangup(Arc::clone(&self.state));
         let accepting = tokio::spawn(listen::accept(
             listener,
             self.app(),
             self.limits,
             Arc::clone(&self.state.bodies),
             Arc::clone(&self.state.clients),
+            Slots::new(self.limits.max_connections),
+            None,
             stop_rx,
         ));
+        Ok(self.run(vec![accepting], stop_tx, shutdown).await)
+    }
+
+    /// Waits for `shutdown`, then stops the accept loops (`stop`) and drains within the deadline
+    /// (see [`Gateway::serve`]); `accepting` gives each loop's open connections once it stopped.
+    async fn run(
+        self,
+        accepting: Vec<tokio::task::JoinHandle<JoinSet<()>>>,
+        stop_tx: watch::Sender<bool>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> ShutdownReport {
+        #[cfg(unix)]
+        let hangup = admin::reload_on_hangup(Arc::clone(&self.state));
         shutdown.await;
         #[cfg(unix)]
         if let Some(hangup) = hangup {
@@ -426,29 +445,28 @@ impl Gateway {
         let drain_until = deadline - (self.shutdown_timeout / 10).min(Duration::from_secs(2));
         self.state.shutting_down.store(true, Ordering::Release);
         let _ = stop_tx.send(true);
-        let mut connections = match accepting.await {
-            Ok(connections) => connections,
-            Err(_join) => tokio::task::JoinSet::new(),
-        };
-        let drained = tokio::time::timeout_at(drain_until, async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
+        let mut connections = Vec::new();
+        for loop_ in accepting {
+            if let Ok(open) = loop_.await {
+                connections.push(open);
+            }
+        }
+        let drained = tokio::time::timeout_at(drain_until, join_all(&mut connections))
+            .await
+            .is_ok();
         let mut connections_closed = 0;
         if !drained {
-            connections_closed = connections.len();
+            connections_closed = connections.iter().map(JoinSet::len).sum();
             self.state.clients.closed_at_shutdown(connections_closed);
             // Streams end with an error event; give them a moment to write it before the
             // connections are closed.
             self.state.deadline.send_replace(true);
             let grace = (deadline - drain_until) / 4;
-            let _ = tokio::time::timeout(grace, async {
-                while connections.join_next().await.is_some() {}
-            })
-            .await;
-            connections.abort_all();
-            while connections.join_next().await.is_some() {}
+            let _ = tokio::time::timeout(grace, join_all(&mut connections)).await;
+            for open in &mut connections {
+                open.abort_all();
+            }
+            join_all(&mut connections).await;
         }
         let mirror = self
             .state
@@ -460,12 +478,12 @@ impl Gateway {
             .writer
             .shutdown(deadline.saturating_duration_since(Instant::now()))
             .await;
-        Ok(ShutdownReport {
+        ShutdownReport {
             requests_drained: drained,
             connections_closed,
             mirror,
             writer,
-        })
+        }
     }
 
     /// Binds `address` and serves until SIGINT or SIGTERM.
@@ -482,6 +500,13 @@ impl Gateway {
             })?;
         tracing::info!(address = %address, "Mirror gateway listening.");
         self.serve(listener, shutdown_signal()).await
+    }
+}
+
+/// Waits for every connection of every accept loop to end.
+async fn join_all(connections: &mut [JoinSet<()>]) {
+    for open in connections {
+        while open.join_next().await.is_some() {}
     }
 }
 
