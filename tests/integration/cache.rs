@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{client, start_upstream, RunningGateway};
+use crate::support::{client, metrics_text, start_upstream, RunningGateway};
 
 fn config(upstream: &str, cache_params: &str) -> String {
     format!(
@@ -88,14 +88,7 @@ async fn a_repeated_request_is_answered_from_the_cache_and_still_mirrored() {
     );
     assert_eq!(upstream_calls(&upstream, "echo"), 2);
 
-    let metrics = client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(url).await;
     assert!(metrics.contains("mirror_cache_hits_total 1"), "{metrics}");
     assert!(metrics.contains("mirror_cache_misses_total 2"), "{metrics}");
 
@@ -201,14 +194,7 @@ async fn embeddings_are_cached() {
 
 /// Reads one counter from a gateway's `/metrics`.
 async fn metric(base: &str, name: &str) -> u64 {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(base).await;
     text.lines()
         .find_map(|line| line.strip_prefix(&format!("{name} ")))
         .map_or(0, |value| value.parse().unwrap())

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{client, start_upstream, RunningGateway};
+use crate::support::{client, metrics_text, start_upstream, RunningGateway};
 
 /// A primary mirrored to a shadow, both on the shared fake upstream, with low client limits.
 fn config(upstream: &str, limits: &str) -> String {
@@ -176,14 +176,7 @@ async fn idle_and_half_sent_connections_cannot_lock_others_out() {
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
     assert!(answer.contains("x-mirror-call-id"), "{answer}");
     // Every cut is counted where an operator sees it.
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gateway.base).await;
     let value = |name: &str| -> u64 {
         metrics
             .lines()

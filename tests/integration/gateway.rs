@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{client, start_upstream, RunningGateway};
+use crate::support::{client, metrics_text, start_upstream, RunningGateway};
 
 fn config(upstream: &str, extra: &str) -> String {
     format!(
@@ -281,14 +281,7 @@ async fn embeddings_models_health_and_metrics() {
     }
 
     post(&gateway.base, "/v1/chat/completions", &chat_body("primary")).await;
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gateway.base).await;
     assert!(
         metrics.contains("mirror_silent_mirrored_total 1"),
         "{metrics}"
@@ -513,16 +506,7 @@ mirror_settings:
 "#,
     )
     .await;
-    let metrics = || async {
-        client()
-            .get(format!("{}/metrics", gateway.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { metrics_text(&gateway.base).await };
     let response = post(&gateway.base, "/v1/chat/completions", &chat_body("primary")).await;
     assert_eq!(response.status(), 200);
     // The first copy fails and trips the breaker (`allowed_fails: 1`).

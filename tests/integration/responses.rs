@@ -8,7 +8,7 @@ use mirror_test_support::responses::UNKNOWN_EVENT;
 use mirror_test_support::Upstream;
 use serde_json::{json, Value};
 
-use crate::support::{client, RunningGateway};
+use crate::support::{client, metrics_text, RunningGateway};
 
 const PREFIXES: [&str; 4] = [
     "/v1/responses",
@@ -402,14 +402,7 @@ async fn mcp_tools_are_answered_not_mirrored_and_counted() {
     ]});
     let response = post(&gateway.base, "/v1/responses", &body).await;
     assert_eq!(response.status(), 200);
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gateway.base).await;
     assert!(
         metrics.contains("mirror_silent_dropped_total{reason=\"mcp_tools\"} 1"),
         "{metrics}"

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::support::{client, RunningGateway};
+use crate::support::{client, metrics_text, RunningGateway};
 
 fn redis_url() -> Option<String> {
     if let Ok(url) = std::env::var("MIRROR_TEST_REDIS_URL") {
@@ -53,14 +53,7 @@ mirror_settings:
     for gateway in &gateways {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
-            let metrics = client()
-                .get(format!("{}/metrics", gateway.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let metrics = metrics_text(&gateway.base).await;
             if metrics.contains("mirror_shared_state_connected 1")
                 && !metrics.contains("mirror_shared_state_syncs_total 0\n")
             {

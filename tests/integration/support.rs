@@ -200,3 +200,15 @@ impl RunningGateway {
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
+
+/// The gateway's `/metrics` page at `base` (the gateway's URL), as text.
+pub(crate) async fn metrics_text(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use mirror_cli::report::{run, OutputFormat, ReportArgs};
 use serde_json::{json, Value};
 
-use crate::support::{client, RunningGateway};
+use crate::support::{client, metrics_text, RunningGateway};
 
 /// `gpt-4o` mirrored to `gpt-4o-mini`, whose two deployments answer differently (one echoes, one
 /// refuses), so the answers disagree on some pairs; streams give a time to first token.
@@ -103,14 +103,15 @@ fn without_intervals(edge: &Value) -> Value {
 /// Equal JSON, numbers up to how a log stores them: sums may run in another order, and times are
 /// epoch seconds in an `f64` (about 0.2 µs apart at today's dates) that serde_json reads back to
 /// within one ULP, so a latency can move by a fraction of a microsecond and, rarely, into the
-/// next bucket of the report's histograms (3 significant digits). Durations (`*_ms`) agree to a
-/// microsecond or 0.2%; everything else to 1e-9.
+/// next bucket of the report's histograms (3 significant digits). Durations (`*_ms`, and every
+/// latency and time to first token, in ms) agree to a microsecond or 0.2%; everything else to 1e-9.
 fn same(page: &Value, command: &Value, path: &str) {
     match (page, command) {
         (Value::Number(a), Value::Number(b)) => {
             let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
             let scale = a.abs().max(b.abs());
-            let tolerance = if path.contains("_ms") {
+            let duration = ["_ms", "latency", "ttft"].iter().any(|d| path.contains(d));
+            let tolerance = if duration {
                 (2e-3 * scale).max(1e-3)
             } else {
                 1e-9 * scale.max(1.0)
@@ -145,14 +146,7 @@ async fn the_page_and_mirror_report_agree_on_the_same_calls() {
     // Its shadow finishes before the first view (else it could enter the window unpaired).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = client()
-            .get(format!("{}/metrics", gateway.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&gateway.base).await;
         if metrics
             .lines()
             .any(|l| l == "mirror_silent_completed_total 1")
@@ -180,14 +174,7 @@ async fn the_page_and_mirror_report_agree_on_the_same_calls() {
     assert_eq!(live["mirroring"], true);
     assert_eq!(live["payloads"], true);
     assert_eq!(live["dropped"], 0);
-    let metrics = client()
-        .get(format!("{}/metrics", gateway.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gateway.base).await;
     assert!(
         metrics.lines().any(|l| l
             == format!(
