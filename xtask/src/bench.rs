@@ -5,138 +5,30 @@
 //! between them hold even when the machine is noisy; the absolute numbers do not travel.
 
 mod load;
+mod options;
 mod procs;
 mod report;
 mod scenarios;
+mod setup;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use load::{fetch, request_bytes, LoadResult, LoadSpec};
+use options::{parse, Options};
 use procs::{start_gateway, start_mock, Managed};
 use scenarios::{describe, scenarios, Api, Background, Scenario, Via};
+use setup::{chat_body, gateway_config, messages_body, responses_body};
 
 /// The gateway's `master_key` in the scenarios that set one (S11).
 const MASTER_KEY: &str = "sk-bench-master";
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--duration SECS] [--peer NAME=URL]... \
-[--only S1,S3,...] [--out FILE] [--no-build] [--workers N] [--runtime NAME] [--rates R1,R2,...] [--no-max]
-
-  --quick          1,000 RPS and the maximum only, short runs (under two minutes)
-  --duration SECS  seconds per measured rate (default 10; --quick 3)
-  --peer NAME=URL  also run every gateway scenario against another gateway already running on the
-                   same mock upstreams (fixed ports 18101 and 18102; see docs/benchmarks.md) and add
-                   ratio columns; MIRROR_BENCH_PEER_KEY is sent as its bearer key
-  --only LIST      run only these scenarios (the table is still written)
-  --out FILE       where to write the report (default docs/benchmarks.md)
-  --no-build       use the release binary already built
-  --workers N      start the gateway with `mirror serve --workers N` (default: one per CPU)
-  --runtime NAME   start the gateway with `mirror serve --runtime NAME` (shared, the default, or per-core)
-  --rates LIST     measure at these rates instead of 1,000 and 5,000 RPS (e.g. 50 for a slow peer)
-  --no-max         skip the search for the maximum sustainable rate";
-
 /// Fixed mock ports when a peer gateway has to find them.
 const PEER_PRIMARY_PORT: u16 = 18101;
 const PEER_SHADOW_PORT: u16 = 18102;
-
-#[derive(Debug, Clone)]
-struct Options {
-    quick: bool,
-    duration: Duration,
-    peers: Vec<(String, String)>,
-    only: Option<Vec<String>>,
-    out: Option<PathBuf>,
-    build: bool,
-    workers: Option<u16>,
-    runtime: Option<String>,
-    rates: Option<Vec<f64>>,
-    max: bool,
-}
-
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut options = Options {
-        quick: false,
-        duration: Duration::ZERO,
-        peers: Vec::new(),
-        only: None,
-        out: None,
-        build: true,
-        workers: None,
-        runtime: None,
-        rates: None,
-        max: true,
-    };
-    let mut duration = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--quick" => options.quick = true,
-            "--no-build" => options.build = false,
-            "--no-max" => options.max = false,
-            "--rates" => {
-                let text = value("--rates")?;
-                let rates = text
-                    .split(',')
-                    .map(|rate| {
-                        rate.trim()
-                            .parse()
-                            .ok()
-                            .filter(|r: &f64| r.is_finite() && *r > 0.0)
-                            .ok_or_else(|| format!("--rates: `{rate}` is not a positive number"))
-                    })
-                    .collect::<Result<Vec<f64>, String>>()?;
-                options.rates = Some(rates);
-            }
-            "--duration" => {
-                let text = value("--duration")?;
-                let secs: f64 = text
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                    .ok_or_else(|| format!("--duration: `{text}` is not a positive number"))?;
-                duration = Some(Duration::from_secs_f64(secs));
-            }
-            "--peer" => {
-                let text = value("--peer")?;
-                let (name, url) = text
-                    .split_once('=')
-                    .ok_or_else(|| format!("--peer: expected NAME=URL, got `{text}`"))?;
-                options.peers.push((name.to_owned(), url.to_owned()));
-            }
-            "--only" => {
-                let text = value("--only")?;
-                options.only = Some(text.split(',').map(|s| s.trim().to_owned()).collect());
-            }
-            "--out" => options.out = Some(PathBuf::from(value("--out")?)),
-            "--workers" => {
-                let text = value("--workers")?;
-                let workers = text
-                    .parse()
-                    .ok()
-                    .filter(|n: &u16| *n > 0)
-                    .ok_or_else(|| format!("--workers: `{text}` is not a positive number"))?;
-                options.workers = Some(workers);
-            }
-            "--runtime" => options.runtime = Some(value("--runtime")?),
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
-    }
-    options.duration = duration.unwrap_or(if options.quick {
-        Duration::from_secs(3)
-    } else {
-        Duration::from_secs(10)
-    });
-    Ok(options)
-}
 
 /// A measured rate of one scenario against one target.
 #[derive(Debug, Clone)]
@@ -301,7 +193,16 @@ fn run_scenario(ctx: &Context<'_>, scenario: &Scenario) -> Result<Vec<Row>, Stri
             let config = ctx.work.join(format!("gateway-{}.yaml", scenario.id));
             std::fs::write(
                 &config,
-                gateway_config(primary, shadow, scenario.queue, scenario.master_key),
+                gateway_config(
+                    primary,
+                    shadow,
+                    scenario.queue,
+                    scenario.master_key,
+                    ctx.options
+                        .log
+                        .then(|| ctx.work.join(format!("calls-{}.jsonl", scenario.id)))
+                        .as_deref(),
+                ),
             )
             .map_err(|err| format!("cannot write {}: {err}", config.display()))?;
             let log = ctx.work.join(format!("gateway-{}.log", scenario.id));
@@ -354,111 +255,6 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
         .and_then(|mut addresses| addresses.next())
         .ok_or_else(|| format!("--peer: cannot resolve `{host}`"))?;
     Ok((address, host.to_owned()))
-}
-
-/// The gateway configuration of a scenario: a group without mirroring, one mirrored to the shadow,
-/// and the shadow group. No call log, no retries: the gateway itself is what is measured.
-fn gateway_config(
-    primary: SocketAddr,
-    shadow: SocketAddr,
-    queue: Option<(usize, usize)>,
-    master_key: bool,
-) -> String {
-    let mut text = format!(
-        "# Written by `cargo xtask bench`.
-model_list:
-  - model_name: bench-direct
-    litellm_params:
-      model: openai/bench-primary
-      api_base: http://{primary}/v1
-      api_key: sk-bench
-  - model_name: bench-mirror
-    litellm_params:
-      model: openai/bench-primary
-      api_base: http://{primary}/v1
-      api_key: sk-bench
-      silent_model: bench-shadow
-  - model_name: bench-shadow
-    litellm_params:
-      model: openai/bench-shadow
-      api_base: http://{shadow}/v1
-      api_key: sk-bench
-  - model_name: bench-claude
-    litellm_params:
-      model: anthropic/bench-primary
-      api_base: http://{primary}
-      api_key: sk-bench
-  - model_name: bench-claude-mirror
-    litellm_params:
-      model: anthropic/bench-primary
-      api_base: http://{primary}
-      api_key: sk-bench
-      silent_model: bench-claude-shadow
-  - model_name: bench-claude-shadow
-    litellm_params:
-      model: anthropic/bench-shadow
-      api_base: http://{shadow}
-      api_key: sk-bench
-  - model_name: bench-claude-to-gpt
-    litellm_params:
-      model: anthropic/bench-primary
-      api_base: http://{primary}
-      api_key: sk-bench
-      silent_model: bench-shadow
-router_settings:
-  num_retries: 0
-mirror_settings:
-  log_file: null
-"
-    );
-    if let Some((size, in_flight)) = queue {
-        text.push_str(&format!(
-            "  silent_queue_size: {size}\n  silent_max_in_flight: {in_flight}\n"
-        ));
-    }
-    if master_key {
-        text.push_str(&format!("general_settings:\n  master_key: {MASTER_KEY}\n"));
-    }
-    text
-}
-
-/// A chat request; `prompt_bytes` above 0 pads the user message so the body is about that long
-/// (a 100k-token prompt is ~400 KB).
-fn chat_body(model: &str, stream: bool, prompt_bytes: usize) -> Vec<u8> {
-    let padding = if prompt_bytes > 0 {
-        let words = "Context line of a long document, repeated to fill the prompt. ";
-        format!(" Context: {}", words.repeat(prompt_bytes / words.len() + 1))
-    } else {
-        String::new()
-    };
-    let stream = if stream {
-        r#","stream":true,"stream_options":{"include_usage":true}"#
-    } else {
-        ""
-    };
-    format!(
-        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a helpful assistant. Answer briefly."}},{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act.{padding}"}}],"temperature":0.2,"max_tokens":64,"user":"bench-user","metadata":{{"tags":["bench"]}}{stream}}}"#
-    )
-    .into_bytes()
-}
-
-/// A Responses create of the same size as [`chat_body`]'s chat request.
-fn responses_body(model: &str, stream: bool) -> Vec<u8> {
-    let stream = if stream { r#","stream":true"# } else { "" };
-    format!(
-        r#"{{"model":"{model}","instructions":"You are a helpful assistant. Answer briefly.","input":[{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act."}}],"temperature":0.2,"max_output_tokens":64,"user":"bench-user","litellm_metadata":{{"tags":["bench"]}}{stream}}}"#
-    )
-    .into_bytes()
-}
-
-/// The Messages API request of the streamed Messages scenarios: as [`chat_body`], in Anthropic's
-/// shape.
-fn messages_body(model: &str, stream: bool) -> Vec<u8> {
-    let stream = if stream { r#","stream":true"# } else { "" };
-    format!(
-        r#"{{"model":"{model}","max_tokens":64,"system":"You are a helpful assistant. Answer briefly.","messages":[{{"role":"user","content":"Summarise the plot of Hamlet in two sentences, without spoilers for the last act."}}],"temperature":0.2,"metadata":{{"user_id":"bench-user"}}{stream}}}"#
-    )
-    .into_bytes()
 }
 
 /// Connections (load threads) for a rate: enough for the expected concurrency several times over.
