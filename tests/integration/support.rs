@@ -101,21 +101,14 @@ impl RunningGateway {
         if address.ip().is_unspecified() {
             address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        Self::running(address, log, |stopped| async move {
             gateway
                 .serve(listener, async move {
                     let _ = stopped.await;
                 })
                 .await
                 .unwrap()
-        });
-        RunningGateway {
-            base: format!("http://{address}"),
-            log,
-            stop: Some(stop),
-            task,
-        }
+        })
     }
 
     /// Starts a gateway on `yaml` in the per-core layout: `workers` threads, each with its own
@@ -129,20 +122,32 @@ impl RunningGateway {
         let workers = std::num::NonZeroUsize::new(workers).unwrap();
         let listeners = mirror::gateway::bind_per_core("127.0.0.1:0", workers).unwrap();
         let address = listeners[0].local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        Self::running(address, log, |stopped| async move {
             gateway
                 .serve_per_core(listeners, async move {
                     let _ = stopped.await;
                 })
                 .await
                 .unwrap()
-        });
+        })
+    }
+
+    /// A gateway at `address` served by the future `serve` makes, which must end once the
+    /// receiver it is given resolves (`stop` sends on it).
+    fn running<F>(
+        address: SocketAddr,
+        log: PathBuf,
+        serve: impl FnOnce(oneshot::Receiver<()>) -> F,
+    ) -> Self
+    where
+        F: std::future::Future<Output = ShutdownReport> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
         RunningGateway {
             base: format!("http://{address}"),
             log,
             stop: Some(stop),
-            task,
+            task: tokio::spawn(serve(stopped)),
         }
     }
 
