@@ -6,12 +6,14 @@
 // A failure in a helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::exchange;
 use serde_json::{json, Value};
 
 const MIRROR: &str = env!("CARGO_BIN_EXE_mirror");
@@ -115,38 +117,6 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Sends `request` on `connection` and reads one response (status, body); `None` when the
-/// connection closed first.
-fn exchange(connection: &mut TcpStream, request: &str) -> Option<(u16, String)> {
-    connection
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    connection.write_all(request.as_bytes()).ok()?;
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 16384];
-    loop {
-        let n = connection.read(&mut buffer).ok()?;
-        if n == 0 {
-            return None;
-        }
-        received.extend_from_slice(&buffer[..n]);
-        let text = String::from_utf8_lossy(&received).into_owned();
-        let Some(end) = text.find("\r\n\r\n") else {
-            continue;
-        };
-        let head = text[..end].to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or(0);
-        if received.len() >= end + 4 + length {
-            let status = head.split(' ').nth(1)?.parse().ok()?;
-            return Some((status, text[end + 4..end + 4 + length].to_owned()));
-        }
     }
 }
 

@@ -5,11 +5,14 @@
 // A failure in a helper is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::exchange;
 
 const MIRROR: &str = env!("CARGO_BIN_EXE_mirror");
 
@@ -113,33 +116,7 @@ impl Served {
 
     fn send(&self, request: &str) -> Option<(u16, String)> {
         let mut connection = TcpStream::connect(&self.address).ok()?;
-        connection
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .ok()?;
-        connection.write_all(request.as_bytes()).ok()?;
-        let mut received = Vec::new();
-        let mut buffer = [0u8; 16384];
-        loop {
-            let n = connection.read(&mut buffer).ok()?;
-            if n == 0 {
-                return None;
-            }
-            received.extend_from_slice(&buffer[..n]);
-            let text = String::from_utf8_lossy(&received).into_owned();
-            let Some(end) = text.find("\r\n\r\n") else {
-                continue;
-            };
-            let head = text[..end].to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .and_then(|value| value.trim().parse().ok())
-                .unwrap_or(0);
-            if received.len() >= end + 4 + length {
-                let status = head.split(' ').nth(1)?.parse().ok()?;
-                return Some((status, text[end + 4..end + 4 + length].to_owned()));
-            }
-        }
+        exchange(&mut connection, request)
     }
 
     fn models(&self) -> String {
