@@ -261,21 +261,6 @@ async fn the_page_is_behind_the_master_key_and_never_asks_for_it_in_a_url() {
     gateway.stop().await;
 }
 
-/// Headless Chromium, or why not.
-fn chromium() -> Option<String> {
-    if std::env::var("MIRROR_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
-        return None;
-    }
-    match std::env::var("MIRROR_TEST_CHROMIUM") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => panic!(
-            "MIRROR_TEST_CHROMIUM is not set: the live page test needs headless Chromium. \
-             Install it with `apt-get install -y chromium` (or run `.ci/setup.sh`, which does) and \
-             set MIRROR_TEST_CHROMIUM=/usr/bin/chromium; set MIRROR_SKIP_BROWSER_TESTS=1 to skip on purpose."
-        ),
-    }
-}
-
 /// Loads `url` in headless Chromium, lets its script run for `budget_ms` of virtual time, and
 /// returns the DOM (and writes a screenshot when asked).
 fn browse(
@@ -319,7 +304,7 @@ fn browse(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_renders_in_headless_chromium_and_shows_a_call_within_seconds() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = mirror_test_support::chromium("the live page test") else {
         eprintln!("MIRROR_SKIP_BROWSER_TESTS=1: not rendering the live page.");
         return;
     };
@@ -602,7 +587,7 @@ async fn settings_until(base: &str, key: &str, done: impl Fn(&Value) -> bool) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_logs_in_and_its_buttons_steer_the_mirror_through_the_admin_api() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = mirror_test_support::chromium("the live page test") else {
         eprintln!("MIRROR_SKIP_BROWSER_TESTS=1: not clicking the live page.");
         return;
     };

@@ -389,24 +389,9 @@ async fn html_is_self_contained() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Headless Chromium, or why not.
-fn chromium() -> Option<String> {
-    if std::env::var("MIRROR_SKIP_BROWSER_TESTS").as_deref() == Ok("1") {
-        return None;
-    }
-    match std::env::var("MIRROR_TEST_CHROMIUM") {
-        Ok(path) if !path.is_empty() => Some(path),
-        _ => panic!(
-            "MIRROR_TEST_CHROMIUM is not set: the HTML report test needs headless Chromium. \
-             Install it with `apt-get install -y chromium` (or run `.ci/setup.sh`, which does) and \
-             set MIRROR_TEST_CHROMIUM=/usr/bin/chromium; set MIRROR_SKIP_BROWSER_TESTS=1 to skip on purpose."
-        ),
-    }
-}
-
 #[tokio::test]
 async fn html_renders_in_headless_chromium_without_script_errors() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = mirror_test_support::chromium("the HTML report test") else {
         eprintln!("MIRROR_SKIP_BROWSER_TESTS=1: not rendering the HTML report.");
         return;
     };
