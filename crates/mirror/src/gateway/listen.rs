@@ -251,6 +251,17 @@ impl Slots {
     }
 }
 
+/// A connection slot, once one is free; `None` when the gateway stops first (or the limit is closed).
+async fn take_slot(
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        slot = Arc::clone(slots).acquire_owned() => slot.ok(),
+        _ = stop.wait_for(|stop| *stop) => None,
+    }
+}
+
 /// Accepts connections until `stop` turns true, then returns the open ones, which were told to
 /// finish their current request and close. `worker` is the accept loop's number in the per-core
 /// layout. The connections are served on the runtime this runs on.
@@ -286,13 +297,10 @@ pub(crate) async fn accept(
         // connection waiting for a slot is one per worker at most).
         let mut early = None;
         if worker.is_none() {
-            early = tokio::select! {
-                slot = Arc::clone(&slots).acquire_owned() => match slot {
-                    Ok(slot) => Some(slot),
-                    Err(_closed) => break,
-                },
-                _ = stop.wait_for(|stop| *stop) => break,
+            let Some(slot) = take_slot(&slots, &mut stop).await else {
+                break;
             };
+            early = Some(slot);
         }
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -332,12 +340,9 @@ pub(crate) async fn accept(
         };
         let slot = match early {
             Some(slot) => slot,
-            None => tokio::select! {
-                slot = Arc::clone(&slots).acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_closed) => break,
-                },
-                _ = stop.wait_for(|stop| *stop) => break,
+            None => match take_slot(&slots, &mut stop).await {
+                Some(slot) => slot,
+                None => break,
             },
         };
         // Without TCP_NODELAY, every streamed chunk after the first waits for the client's delayed
